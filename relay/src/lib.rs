@@ -1,0 +1,1 @@
+//! geosteer regional STUN/TURN relay (see issue: relay).
