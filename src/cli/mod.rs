@@ -1,0 +1,71 @@
+//! Command-line interface: one module per subcommand.
+
+mod check;
+mod demo;
+mod explain;
+mod geoip;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::LogFormat;
+
+/// geosteer: steering DNS for a global TURN service.
+#[derive(Debug, Parser)]
+#[command(name = "geosteer", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the steering DNS server.
+    Serve {
+        /// TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the local multi-region demo on bundled defaults.
+    Demo(demo::DemoArgs),
+    /// Validate a configuration, its zone files and GeoIP database, then exit.
+    Check {
+        /// TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Show how a client address is located and steered.
+    Explain(explain::ExplainArgs),
+    /// GeoIP database tools.
+    Geoip {
+        #[command(subcommand)]
+        command: geoip::GeoipCommand,
+    },
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Serve { config } => serve::run(&config),
+        Command::Demo(args) => demo::run(args),
+        Command::Check { config } => check::run(&config),
+        Command::Explain(args) => explain::run(args),
+        Command::Geoip { command } => geoip::run(command),
+    }
+}
+
+/// Installs the tracing subscriber (text or JSON, filter from `RUST_LOG` or the config).
+pub(crate) fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => b.json().try_init(),
+        LogFormat::Text => b.try_init(),
+    };
+}

@@ -1,0 +1,264 @@
+//! The TOML schema. Field docs double as the configuration reference.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Listener and performance settings.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// The GeoIP database.
+    pub geoip: GeoipConfig,
+    /// Defaults for steering.
+    #[serde(default)]
+    pub steering: SteeringConfig,
+    /// Regions by name.
+    pub regions: BTreeMap<String, RegionConfig>,
+    /// Pools of relay members by name.
+    pub pools: BTreeMap<String, PoolConfig>,
+    /// Location overrides, checked before distance.
+    #[serde(default)]
+    pub overrides: Vec<OverrideConfig>,
+    /// Authoritative zones.
+    pub zones: Vec<ZoneConfig>,
+}
+
+/// DNS listener settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Addresses to serve DNS on, UDP and TCP.
+    pub listen: Vec<SocketAddr>,
+    /// UDP worker threads per address (each with its own SO_REUSEPORT socket); 0 = one per CPU.
+    pub udp_workers: usize,
+    /// Largest UDP response we send, whatever the client's EDNS buffer (RFC 9715 advice: 1232).
+    pub max_udp_payload: u16,
+    /// Idle timeout of a TCP connection, seconds.
+    pub tcp_timeout_secs: u64,
+    /// Maximum number of cached pre-encoded answers.
+    pub cache_entries: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 5353))],
+            udp_workers: 0,
+            max_udp_payload: 1232,
+            tcp_timeout_secs: 10,
+            cache_entries: 200_000,
+        }
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `geosteer=debug`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Where the MaxMind-format database lives.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeoipConfig {
+    /// Path to a `.mmdb` file (City or Country layout), relative to the config file.
+    pub database: PathBuf,
+}
+
+/// Steering defaults; each steered name may override answer count and TTL.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SteeringConfig {
+    /// Region order for clients the database cannot place (private, unknown).
+    /// Regions not listed follow in configuration order.
+    pub default_regions: Vec<String>,
+    /// Addresses per answer, all from one region.
+    pub answer_count: usize,
+    /// TTL of steered answers, seconds.
+    pub ttl: u32,
+    /// Privacy cap on the IPv4 ECS source prefix we use (RFC 7871 §11.1 advises 24).
+    pub ecs_max_prefix_v4: u8,
+    /// Privacy cap on the IPv6 ECS source prefix we use (RFC 7871 §11.1 advises 56).
+    pub ecs_max_prefix_v6: u8,
+    /// What to answer when no member of a pool is usable.
+    pub all_down: AllDownPolicy,
+}
+
+impl Default for SteeringConfig {
+    fn default() -> Self {
+        Self {
+            default_regions: Vec::new(),
+            answer_count: 2,
+            ttl: 30,
+            ecs_max_prefix_v4: 24,
+            ecs_max_prefix_v6: 56,
+            all_down: AllDownPolicy::FailOpen,
+        }
+    }
+}
+
+/// A region: where its relays are.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionConfig {
+    /// Latitude in degrees, −90..90.
+    pub latitude: f64,
+    /// Longitude in degrees, −180..180.
+    pub longitude: f64,
+    /// Free text shown in `explain` and the API.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// A pool: the members a steered name answers with.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// The relays.
+    pub members: Vec<MemberConfig>,
+}
+
+/// One relay.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberConfig {
+    /// A DNS label, unique in the pool; also the SRV target `<name>.<steered name>`.
+    pub name: String,
+    /// Region name.
+    pub region: String,
+    /// IPv4 and/or IPv6 addresses handed out.
+    pub addresses: Vec<IpAddr>,
+    /// Relative weight within the region (1..=65535).
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Only used when no primary member anywhere is usable.
+    #[serde(default)]
+    pub backup: bool,
+    /// Health endpoint (used by the health prober).
+    #[serde(default)]
+    pub health_url: Option<String>,
+}
+
+fn default_weight() -> u32 {
+    100
+}
+
+/// A location override: clients matching `cidr`, `country` or `continent`
+/// (exactly one) are steered by `regions` in that order.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverrideConfig {
+    /// Client network.
+    #[serde(default)]
+    pub cidr: Option<IpNet>,
+    /// ISO 3166-1 alpha-2 country code.
+    #[serde(default)]
+    pub country: Option<String>,
+    /// Continent code: AF AN AS EU NA OC SA.
+    #[serde(default)]
+    pub continent: Option<String>,
+    /// Preferred regions, first is best; others follow by distance.
+    pub regions: Vec<String>,
+}
+
+/// One authoritative zone.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneConfig {
+    /// The zone apex, e.g. `example.com`.
+    pub origin: String,
+    /// RFC 1035 master file with the static records, relative to the config file.
+    pub file: PathBuf,
+    /// Names in this zone answered by steering.
+    #[serde(default)]
+    pub steered: Vec<SteeredConfig>,
+}
+
+/// A steered name: `turn.<zone>` (or `@` for the apex) with its SRV names.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SteeredConfig {
+    /// Relative name (`turn`) or `@` for the zone apex.
+    pub name: String,
+    /// Pool to answer from.
+    pub pool: String,
+    /// TTL, seconds (default `steering.ttl`).
+    #[serde(default)]
+    pub ttl: Option<u32>,
+    /// Addresses per answer (default `steering.answer_count`).
+    #[serde(default)]
+    pub answer_count: Option<usize>,
+    /// SRV services under the name; default `_turn._udp` 3478, `_turn._tcp` 3478, `_turns._tcp` 5349.
+    #[serde(default = "default_srv")]
+    pub srv: Vec<SrvConfig>,
+}
+
+/// An SRV service label pair and port.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SrvConfig {
+    /// `_service._proto`, e.g. `_turn._udp`.
+    pub service: String,
+    /// Port the relays listen on for it.
+    pub port: u16,
+}
+
+fn default_srv() -> Vec<SrvConfig> {
+    [
+        ("_turn._udp", 3478),
+        ("_turn._tcp", 3478),
+        ("_turns._tcp", 5349),
+    ]
+    .into_iter()
+    .map(|(s, p)| SrvConfig {
+        service: s.into(),
+        port: p,
+    })
+    .collect()
+}
+
+/// What to answer when no member of a pool is usable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AllDownPolicy {
+    /// Answer as if every member were healthy (Route 53, gdnsd behaviour).
+    #[default]
+    FailOpen,
+    /// Answer SERVFAIL.
+    Servfail,
+    /// Answer with the backup members even if they are down.
+    BackupOnly,
+}

@@ -1,0 +1,261 @@
+//! Semantic checks over a parsed [`ConfigFile`], collecting every problem.
+
+use std::collections::HashSet;
+
+use super::{ConfigErrors, ConfigFile};
+
+const CONTINENTS: [&str; 7] = ["AF", "AN", "AS", "EU", "NA", "OC", "SA"];
+
+/// Checks everything that can be checked without reading other files.
+pub(super) fn validate(c: &ConfigFile) -> Result<(), ConfigErrors> {
+    let mut e = ConfigErrors::default();
+    server(c, &mut e);
+    if c.log.level.trim().is_empty() {
+        e.push("log.level", "must not be empty");
+    }
+    steering(c, &mut e);
+    regions(c, &mut e);
+    pools(c, &mut e);
+    overrides(c, &mut e);
+    zones(c, &mut e);
+    e.into_result()
+}
+
+fn server(c: &ConfigFile, e: &mut ConfigErrors) {
+    if c.server.listen.is_empty() {
+        e.push("server.listen", "needs at least one address");
+    }
+    let mut seen = HashSet::new();
+    for (i, a) in c.server.listen.iter().enumerate() {
+        if !seen.insert(a) {
+            e.push(
+                format!("server.listen[{i}]"),
+                format!("{a} is listed twice"),
+            );
+        }
+    }
+    if !(512..=4096).contains(&c.server.max_udp_payload) {
+        e.push("server.max_udp_payload", "must be within 512..=4096");
+    }
+    if c.server.udp_workers > 256 {
+        e.push("server.udp_workers", "must be at most 256");
+    }
+    if c.server.tcp_timeout_secs == 0 {
+        e.push("server.tcp_timeout_secs", "must be > 0");
+    }
+}
+
+fn steering(c: &ConfigFile, e: &mut ConfigErrors) {
+    let s = &c.steering;
+    for (i, r) in s.default_regions.iter().enumerate() {
+        if !c.regions.contains_key(r) {
+            e.push(
+                format!("steering.default_regions[{i}]"),
+                format!("unknown region {r:?}"),
+            );
+        }
+    }
+    check_count("steering.answer_count", s.answer_count, e);
+    check_ttl("steering.ttl", s.ttl, e);
+    if !(1..=32).contains(&s.ecs_max_prefix_v4) {
+        e.push("steering.ecs_max_prefix_v4", "must be within 1..=32");
+    }
+    if !(1..=128).contains(&s.ecs_max_prefix_v6) {
+        e.push("steering.ecs_max_prefix_v6", "must be within 1..=128");
+    }
+}
+
+fn check_count(path: &str, n: usize, e: &mut ConfigErrors) {
+    if !(1..=8).contains(&n) {
+        e.push(path, "must be within 1..=8");
+    }
+}
+
+fn check_ttl(path: &str, ttl: u32, e: &mut ConfigErrors) {
+    if ttl > 86_400 {
+        e.push(path, "must be at most 86400 seconds");
+    }
+}
+
+fn regions(c: &ConfigFile, e: &mut ConfigErrors) {
+    if c.regions.is_empty() {
+        e.push("regions", "needs at least one region");
+    }
+    for (name, r) in &c.regions {
+        let p = format!("regions.{name}");
+        if !is_label(name) {
+            e.push(&p, "name must be a DNS label (letters, digits, '-')");
+        }
+        if !(-90.0..=90.0).contains(&r.latitude) {
+            e.push(format!("{p}.latitude"), "must be within -90..=90");
+        }
+        if !(-180.0..=180.0).contains(&r.longitude) {
+            e.push(format!("{p}.longitude"), "must be within -180..=180");
+        }
+    }
+}
+
+fn pools(c: &ConfigFile, e: &mut ConfigErrors) {
+    for (pname, pool) in &c.pools {
+        let pp = format!("pools.{pname}");
+        if pool.members.is_empty() {
+            e.push(format!("{pp}.members"), "needs at least one member");
+        }
+        let mut names = HashSet::new();
+        for (i, m) in pool.members.iter().enumerate() {
+            let mp = format!("{pp}.members[{i}]");
+            if !is_label(&m.name) {
+                e.push(
+                    format!("{mp}.name"),
+                    "must be a DNS label (letters, digits, '-')",
+                );
+            } else if !names.insert(m.name.to_ascii_lowercase()) {
+                e.push(
+                    format!("{mp}.name"),
+                    format!("{:?} is used twice in the pool", m.name),
+                );
+            }
+            if !c.regions.contains_key(&m.region) {
+                e.push(
+                    format!("{mp}.region"),
+                    format!("unknown region {:?}", m.region),
+                );
+            }
+            if m.addresses.is_empty() {
+                e.push(format!("{mp}.addresses"), "needs at least one address");
+            }
+            for (j, a) in m.addresses.iter().enumerate() {
+                if a.is_unspecified() || a.is_multicast() {
+                    e.push(
+                        format!("{mp}.addresses[{j}]"),
+                        format!("{a} is not a usable unicast address"),
+                    );
+                }
+            }
+            if !(1..=65_535).contains(&m.weight) {
+                e.push(format!("{mp}.weight"), "must be within 1..=65535");
+            }
+            if let Some(u) = &m.health_url {
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    e.push(
+                        format!("{mp}.health_url"),
+                        "must be an http:// or https:// URL",
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn overrides(c: &ConfigFile, e: &mut ConfigErrors) {
+    for (i, o) in c.overrides.iter().enumerate() {
+        let p = format!("overrides[{i}]");
+        let set = [o.cidr.is_some(), o.country.is_some(), o.continent.is_some()];
+        if set.iter().filter(|&&b| b).count() != 1 {
+            e.push(&p, "needs exactly one of cidr, country, continent");
+        }
+        if let Some(cidr) = o.cidr {
+            if cidr.trunc() != cidr {
+                e.push(
+                    format!("{p}.cidr"),
+                    format!("{cidr} has host bits set (did you mean {}?)", cidr.trunc()),
+                );
+            }
+        }
+        if let Some(cc) = &o.country {
+            if cc.len() != 2 || !cc.bytes().all(|b| b.is_ascii_uppercase()) {
+                e.push(
+                    format!("{p}.country"),
+                    "must be an ISO 3166-1 alpha-2 code like \"DE\"",
+                );
+            }
+        }
+        if let Some(ct) = &o.continent {
+            if !CONTINENTS.contains(&ct.as_str()) {
+                e.push(
+                    format!("{p}.continent"),
+                    "must be one of AF AN AS EU NA OC SA",
+                );
+            }
+        }
+        if o.regions.is_empty() {
+            e.push(format!("{p}.regions"), "needs at least one region");
+        }
+        for (j, r) in o.regions.iter().enumerate() {
+            if !c.regions.contains_key(r) {
+                e.push(format!("{p}.regions[{j}]"), format!("unknown region {r:?}"));
+            }
+        }
+    }
+}
+
+fn zones(c: &ConfigFile, e: &mut ConfigErrors) {
+    if c.zones.is_empty() {
+        e.push("zones", "needs at least one zone");
+    }
+    let mut origins = HashSet::new();
+    for (i, z) in c.zones.iter().enumerate() {
+        let zp = format!("zones[{i}]");
+        let origin = z.origin.trim_end_matches('.').to_ascii_lowercase();
+        if origin.is_empty() || !origin.split('.').all(is_label) {
+            e.push(
+                format!("{zp}.origin"),
+                format!("{:?} is not a valid domain name", z.origin),
+            );
+        } else if !origins.insert(origin) {
+            e.push(
+                format!("{zp}.origin"),
+                format!("zone {:?} is configured twice", z.origin),
+            );
+        }
+        let mut names = HashSet::new();
+        for (j, s) in z.steered.iter().enumerate() {
+            let sp = format!("{zp}.steered[{j}]");
+            if s.name != "@" && !s.name.split('.').all(is_label) {
+                e.push(
+                    format!("{sp}.name"),
+                    "must be a relative name like \"turn\" or \"@\"",
+                );
+            } else if !names.insert(s.name.to_ascii_lowercase()) {
+                e.push(
+                    format!("{sp}.name"),
+                    format!("{:?} is steered twice", s.name),
+                );
+            }
+            if !c.pools.contains_key(&s.pool) {
+                e.push(format!("{sp}.pool"), format!("unknown pool {:?}", s.pool));
+            }
+            if let Some(ttl) = s.ttl {
+                check_ttl(&format!("{sp}.ttl"), ttl, e);
+            }
+            if let Some(n) = s.answer_count {
+                check_count(&format!("{sp}.answer_count"), n, e);
+            }
+            for (k, srv) in s.srv.iter().enumerate() {
+                let labels: Vec<&str> = srv.service.split('.').collect();
+                let ok = labels.len() == 2
+                    && labels
+                        .iter()
+                        .all(|l| l.len() > 1 && l.starts_with('_') && is_label(&l[1..]));
+                if !ok {
+                    e.push(
+                        format!("{sp}.srv[{k}].service"),
+                        "must look like \"_turn._udp\"",
+                    );
+                }
+                if srv.port == 0 {
+                    e.push(format!("{sp}.srv[{k}].port"), "must be > 0");
+                }
+            }
+        }
+    }
+}
+
+/// A DNS label of letters, digits and inner hyphens (RFC 1123).
+pub(crate) fn is_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}

@@ -1,0 +1,78 @@
+//! The answer cache: pre-encoded responses keyed by what decides them.
+
+use std::sync::Arc;
+
+use moka::sync::Cache;
+
+use super::client::CellKind;
+use super::encode::Template;
+
+/// What decides an answer: the name, the type, the EDNS shape (none, EDNS,
+/// EDNS+DO) and — for steered answers — the client's decision cell, plus the
+/// subnet hash when the choice within a region depends on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    /// Name id from the serving snapshot.
+    pub name: u32,
+    /// Query type.
+    pub qtype: u16,
+    /// 0 = no EDNS, 1 = EDNS, 2 = EDNS with DO.
+    pub edns: u8,
+    /// Decision cell for steered answers.
+    pub cell: Option<(CellKind, u32)>,
+    /// Client subnet hash, when the answer depends on it (else 0).
+    pub bucket: u64,
+}
+
+/// A cached response and the snapshots it was built from.
+#[derive(Debug)]
+pub struct Cached {
+    /// (serve-state generation, health epoch) it is valid for.
+    pub generation: (u64, u64),
+    /// Its response code (for metrics on hits).
+    pub rcode: u16,
+    /// The encoded response.
+    pub template: Template,
+}
+
+/// A bounded concurrent cache (moka, TinyLFU admission).
+pub struct AnswerCache {
+    inner: Cache<CacheKey, Arc<Cached>, ahash::RandomState>,
+}
+
+impl AnswerCache {
+    /// A cache holding at most `capacity` answers.
+    pub fn new(capacity: u64) -> Self {
+        Self {
+            inner: Cache::builder()
+                .max_capacity(capacity)
+                .build_with_hasher(ahash::RandomState::new()),
+        }
+    }
+
+    /// Looks an answer up.
+    #[inline]
+    pub fn get(&self, k: &CacheKey) -> Option<Arc<Cached>> {
+        self.inner.get(k)
+    }
+
+    /// Stores an answer.
+    pub fn insert(&self, k: CacheKey, v: Arc<Cached>) {
+        self.inner.insert(k, v);
+    }
+
+    /// Drops every entry (after a snapshot change).
+    pub fn clear(&self) {
+        self.inner.invalidate_all();
+    }
+
+    /// Number of entries (approximate).
+    pub fn len(&self) -> u64 {
+        self.inner.entry_count()
+    }
+
+    /// Whether the cache is empty (approximate).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

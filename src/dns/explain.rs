@@ -1,0 +1,157 @@
+//! `explain`: why a client gets the answer it gets. Runs the server's own
+//! pipeline for a synthetic ECS query, so it cannot drift from what the
+//! server does.
+
+use std::net::IpAddr;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RData;
+use serde::Serialize;
+
+use super::client::{CellKind, Client};
+use super::engine::{self, Dependence};
+use super::state::ServeState;
+use super::wire::{parse_query, Ecs};
+use crate::geo::Location;
+use crate::health::HealthSnapshot;
+use crate::steer::Outcome;
+
+/// The explanation for one client address and steered name.
+#[derive(Debug, Serialize)]
+pub struct Explanation {
+    /// The address asked about.
+    pub ip: IpAddr,
+    /// The subnet steering used (after the privacy cap).
+    pub subnet: String,
+    /// The steered name.
+    pub name: String,
+    /// What the GeoIP database says.
+    pub geoip: Option<Location>,
+    /// The deciding network (GeoIP network or override CIDR).
+    pub network: String,
+    /// `geoip`, `override` or `unknown`.
+    pub decided_by: &'static str,
+    /// Regions best first.
+    pub ranking: Vec<RankedOut>,
+    /// How the decision went.
+    pub outcome: Option<Outcome>,
+    /// Region answering.
+    pub region: Option<String>,
+    /// Members answering.
+    pub members: Vec<String>,
+    /// The A/AAAA records that would be sent.
+    pub answer: Vec<String>,
+    /// Response code.
+    pub rcode: String,
+    /// ECS SCOPE PREFIX-LENGTH that would be returned.
+    pub ecs_scope: u8,
+    /// TTL of the answer.
+    pub ttl: Option<u32>,
+}
+
+/// One ranked region.
+#[derive(Debug, Serialize)]
+pub struct RankedOut {
+    /// Region name.
+    pub region: String,
+    /// Distance, km.
+    pub distance_km: Option<f64>,
+    /// Placed by an override.
+    pub by_override: bool,
+}
+
+/// Explains the answer for `ip` on steered name number `steered` (A for
+/// IPv4 clients, AAAA for IPv6).
+pub fn explain(
+    st: &ServeState,
+    health: &HealthSnapshot,
+    ip: IpAddr,
+    steered: usize,
+) -> Result<Explanation, String> {
+    let s = st
+        .steered
+        .get(steered)
+        .ok_or("no steered name configured")?;
+    let ip = ip.to_canonical();
+    let (bits, qtype): (u8, u16) = if ip.is_ipv4() { (32, 1) } else { (128, 28) };
+    // Build the query a resolver would send for this client.
+    let mut pkt = vec![0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1];
+    pkt.extend_from_slice(&super::state::wire_name(&s.name));
+    pkt.extend_from_slice(&qtype.to_be_bytes());
+    pkt.extend_from_slice(&[0, 1]);
+    let mut ecs = Vec::new();
+    super::wire::write_ecs(
+        &mut ecs,
+        &Ecs {
+            addr: ip,
+            source: bits,
+        },
+        0,
+    );
+    pkt.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0]);
+    pkt.extend_from_slice(&(ecs.len() as u16).to_be_bytes());
+    pkt.extend_from_slice(&ecs);
+    let q = parse_query(&pkt).map_err(|e| format!("internal: {e:?}"))?;
+    let client = Client::new(st, &q, ip);
+    let cell = client.cell(st);
+    let r = engine::respond(st, health, &q, &client);
+    let network = match cell.kind {
+        CellKind::Override => st
+            .steering
+            .cidr_override(client.addr)
+            .map(|(_, n)| n.to_string())
+            .unwrap_or_default(),
+        _ => st.geo.lookup(client.addr).network.to_string(),
+    };
+    let d = r.decision.as_ref();
+    let region_name = |r: u16| st.steering.regions[r as usize].name.clone();
+    Ok(Explanation {
+        ip,
+        subnet: format!("{}/{}", client.addr, client.prefix),
+        name: s.name.to_string(),
+        geoip: client.location(st),
+        network,
+        decided_by: match cell.kind {
+            CellKind::Override => "override",
+            CellKind::Geo => "geoip",
+            CellKind::Unknown => "unknown",
+        },
+        ranking: d
+            .map(|d| {
+                d.ranking
+                    .iter()
+                    .map(|x| RankedOut {
+                        region: region_name(x.region),
+                        distance_km: x.distance_km.map(|k| k.round()),
+                        by_override: x.by_override,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        outcome: d.map(|d| d.outcome),
+        region: d.and_then(|d| d.region).map(region_name),
+        members: d
+            .map(|d| {
+                d.members
+                    .iter()
+                    .map(|&m| st.steering.members[m as usize].name.clone())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        answer: r
+            .answers
+            .iter()
+            .filter_map(|rec| match &rec.data {
+                RData::A(a) => Some(a.to_string()),
+                RData::AAAA(a) => Some(a.to_string()),
+                _ => None,
+            })
+            .collect(),
+        rcode: ResponseCode::from((r.rcode >> 4) as u8, (r.rcode & 0xF) as u8).to_string(),
+        ecs_scope: client.scope(
+            r.dependence,
+            (r.dependence != Dependence::None).then_some(cell),
+        ),
+        ttl: r.answers.first().map(|a| a.ttl),
+    })
+}

@@ -1,0 +1,261 @@
+//! The query pipeline shared by every transport: parse, locate, look in the
+//! answer cache, on a miss run the engine and encode, then finish the bytes
+//! for this query.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+
+use super::cache::{AnswerCache, CacheKey, Cached};
+use super::client::{Cell, Client};
+use super::encode::{encode, finish, header_only, OptOut, Template};
+use super::engine::{self, Dependence, Response};
+use super::metrics::Metrics;
+use super::state::{NameKind, ServeState};
+use super::wire::{parse_query, Query, WireError};
+use crate::health::HealthSnapshot;
+
+/// Largest DNS message over TCP.
+pub const TCP_LIMIT: usize = 65_535;
+
+/// Everything the transports share: the current snapshots, the answer cache
+/// and the counters.
+pub struct Shared {
+    /// Config, zones and GeoIP.
+    pub state: ArcSwap<ServeState>,
+    /// Member health.
+    pub health: ArcSwap<HealthSnapshot>,
+    /// Pre-encoded answers.
+    pub cache: AnswerCache,
+    /// Counters.
+    pub metrics: Metrics,
+}
+
+/// The transport a query came over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// UDP: responses limited to the negotiated payload size.
+    Udp,
+    /// TCP: responses up to 64 KiB.
+    Tcp,
+}
+
+impl Shared {
+    /// Wraps initial snapshots.
+    pub fn new(state: ServeState, health: HealthSnapshot) -> Arc<Shared> {
+        let cache = AnswerCache::new(state.config.file.server.cache_entries);
+        Arc::new(Shared {
+            state: ArcSwap::from_pointee(state),
+            health: ArcSwap::from_pointee(health),
+            cache,
+            metrics: Metrics::default(),
+        })
+    }
+
+    /// Publishes a new config/zones/GeoIP snapshot; cached answers of the old
+    /// one stop being used at once and are dropped.
+    pub fn publish_state(&self, st: ServeState) {
+        self.state.store(Arc::new(st));
+        self.cache.clear();
+    }
+
+    /// Publishes a new health snapshot.
+    pub fn publish_health(&self, h: HealthSnapshot) {
+        self.health.store(Arc::new(h));
+        self.cache.clear();
+    }
+
+    /// Answers one packet into `out`. Returns false when nothing must be sent.
+    pub fn handle(
+        &self,
+        st: &ServeState,
+        health: &HealthSnapshot,
+        raw: &[u8],
+        src: IpAddr,
+        transport: Transport,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        self.metrics.count_query(transport);
+        match parse_query(raw) {
+            Ok(q) => {
+                self.answer(st, health, &q, raw, src, transport, out);
+                true
+            }
+            Err(WireError::Drop) => {
+                self.metrics.count_dropped();
+                false
+            }
+            Err(WireError::FormErr { id, opcode, rd }) => {
+                self.metrics.count_rcode(1);
+                header_only(id, opcode, rd, 1, out);
+                true
+            }
+            Err(WireError::NotImp { id, opcode, rd }) => {
+                self.metrics.count_rcode(4);
+                header_only(id, opcode, rd, 4, out);
+                true
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn answer(
+        &self,
+        st: &ServeState,
+        health: &HealthSnapshot,
+        q: &Query,
+        raw: &[u8],
+        src: IpAddr,
+        transport: Transport,
+        out: &mut Vec<u8>,
+    ) {
+        let server_max = st.config.file.server.max_udp_payload as usize;
+        let limit = match (transport, q.edns) {
+            (Transport::Tcp, _) => TCP_LIMIT,
+            (Transport::Udp, None) => 512,
+            (Transport::Udp, Some(e)) => (e.payload as usize).clamp(512, server_max),
+        };
+        let opt = q.edns.map(|e| OptOut {
+            payload: server_max as u16,
+            dnssec_ok: e.dnssec_ok,
+        });
+        if let Some(e) = q.edns {
+            if e.version > 0 {
+                // RFC 6891 §6.1.3: BADVERS, answered with our version (0).
+                let mut r = Response {
+                    rcode: 16,
+                    aa: false,
+                    answers: Vec::new(),
+                    authority: Vec::new(),
+                    additional: Vec::new(),
+                    dependence: Dependence::None,
+                    decision: None,
+                };
+                r.rcode = 16;
+                let t = encode(q, &r, opt);
+                finish(&t, q, raw, None, limit, out);
+                self.metrics.count_rcode(16);
+                return;
+            }
+        }
+        let client = Client::new(st, q, src);
+        if client.ecs.is_some() {
+            self.metrics.count_ecs();
+        }
+        let (key, cell) = self.cache_key(st, health, q, &client);
+        let generation = (st.generation, health.epoch);
+        if let Some(k) = &key {
+            if let Some(c) = self.cache.get(k) {
+                if c.generation == generation {
+                    self.metrics.count_cache(true);
+                    self.metrics.count_rcode(c.rcode);
+                    self.finish(&c.template, q, raw, &client, cell, st, limit, out);
+                    return;
+                }
+            }
+            self.metrics.count_cache(false);
+        }
+        let r = engine::respond(st, health, q, &client);
+        self.metrics.count_rcode(r.rcode);
+        if let Some(d) = &r.decision {
+            self.metrics.count_outcome(d.outcome);
+        }
+        let t = encode(q, &r, opt);
+        self.finish(&t, q, raw, &client, cell, st, limit, out);
+        if let Some(k) = key {
+            // Answers of names that are static by kind but turned out to
+            // depend on the client (a CNAME to a steered name) are not cached
+            // under a client-independent key.
+            let kind_static = k.cell.is_none();
+            if r.cacheable() && !(kind_static && t.dependence != Dependence::None) {
+                self.cache.insert(
+                    k,
+                    Arc::new(Cached {
+                        generation,
+                        rcode: r.rcode,
+                        template: t,
+                    }),
+                );
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        t: &Template,
+        q: &Query,
+        raw: &[u8],
+        client: &Client,
+        cell: Option<Cell>,
+        st: &ServeState,
+        limit: usize,
+        out: &mut Vec<u8>,
+    ) {
+        let ecs = client.ecs.as_ref().map(|e| {
+            let cell = match (t.dependence, cell) {
+                (Dependence::None, _) => None,
+                (_, Some(c)) => Some(c),
+                (_, None) => Some(client.cell(st)),
+            };
+            (e, client.scope(t.dependence, cell))
+        });
+        finish(t, q, raw, ecs, limit, out);
+        if out.len() >= 3 && out[2] & 0x02 != 0 {
+            self.metrics.count_truncated();
+        }
+    }
+
+    /// The cache key of a query, with the client's cell when the answer
+    /// depends on it. `None` for names we hold no data for.
+    fn cache_key(
+        &self,
+        st: &ServeState,
+        health: &HealthSnapshot,
+        q: &Query,
+        client: &Client,
+    ) -> (Option<CacheKey>, Option<Cell>) {
+        if q.qclass != 1 {
+            return (None, None);
+        }
+        let Some(entry) = st.names.get(q.qname_lower()) else {
+            return (None, None);
+        };
+        let qt = RecordType::from(q.qtype);
+        let steered = match entry.kind {
+            NameKind::Steered(sid) if matches!(qt, RecordType::A | RecordType::AAAA) => Some(sid),
+            NameKind::Srv(sid, _) if qt == RecordType::SRV => Some(sid),
+            _ => None,
+        };
+        let edns = match q.edns {
+            None => 0,
+            Some(e) => 1 + e.dnssec_ok as u8,
+        };
+        let mut key = CacheKey {
+            name: entry.id,
+            qtype: q.qtype,
+            edns,
+            cell: None,
+            bucket: 0,
+        };
+        let Some(sid) = steered else {
+            return (Some(key), None);
+        };
+        let cell = client.cell(st);
+        key.cell = Some((cell.kind, cell.id));
+        if st.steered[sid as usize].hash_sensitive || health.members.iter().any(|m| m.shed > 0.0) {
+            key.bucket = client.hash;
+        }
+        (Some(key), Some(cell))
+    }
+}
+
+/// The response code of a header-only reply (for tests and logs).
+pub fn rcode_of(bytes: &[u8]) -> Option<ResponseCode> {
+    bytes
+        .get(3)
+        .map(|b| ResponseCode::from_low(b & 0xF))
+}

@@ -1,0 +1,323 @@
+//! The serving snapshot: everything a query needs, built once per (re)load
+//! and swapped whole.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use hickory_proto::rr::{LowerName, Name, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinEncodable};
+
+use crate::config::{Config, ConfigError, ConfigErrors};
+use crate::geo::{Locate, MaxMind};
+use crate::steer::{MemberId, PoolId, Steering};
+use crate::zone::{self, Zone};
+
+/// A steered name and its settings.
+#[derive(Debug, Clone)]
+pub struct SteeredName {
+    /// Fully qualified, lower case.
+    pub name: Name,
+    /// Zone index.
+    pub zone: u16,
+    /// Pool answered from.
+    pub pool: PoolId,
+    /// TTL of answers.
+    pub ttl: u32,
+    /// Addresses per answer.
+    pub count: usize,
+    /// SRV services: (owner name, port).
+    pub srv: Vec<(Name, u16)>,
+    /// The answer may depend on the client hash (a region has more members than `count`).
+    pub hash_sensitive: bool,
+}
+
+/// What a known name is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameKind {
+    /// Zone data only.
+    Static,
+    /// A steered name (A/AAAA steered; other types from zone data).
+    Steered(u16),
+    /// An SRV name of steered name `.0`, service `.1`.
+    Srv(u16, u8),
+    /// `<member>.<steered name>`: the SRV target of one member.
+    MemberHost(u16, MemberId),
+}
+
+/// A name the server owns data for.
+#[derive(Debug, Clone, Copy)]
+pub struct NameEntry {
+    /// Dense id, used in cache keys.
+    pub id: u32,
+    /// Zone index.
+    pub zone: u16,
+    /// Kind.
+    pub kind: NameKind,
+}
+
+/// One consistent view of config, zones and GeoIP.
+pub struct ServeState {
+    /// Loaded configuration.
+    pub config: Config,
+    /// Compiled steering model.
+    pub steering: Steering,
+    /// Zones, in config order.
+    pub zones: Vec<Zone>,
+    /// Steered names.
+    pub steered: Vec<SteeredName>,
+    /// Every owned name by lower-case wire form.
+    pub names: HashMap<Box<[u8]>, NameEntry>,
+    /// Names that exist only as ancestors of steering-owned names.
+    pub steered_ents: HashSet<LowerName>,
+    /// The GeoIP database.
+    pub geo: Arc<dyn Locate>,
+    /// Identifies this snapshot in cached answers.
+    pub generation: u64,
+}
+
+/// Lower-case wire form of a name.
+pub fn wire_name(n: &Name) -> Box<[u8]> {
+    let mut n = n.to_lowercase();
+    n.set_fqdn(true);
+    n.to_bytes().unwrap_or_default().into_boxed_slice()
+}
+
+impl ServeState {
+    /// Loads zone files and the GeoIP database named by `config`, and checks
+    /// how they fit together. Every problem is reported.
+    pub fn load(config: Config, generation: u64) -> Result<ServeState, ConfigErrors> {
+        let geo_path = config.resolve(&config.file.geoip.database);
+        let geo: Result<Arc<dyn Locate>, ConfigErrors> = MaxMind::open(&geo_path)
+            .map(|m| Arc::new(m) as Arc<dyn Locate>)
+            .map_err(|e| ConfigErrors::single(ConfigError::at("geoip.database", e)));
+        Self::load_with_geo(config, geo, generation)
+    }
+
+    /// Like [`ServeState::load`] with a given locator (or the error opening it).
+    pub fn load_with_geo(
+        config: Config,
+        geo: Result<Arc<dyn Locate>, ConfigErrors>,
+        generation: u64,
+    ) -> Result<ServeState, ConfigErrors> {
+        let mut errors = ConfigErrors::default();
+        let geo = match geo {
+            Ok(g) => Some(g),
+            Err(e) => {
+                errors.0.extend(e.0);
+                None
+            }
+        };
+        let steering = Steering::from_config(&config.file);
+        let mut zones = Vec::new();
+        let mut steered = Vec::new();
+        let mut names: HashMap<Box<[u8]>, NameEntry> = HashMap::new();
+        let mut steered_ents = HashSet::new();
+        for (zi, zc) in config.file.zones.iter().enumerate() {
+            let origin = match Name::from_ascii(&zc.origin) {
+                Ok(mut n) => {
+                    n.set_fqdn(true);
+                    n.to_lowercase()
+                }
+                Err(e) => {
+                    errors.push(format!("zones[{zi}].origin"), e.to_string());
+                    continue;
+                }
+            };
+            let path = config.resolve(&zc.file);
+            let zone = match zone::load(&path, &origin) {
+                Ok(z) => z,
+                Err(e) => {
+                    errors.0.extend(e.0);
+                    continue;
+                }
+            };
+            let zi = zones.len() as u16;
+            for n in zone.names() {
+                let id = names.len() as u32;
+                names.insert(
+                    wire_name(&Name::from(n.clone())),
+                    NameEntry {
+                        id,
+                        zone: zi,
+                        kind: NameKind::Static,
+                    },
+                );
+            }
+            for (si, sc) in zc.steered.iter().enumerate() {
+                let at = format!("zones[{}].steered[{si}]", zi);
+                let name = if sc.name == "@" {
+                    origin.clone()
+                } else {
+                    match Name::from_ascii(&sc.name).and_then(|n| n.append_domain(&origin)) {
+                        Ok(n) => n.to_lowercase(),
+                        Err(e) => {
+                            errors.push(format!("{at}.name"), e.to_string());
+                            continue;
+                        }
+                    }
+                };
+                let Some(pool) = steering.pool_id(&sc.pool) else {
+                    continue; // reported by config validation
+                };
+                let count = sc.answer_count.unwrap_or(config.file.steering.answer_count);
+                let sid = steered.len() as u16;
+                claim(
+                    &mut names,
+                    &zone,
+                    &name,
+                    NameKind::Steered(sid),
+                    zi,
+                    &at,
+                    &path,
+                    &mut errors,
+                );
+                let mut srv = Vec::new();
+                for (k, s) in sc.srv.iter().enumerate() {
+                    match Name::from_ascii(&s.service).and_then(|n| n.append_domain(&name)) {
+                        Ok(n) => {
+                            let n = n.to_lowercase();
+                            claim(
+                                &mut names,
+                                &zone,
+                                &n,
+                                NameKind::Srv(sid, k as u8),
+                                zi,
+                                &at,
+                                &path,
+                                &mut errors,
+                            );
+                            srv.push((n, s.port));
+                        }
+                        Err(e) => errors.push(format!("{at}.srv[{k}].service"), e.to_string()),
+                    }
+                }
+                let p = &steering.pools[pool as usize];
+                for &m in p.by_region.iter().flatten().chain(&p.backups) {
+                    let label = &steering.members[m as usize].name;
+                    match Name::from_ascii(label).and_then(|n| n.append_domain(&name)) {
+                        Ok(n) => claim(
+                            &mut names,
+                            &zone,
+                            &n.to_lowercase(),
+                            NameKind::MemberHost(sid, m),
+                            zi,
+                            &at,
+                            &path,
+                            &mut errors,
+                        ),
+                        Err(e) => errors.push(format!("{at}: member {label}"), e.to_string()),
+                    }
+                }
+                let backups_per_region = steering
+                    .regions
+                    .iter()
+                    .enumerate()
+                    .map(|(r, _)| {
+                        p.backups
+                            .iter()
+                            .filter(|&&m| steering.members[m as usize].region as usize == r)
+                            .count()
+                    })
+                    .max()
+                    .unwrap_or(0);
+                steered.push(SteeredName {
+                    name,
+                    zone: zi,
+                    pool,
+                    ttl: sc.ttl.unwrap_or(config.file.steering.ttl),
+                    count,
+                    srv,
+                    hash_sensitive: p.max_region_size.max(backups_per_region) > count,
+                });
+            }
+            zones.push(zone);
+        }
+        for (key, e) in &names {
+            if e.kind == NameKind::Static {
+                continue;
+            }
+            let origin = zones[e.zone as usize].origin().num_labels();
+            if let Ok(mut n) = Name::from_bytes(key) {
+                while n.num_labels() > origin + 1 {
+                    n = n.base_name();
+                    if !names.contains_key(&wire_name(&n)) {
+                        steered_ents.insert(LowerName::from(&n));
+                    }
+                }
+            }
+        }
+        errors.clone().into_result()?;
+        Ok(ServeState {
+            config,
+            steering,
+            zones,
+            steered,
+            names,
+            steered_ents,
+            geo: geo.expect("no errors means the database opened"),
+            generation,
+        })
+    }
+
+    /// The zone `name` falls in (longest origin match).
+    pub fn zone_for(&self, name: &LowerName) -> Option<(u16, &Zone)> {
+        self.zones
+            .iter()
+            .enumerate()
+            .filter(|(_, z)| z.lower_origin().zone_of(name))
+            .max_by_key(|(_, z)| z.origin().num_labels())
+            .map(|(i, z)| (i as u16, z))
+    }
+}
+
+/// Registers a steering-owned name, refusing conflicts with zone data that
+/// would make answers ambiguous.
+#[allow(clippy::too_many_arguments)]
+fn claim(
+    names: &mut HashMap<Box<[u8]>, NameEntry>,
+    zone: &Zone,
+    name: &Name,
+    kind: NameKind,
+    zi: u16,
+    at: &str,
+    file: &Path,
+    errors: &mut ConfigErrors,
+) {
+    let lower = LowerName::from(name);
+    if let Some(node) = zone.node(&lower) {
+        let conflict: &[RecordType] = match kind {
+            NameKind::Steered(_) => &[RecordType::A, RecordType::AAAA, RecordType::CNAME],
+            NameKind::Srv(..) => &[RecordType::SRV, RecordType::CNAME],
+            _ => &[
+                RecordType::A,
+                RecordType::AAAA,
+                RecordType::CNAME,
+                RecordType::SRV,
+            ],
+        };
+        for (t, _) in node.rrsets() {
+            if conflict.contains(&t) {
+                errors.push(
+                    at.to_string(),
+                    format!(
+                        "{name} is steered but {} also has {t} records for it",
+                        file.display()
+                    ),
+                );
+            }
+        }
+    }
+    let key = wire_name(name);
+    let id = names.get(&key).map(|e| e.id).unwrap_or(names.len() as u32);
+    if let Some(prev) = names.get(&key) {
+        if prev.kind != NameKind::Static {
+            errors.push(
+                at.to_string(),
+                format!("{name} is claimed twice by steering"),
+            );
+            return;
+        }
+    }
+    names.insert(key, NameEntry { id, zone: zi, kind });
+}
