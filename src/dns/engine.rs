@@ -220,7 +220,10 @@ fn answer_at(
             Step::Done
         }
         crate::zone::Lookup::EmptyNonTerminal => Step::NoData(zi),
-        crate::zone::Lookup::NxDomain if st.steered_ents.contains(&lower) => Step::NoData(zi),
+        // Steering owns the name (other types than it answers) or a name below it.
+        crate::zone::Lookup::NxDomain if entry.is_some() || st.steered_ents.contains(&lower) => {
+            Step::NoData(zi)
+        }
         crate::zone::Lookup::NxDomain => Step::NxDomain(zi),
     }
 }

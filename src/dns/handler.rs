@@ -255,7 +255,5 @@ impl Shared {
 
 /// The response code of a header-only reply (for tests and logs).
 pub fn rcode_of(bytes: &[u8]) -> Option<ResponseCode> {
-    bytes
-        .get(3)
-        .map(|b| ResponseCode::from_low(b & 0xF))
+    bytes.get(3).map(|b| ResponseCode::from_low(b & 0xF))
 }

@@ -1,0 +1,154 @@
+//! Shared helpers for integration tests: start a server on loopback, query
+//! it with a real DNS message codec (hickory-proto) over UDP and TCP.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use geosteer::config::Config;
+use geosteer::dns::ServeState;
+use geosteer::node::Node;
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::serialize::binary::BinDecodable;
+
+/// Path inside the repository.
+pub fn repo(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+/// Starts a node for `config` (its listen address replaced by 127.0.0.1:0).
+pub async fn start(config: &str) -> Node {
+    let path = repo(config);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = rewrite_listen(&text);
+    let cfg = Config::from_str(&text, &path).unwrap();
+    let st = ServeState::load(cfg, 1).unwrap();
+    Node::start(st).await.unwrap()
+}
+
+/// Replaces the `listen = [...]` line with an ephemeral loopback port.
+pub fn rewrite_listen(text: &str) -> String {
+    text.lines()
+        .map(|l| {
+            if l.trim_start().starts_with("listen") {
+                "listen = [\"127.0.0.1:0\"]"
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Options of a test query.
+#[derive(Clone, Copy, Default)]
+pub struct Q {
+    /// Send EDNS (payload 1232).
+    pub edns: bool,
+    /// ECS (address, source prefix).
+    pub ecs: Option<(IpAddr, u8)>,
+    /// EDNS payload override.
+    pub payload: Option<u16>,
+    /// EDNS version.
+    pub version: u8,
+}
+
+/// ECS query options.
+pub fn ecs(subnet: &str) -> Q {
+    let (a, p) = subnet.split_once('/').unwrap();
+    Q {
+        edns: true,
+        ecs: Some((a.parse().unwrap(), p.parse().unwrap())),
+        ..Q::default()
+    }
+}
+
+/// Encodes a query.
+pub fn build(name: &str, t: RecordType, o: Q) -> Vec<u8> {
+    let mut m = Message::new(0x4242, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), t));
+    if o.edns || o.ecs.is_some() {
+        let mut e = Edns::new();
+        e.set_max_payload(o.payload.unwrap_or(1232));
+        e.set_version(o.version);
+        if let Some((a, p)) = o.ecs {
+            e.options_mut()
+                .insert(EdnsOption::Subnet(ClientSubnet::new(a, p, 0)));
+        }
+        m.set_edns(e);
+    }
+    m.to_vec().unwrap()
+}
+
+/// Sends raw bytes over UDP and returns the raw reply (None on timeout).
+pub fn udp_raw(server: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+    s.send_to(bytes, server).unwrap();
+    let mut buf = vec![0u8; 65535];
+    let n = s.recv(&mut buf).ok()?;
+    buf.truncate(n);
+    Some(buf)
+}
+
+/// A UDP query.
+pub fn udp(server: SocketAddr, name: &str, t: RecordType, o: Q) -> Message {
+    let raw = udp_raw(server, &build(name, t, o)).expect("no UDP reply");
+    Message::from_bytes(&raw).unwrap()
+}
+
+/// A TCP query.
+pub fn tcp(server: SocketAddr, name: &str, t: RecordType, o: Q) -> Message {
+    let raw = tcp_raw(server, &build(name, t, o));
+    Message::from_bytes(&raw).unwrap()
+}
+
+/// Sends one length-prefixed message over a new TCP connection.
+pub fn tcp_raw(server: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(server).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(bytes);
+    s.write_all(&framed).unwrap();
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).unwrap();
+    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut buf).unwrap();
+    buf
+}
+
+/// The A/AAAA addresses of the answer section.
+pub fn addrs(m: &Message) -> Vec<String> {
+    addresses(&m.answers)
+}
+
+/// The A/AAAA addresses of the additional section.
+pub fn additional_addrs(m: &Message) -> Vec<String> {
+    addresses(&m.additionals)
+}
+
+fn addresses(records: &[hickory_proto::rr::Record]) -> Vec<String> {
+    records
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.to_string()),
+            RData::AAAA(a) => Some(a.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The ECS option of a response: (address, source, scope).
+pub fn ecs_of(m: &Message) -> Option<(IpAddr, u8, u8)> {
+    let e = m.edns.as_ref()?;
+    match e.option(hickory_proto::rr::rdata::opt::EdnsCode::Subnet)? {
+        EdnsOption::Subnet(s) => Some((s.addr(), s.source_prefix(), s.scope_prefix())),
+        _ => None,
+    }
+}
