@@ -1,1 +1,24 @@
-//! geosteer regional STUN/TURN relay (see issue: relay).
+//! geosteer regional STUN/TURN relay.
+//!
+//! Layout (sans-IO core, thin IO shells):
+//! - [`proto`]: TURN/STUN state machine (`handle(input, now)` → outputs via [`proto::Io`]).
+//! - [`auth`]: long-term and TURN REST credentials, stateless nonces.
+//! - [`policy`]: peer address rules.
+//! - [`limits`]: quotas, token buckets, 401 rate limit.
+//! - [`io`]: UDP/TCP/TLS socket event loop (one thread, epoll via mio, recvmmsg/sendmmsg).
+//! - [`http`]: `/livez`, `/readyz`, `/health`, `/metrics`, `POST /admin/drain`.
+//! - [`config`]: TOML configuration and validation.
+//! - [`server`]: wiring, [`server::start`] and [`server::run`].
+
+pub mod auth;
+pub mod config;
+pub mod http;
+pub mod io;
+pub mod limits;
+pub mod policy;
+pub mod proto;
+pub mod server;
+pub mod stats;
+
+pub use config::{ConfigError, RelayConfig};
+pub use server::{run, start, RelayHandle};

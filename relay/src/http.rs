@@ -1,0 +1,343 @@
+//! HTTP endpoints for the steering layer and operators:
+//! `GET /livez`, `GET /readyz`, `GET /health` (JSON), `GET /metrics`
+//! (Prometheus text) and `POST /admin/drain` (bearer token).
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+
+use crate::config::RelayConfig;
+use crate::server::Control;
+use crate::stats::{AllocError, Stats};
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub struct HttpState {
+    region: String,
+    capacity: u64,
+    total_bps: u64,
+    high_watermark: f64,
+    admin_token: Option<String>,
+    stats: Arc<Stats>,
+    control: Arc<Control>,
+}
+
+impl HttpState {
+    /// Builds the state from configuration and shared handles.
+    pub fn new(cfg: &RelayConfig, stats: Arc<Stats>, control: Arc<Control>) -> Self {
+        Self {
+            region: cfg.region.clone(),
+            capacity: cfg.limits.capacity as u64,
+            total_bps: cfg.limits.total_bps,
+            high_watermark: cfg.operations.high_watermark,
+            admin_token: cfg.operations.admin_token.clone(),
+            stats,
+            control,
+        }
+    }
+}
+
+/// The `/health` document parsed by the steering layer.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct Health {
+    /// `ok`, `draining` or `overloaded`.
+    pub status: String,
+    /// Region name.
+    pub region: String,
+    /// Active allocations.
+    pub allocations: u64,
+    /// Allocation capacity.
+    pub capacity: u64,
+    /// Relayed bits/s client → peer.
+    pub bps_in: u64,
+    /// Relayed bits/s peer → client.
+    pub bps_out: u64,
+    /// max(allocations/capacity, (bps_in+bps_out)/total_bps), clamped to 0..1.
+    pub utilization: f64,
+}
+
+/// Computes the health document.
+#[allow(clippy::too_many_arguments)]
+pub fn health_of(
+    region: &str,
+    allocations: u64,
+    capacity: u64,
+    bps_in: u64,
+    bps_out: u64,
+    total_bps: u64,
+    draining: bool,
+    high_watermark: f64,
+) -> Health {
+    let by_allocs = allocations as f64 / capacity.max(1) as f64;
+    let by_bw = (bps_in + bps_out) as f64 / total_bps.max(1) as f64;
+    let utilization = by_allocs.max(by_bw).clamp(0.0, 1.0);
+    let status = if draining {
+        "draining"
+    } else if utilization >= high_watermark {
+        "overloaded"
+    } else {
+        "ok"
+    };
+    Health {
+        status: status.into(),
+        region: region.into(),
+        allocations,
+        capacity,
+        bps_in,
+        bps_out,
+        utilization: (utilization * 10_000.0).round() / 10_000.0,
+    }
+}
+
+impl HttpState {
+    fn health(&self) -> Health {
+        let s = &self.stats;
+        health_of(
+            &self.region,
+            s.allocations.load(Relaxed),
+            self.capacity,
+            s.bps_in.load(Relaxed),
+            s.bps_out.load(Relaxed),
+            self.total_bps,
+            s.draining.load(Relaxed) || s.stopped.load(Relaxed),
+            self.high_watermark,
+        )
+    }
+
+    fn alive(&self) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        !self.stats.stopped.load(Relaxed) && now.saturating_sub(self.stats.last_tick_unix.load(Relaxed)) <= 5
+    }
+}
+
+async fn livez(State(s): State<HttpState>) -> Response {
+    if s.alive() {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "event loop not running\n").into_response()
+    }
+}
+
+async fn readyz(State(s): State<HttpState>) -> Response {
+    let h = s.health();
+    if s.alive() && h.status == "ok" {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, format!("{}\n", h.status)).into_response()
+    }
+}
+
+async fn health(State(s): State<HttpState>) -> Json<Health> {
+    Json(s.health())
+}
+
+/// Renders Prometheus text exposition.
+pub fn render_metrics(stats: &Stats, capacity: u64) -> String {
+    let c = stats.counters();
+    let mut o = String::with_capacity(2048);
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, v) in samples {
+            let _ = writeln!(o, "{name}{labels} {v}");
+        }
+    };
+    metric(
+        "turn_sessions_active",
+        "gauge",
+        "Active TURN allocations.",
+        &[("", stats.allocations.load(Relaxed))],
+    );
+    metric("turn_sessions_capacity", "gauge", "Allocation capacity.", &[("", capacity)]);
+    metric(
+        "turn_sessions_total",
+        "counter",
+        "TURN allocations created.",
+        &[("", c.sessions_total)],
+    );
+    metric(
+        "turn_relay_bytes_total",
+        "counter",
+        "Relayed payload bytes (in: client to peer, out: peer to client).",
+        &[("{direction=\"in\"}", c.bytes_in), ("{direction=\"out\"}", c.bytes_out)],
+    );
+    metric(
+        "turn_relay_packets_total",
+        "counter",
+        "Relayed packets (in: client to peer, out: peer to client).",
+        &[("{direction=\"in\"}", c.packets_in), ("{direction=\"out\"}", c.packets_out)],
+    );
+    metric(
+        "turn_relay_bits_per_second",
+        "gauge",
+        "Relayed bits per second over the last second.",
+        &[
+            ("{direction=\"in\"}", stats.bps_in.load(Relaxed)),
+            ("{direction=\"out\"}", stats.bps_out.load(Relaxed)),
+        ],
+    );
+    let labels: Vec<String> = AllocError::ALL
+        .iter()
+        .map(|r| format!("{{reason=\"{}\"}}", r.label()))
+        .collect();
+    let samples: Vec<(&str, u64)> = labels
+        .iter()
+        .zip(AllocError::ALL)
+        .map(|(l, r)| (l.as_str(), c.alloc_errors[r as usize]))
+        .collect();
+    metric(
+        "turn_allocation_errors_total",
+        "counter",
+        "Refused Allocate requests by reason.",
+        &samples,
+    );
+    metric(
+        "stun_binding_requests_total",
+        "counter",
+        "STUN Binding requests answered.",
+        &[("", c.binding_requests)],
+    );
+    metric(
+        "turn_auth_failures_total",
+        "counter",
+        "Requests with wrong, unknown or expired credentials.",
+        &[("", c.auth_failures)],
+    );
+    metric(
+        "turn_unauthorized_rate_limited_total",
+        "counter",
+        "401 replies suppressed by the per-IP rate limit.",
+        &[("", c.unauthorized_limited)],
+    );
+    metric(
+        "turn_peer_denied_total",
+        "counter",
+        "Permissions or channels refused by the peer policy.",
+        &[("", c.peer_denied)],
+    );
+    metric(
+        "turn_bandwidth_drops_total",
+        "counter",
+        "Packets dropped by bandwidth limits.",
+        &[("", c.bandwidth_drops)],
+    );
+    metric(
+        "turn_malformed_packets_total",
+        "counter",
+        "Malformed packets dropped or answered with 400/420.",
+        &[("", c.malformed)],
+    );
+    metric(
+        "turn_draining",
+        "gauge",
+        "1 while draining.",
+        &[("", stats.draining.load(Relaxed) as u64)],
+    );
+    o
+}
+
+async fn metrics(State(s): State<HttpState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        render_metrics(&s.stats, s.capacity),
+    )
+        .into_response()
+}
+
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn admin_drain(State(s): State<HttpState>, headers: HeaderMap) -> Response {
+    let Some(token) = &s.admin_token else {
+        return (StatusCode::NOT_FOUND, "admin endpoint disabled (no operations.admin_token)\n").into_response();
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !ct_eq(given.as_bytes(), token.as_bytes()) {
+        return (StatusCode::UNAUTHORIZED, "bad token\n").into_response();
+    }
+    tracing::info!("drain requested via admin endpoint");
+    s.control.drain();
+    (StatusCode::ACCEPTED, Json(s.health())).into_response()
+}
+
+/// Builds the router.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/admin/drain", post(admin_drain))
+        .with_state(state)
+}
+
+/// Serves HTTP on `listener` until `stop` fires.
+pub async fn serve(
+    listener: std::net::TcpListener,
+    state: HttpState,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async {
+            let _ = stop.await;
+        })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_status_and_utilization() {
+        let h = health_of("eu", 50, 100, 0, 0, 1000, false, 0.9);
+        assert_eq!(h.status, "ok");
+        assert_eq!(h.utilization, 0.5);
+        let h = health_of("eu", 10, 100, 600, 300, 1000, false, 0.9);
+        assert_eq!(h.status, "overloaded");
+        assert_eq!(h.utilization, 0.9);
+        let h = health_of("eu", 10, 100, 0, 0, 1000, true, 0.9);
+        assert_eq!(h.status, "draining");
+        let h = health_of("eu", 500, 100, 0, 0, 1000, false, 0.9);
+        assert_eq!(h.utilization, 1.0);
+        let json = serde_json::to_value(&h).unwrap();
+        let keys: Vec<_> = json.as_object().unwrap().keys().cloned().collect();
+        for k in ["status", "region", "allocations", "capacity", "bps_in", "bps_out", "utilization"] {
+            assert!(keys.contains(&k.to_string()), "{k}");
+        }
+        assert_eq!(keys.len(), 7);
+    }
+
+    #[test]
+    fn metrics_have_required_names_and_no_user_labels() {
+        let s = Stats::default();
+        let text = render_metrics(&s, 10);
+        for name in [
+            "turn_sessions_active 0",
+            "turn_sessions_total 0",
+            "turn_relay_bytes_total{direction=\"in\"} 0",
+            "turn_relay_packets_total{direction=\"out\"} 0",
+            "turn_allocation_errors_total{reason=\"capacity\"} 0",
+            "stun_binding_requests_total 0",
+            "turn_auth_failures_total 0",
+        ] {
+            assert!(text.contains(name), "{name} missing:\n{text}");
+        }
+        assert!(!text.contains("user=") && !text.contains("username"));
+    }
+}

@@ -1,0 +1,529 @@
+//! Socket shell around the [`crate::proto::Server`] state machine: one thread
+//! runs an epoll loop (mio) over the UDP listeners, TCP/TLS listeners and
+//! connections, and every allocation's relay socket. UDP traffic moves in
+//! batches (`recvmmsg`/`sendmmsg`); the loop owns all state, so the hot path
+//! takes no lock and allocates nothing.
+
+pub mod batch;
+pub mod relay;
+pub mod stream;
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use crate::proto::{
+    AllocId, ClientId, Clock, Input, Io, RelayError, RelayGranted, RelayRequest, Server, Transport,
+};
+use crate::server::Control;
+use batch::Batch;
+use relay::RelayPorts;
+use stream::{Conn, Next};
+
+const WAKER: Token = Token(usize::MAX);
+const CONN_BASE: usize = 1 << 40;
+const RELAY_BASE: usize = 1 << 41;
+const TCP_BASE: usize = 1 << 20;
+const TLS_BASE: usize = 1 << 21;
+/// Connections without an allocation are closed after this long.
+const IDLE_CONN: Duration = Duration::from_secs(60);
+const TICK: Duration = Duration::from_secs(1);
+
+/// Sockets handed to the loop (already bound).
+pub struct Sockets {
+    /// UDP listeners.
+    pub udp: Vec<UdpSocket>,
+    /// TCP listeners.
+    pub tcp: Vec<TcpListener>,
+    /// TLS listeners.
+    pub tls: Vec<TcpListener>,
+    /// TLS server configuration (required when `tls` is non-empty).
+    pub tls_config: Option<Arc<rustls::ServerConfig>>,
+}
+
+struct RelaySock {
+    socket: mio::net::UdpSocket,
+    local: SocketAddr,
+}
+
+struct UdpListener {
+    socket: mio::net::UdpSocket,
+    v6: bool,
+    queue: Box<Batch>,
+}
+
+/// IO state the state machine writes into.
+struct IoState {
+    poll_registry: mio::Registry,
+    udp: Vec<UdpListener>,
+    conns: HashMap<u32, Conn>,
+    dirty: Vec<u32>,
+    relays: HashMap<AllocId, RelaySock>,
+    ports: RelayPorts,
+    now: Instant,
+}
+
+impl Io for IoState {
+    #[inline]
+    fn send_to_client(&mut self, client: &ClientId, data: &[u8]) {
+        match client.transport {
+            Transport::Udp => {
+                let Some(l) = self.udp.get_mut(client.conn as usize) else {
+                    return;
+                };
+                if l.queue.is_full() {
+                    l.queue.flush(l.socket.as_raw_fd());
+                }
+                l.queue.push(client.remote, data, l.v6);
+            }
+            Transport::Tcp | Transport::Tls => {
+                let Some(c) = self.conns.get_mut(&client.conn) else {
+                    return;
+                };
+                if c.queue(data) && !c.dirty {
+                    c.dirty = true;
+                    self.dirty.push(client.conn);
+                }
+            }
+        }
+    }
+
+    #[inline]
+    fn send_to_peer(&mut self, alloc: AllocId, peer: SocketAddr, data: &[u8]) {
+        if let Some(r) = self.relays.get(&alloc) {
+            // Best effort, like any UDP send; errors (e.g. ICMP-refused) are ignored.
+            let _ = r.socket.send_to(data, peer);
+        }
+    }
+
+    fn open_relay(&mut self, alloc: AllocId, req: &RelayRequest) -> Result<RelayGranted, RelayError> {
+        let (sock, granted) = self.ports.open(req, self.now)?;
+        let mut socket = mio::net::UdpSocket::from_std(sock);
+        if self
+            .poll_registry
+            .register(&mut socket, Token(RELAY_BASE + alloc as usize), Interest::READABLE)
+            .is_err()
+        {
+            self.ports.release(granted.local);
+            return Err(RelayError::NoPorts);
+        }
+        self.relays.insert(
+            alloc,
+            RelaySock {
+                socket,
+                local: granted.local,
+            },
+        );
+        Ok(granted)
+    }
+
+    fn close_relay(&mut self, alloc: AllocId) {
+        if let Some(mut r) = self.relays.remove(&alloc) {
+            let _ = self.poll_registry.deregister(&mut r.socket);
+            self.ports.release(r.local);
+        }
+    }
+}
+
+impl IoState {
+    fn flush(&mut self) {
+        for l in &mut self.udp {
+            if !l.queue.is_empty() {
+                l.queue.flush(l.socket.as_raw_fd());
+            }
+        }
+        for id in std::mem::take(&mut self.dirty) {
+            if let Some(c) = self.conns.get_mut(&id) {
+                c.dirty = false;
+                c.flush();
+            }
+        }
+    }
+}
+
+/// The event loop.
+pub struct EventLoop {
+    poll: Poll,
+    server: Server,
+    io: IoState,
+    tcp: Vec<mio::net::TcpListener>,
+    tls: Vec<mio::net::TcpListener>,
+    tls_config: Option<Arc<rustls::ServerConfig>>,
+    rx: Box<Batch>,
+    next_conn: u32,
+    max_conns: usize,
+    control: Arc<Control>,
+    drain_timeout: Duration,
+}
+
+fn clock() -> Clock {
+    Clock {
+        mono: Instant::now(),
+        unix: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    }
+}
+
+impl EventLoop {
+    /// Builds the loop; registers all listeners and creates the control waker.
+    pub fn new(
+        sockets: Sockets,
+        server: Server,
+        ports: RelayPorts,
+        control: Arc<Control>,
+        max_conns: usize,
+        drain_timeout: Duration,
+    ) -> std::io::Result<Self> {
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        control.set_waker(waker);
+        let registry = poll.registry().try_clone()?;
+        let mut udp = Vec::new();
+        for (i, s) in sockets.udp.into_iter().enumerate() {
+            s.set_nonblocking(true)?;
+            let v6 = s.local_addr()?.is_ipv6();
+            let mut socket = mio::net::UdpSocket::from_std(s);
+            registry.register(&mut socket, Token(i), Interest::READABLE)?;
+            udp.push(UdpListener {
+                socket,
+                v6,
+                queue: Batch::new(),
+            });
+        }
+        let listeners = |v: Vec<TcpListener>, base: usize| -> std::io::Result<Vec<mio::net::TcpListener>> {
+            let mut out = Vec::new();
+            for (i, l) in v.into_iter().enumerate() {
+                l.set_nonblocking(true)?;
+                let mut l = mio::net::TcpListener::from_std(l);
+                registry.register(&mut l, Token(base + i), Interest::READABLE)?;
+                out.push(l);
+            }
+            Ok(out)
+        };
+        let tcp = listeners(sockets.tcp, TCP_BASE)?;
+        let tls = listeners(sockets.tls, TLS_BASE)?;
+        Ok(Self {
+            poll,
+            server,
+            io: IoState {
+                poll_registry: registry,
+                udp,
+                conns: HashMap::new(),
+                dirty: Vec::new(),
+                relays: HashMap::new(),
+                ports,
+                now: Instant::now(),
+            },
+            tcp,
+            tls,
+            tls_config: sockets.tls_config,
+            rx: Batch::new(),
+            next_conn: 1,
+            max_conns,
+            control,
+            drain_timeout,
+        })
+    }
+
+    /// Runs until stopped, or until a drain completes or times out.
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut next_tick = Instant::now();
+        let mut drain_deadline: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            let timeout = next_tick.saturating_duration_since(now);
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    tracing::error!("poll failed: {e}");
+                    break;
+                }
+            }
+            self.io.now = Instant::now();
+            for ev in events.iter() {
+                let t = ev.token();
+                match t.0 {
+                    _ if t == WAKER => {}
+                    i if i < TCP_BASE => self.udp_readable(i),
+                    i if i < TLS_BASE => self.accept(i - TCP_BASE, false),
+                    i if i < CONN_BASE => self.accept(i - TLS_BASE, true),
+                    i if i < RELAY_BASE => self.conn_event(
+                        (i - CONN_BASE) as u32,
+                        ev.is_readable() || ev.is_read_closed() || ev.is_error(),
+                        ev.is_writable(),
+                    ),
+                    i => self.relay_readable((i - RELAY_BASE) as AllocId),
+                }
+            }
+            self.io.flush();
+            self.reap_closed();
+            if self.control.stop.load(Relaxed) {
+                break;
+            }
+            if drain_deadline.is_none() && self.control.draining.load(Relaxed) {
+                tracing::info!(
+                    allocations = self.server.allocations(),
+                    "draining: refusing new allocations"
+                );
+                self.server.set_draining(true);
+                drain_deadline = Some(Instant::now() + self.drain_timeout);
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                next_tick = now + TICK;
+                self.server.handle(Input::Tick, clock(), &mut self.io);
+                self.io.ports.sweep(now);
+                self.close_idle(now);
+                self.io.flush();
+                self.reap_closed();
+                self.control.heartbeat();
+                if let Some(d) = drain_deadline {
+                    if self.server.allocations() == 0 {
+                        tracing::info!("drain complete: no allocations left");
+                        break;
+                    }
+                    if now >= d {
+                        tracing::info!(
+                            allocations = self.server.allocations(),
+                            "drain timeout reached"
+                        );
+                        break;
+                    }
+                }
+            }
+        }
+        self.control.finished();
+    }
+
+    fn udp_readable(&mut self, i: usize) {
+        let Some(l) = self.io.udp.get(i) else {
+            return;
+        };
+        let fd = l.socket.as_raw_fd();
+        loop {
+            let n = match self.rx.recv(fd) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::debug!("udp receive error: {e}");
+                    return;
+                }
+            };
+            if n == 0 {
+                return;
+            }
+            let now = clock();
+            self.io.now = now.mono;
+            for k in 0..n {
+                if let Some((from, data)) = self.rx.get(k) {
+                    let client = ClientId {
+                        transport: Transport::Udp,
+                        conn: i as u32,
+                        remote: crate::proto::normalize(from),
+                    };
+                    self.server.handle(Input::FromClient { client, data }, now, &mut self.io);
+                }
+            }
+            if n < batch::BATCH {
+                return;
+            }
+        }
+    }
+
+    fn relay_readable(&mut self, alloc: AllocId) {
+        loop {
+            let Some(r) = self.io.relays.get(&alloc) else {
+                return;
+            };
+            let n = match self.rx.recv(r.socket.as_raw_fd()) {
+                Ok(n) => n,
+                Err(_) => return,
+            };
+            if n == 0 {
+                return;
+            }
+            let now = clock();
+            for k in 0..n {
+                if let Some((peer, data)) = self.rx.get(k) {
+                    self.server
+                        .handle(Input::FromPeer { alloc, peer, data }, now, &mut self.io);
+                }
+            }
+            if n < batch::BATCH {
+                return;
+            }
+        }
+    }
+
+    fn accept(&mut self, i: usize, tls: bool) {
+        loop {
+            let l = if tls { self.tls.get(i) } else { self.tcp.get(i) };
+            let Some(l) = l else {
+                return;
+            };
+            let (mut stream, remote) = match l.accept() {
+                Ok(x) => x,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // e.g. EMFILE: back off until the next event.
+                    tracing::warn!("accept failed: {e}");
+                    return;
+                }
+            };
+            if self.io.conns.len() >= self.max_conns {
+                continue; // dropped: closes the connection
+            }
+            let session = if tls {
+                let Some(cfg) = &self.tls_config else {
+                    continue;
+                };
+                match rustls::ServerConnection::new(cfg.clone()) {
+                    Ok(s) => Some(s),
+                    Err(_) => continue,
+                }
+            } else {
+                None
+            };
+            let _ = stream.set_nodelay(true);
+            let mut id = self.next_conn;
+            while self.io.conns.contains_key(&id) || id == 0 {
+                id = id.wrapping_add(1);
+            }
+            self.next_conn = id.wrapping_add(1);
+            if self
+                .io
+                .poll_registry
+                .register(
+                    &mut stream,
+                    Token(CONN_BASE + id as usize),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
+                .is_err()
+            {
+                continue;
+            }
+            let conn = Conn::new(stream, crate::proto::normalize(remote), session, Instant::now());
+            self.io.conns.insert(id, conn);
+            // Data may already be waiting (edge-triggered registration).
+            self.conn_event(id, true, true);
+        }
+    }
+
+    fn conn_event(&mut self, id: u32, readable: bool, writable: bool) {
+        let Some(c) = self.io.conns.get_mut(&id) else {
+            return;
+        };
+        if writable {
+            c.flush();
+        }
+        if !readable {
+            return;
+        }
+        let transport = if c.tls.is_some() { Transport::Tls } else { Transport::Tcp };
+        let client = ClientId {
+            transport,
+            conn: id,
+            remote: c.remote,
+        };
+        loop {
+            let Some(c) = self.io.conns.get_mut(&id) else {
+                return;
+            };
+            c.read_available();
+            if c.dirty {
+                c.dirty = false;
+                c.flush();
+            }
+            let mut buf = std::mem::take(&mut c.inbuf);
+            let mut pos = 0;
+            let mut garbage = false;
+            let now = clock();
+            loop {
+                match stream::next_frame(&buf[pos..]) {
+                    Next::Frame { len, skip } => {
+                        self.server.handle(
+                            Input::FromClient {
+                                client,
+                                data: &buf[pos..pos + len],
+                            },
+                            now,
+                            &mut self.io,
+                        );
+                        pos += skip;
+                    }
+                    Next::Partial => break,
+                    Next::Garbage => {
+                        garbage = true;
+                        break;
+                    }
+                }
+            }
+            buf.drain(..pos);
+            let Some(c) = self.io.conns.get_mut(&id) else {
+                return;
+            };
+            c.inbuf = buf;
+            if garbage {
+                c.closed = true;
+            }
+            // read_available stops early when the buffer is full; continue then.
+            if c.closed || c.inbuf.len() <= 2 * (65_536 + 24) {
+                return;
+            }
+        }
+    }
+
+    fn reap_closed(&mut self) {
+        let closed: Vec<u32> = self
+            .io
+            .conns
+            .iter()
+            .filter(|(_, c)| c.closed)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in closed {
+            self.close_conn(id);
+        }
+    }
+
+    fn close_conn(&mut self, id: u32) {
+        if let Some(mut c) = self.io.conns.remove(&id) {
+            let _ = self.io.poll_registry.deregister(&mut c.stream);
+            let transport = if c.tls.is_some() { Transport::Tls } else { Transport::Tcp };
+            let client = ClientId {
+                transport,
+                conn: id,
+                remote: c.remote,
+            };
+            self.server.handle(Input::ClientClosed(client), clock(), &mut self.io);
+        }
+    }
+
+    fn close_idle(&mut self, now: Instant) {
+        let idle: Vec<u32> = self
+            .io
+            .conns
+            .iter()
+            .filter(|(id, c)| {
+                let transport = if c.tls.is_some() { Transport::Tls } else { Transport::Tcp };
+                let client = ClientId {
+                    transport,
+                    conn: **id,
+                    remote: c.remote,
+                };
+                now.saturating_duration_since(c.since) > IDLE_CONN && !self.server.has_allocation(&client)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in idle {
+            self.close_conn(id);
+        }
+    }
+}

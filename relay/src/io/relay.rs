@@ -1,0 +1,251 @@
+//! Relay sockets: one UDP socket per allocation, bound to the relay address
+//! in the configured port range, with EVEN-PORT and RESERVATION-TOKEN support.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::proto::{Family, RelayError, RelayGranted, RelayRequest};
+
+/// How long a reserved port (EVEN-PORT with R) is held (RFC 8656: about 30 s).
+pub const RESERVATION_TTL: Duration = Duration::from_secs(30);
+
+struct Reserved {
+    socket: UdpSocket,
+    family: Family,
+    expires: Instant,
+}
+
+/// Port allocator and reservation store.
+pub struct RelayPorts {
+    ip4: Option<IpAddr>,
+    ip6: Option<IpAddr>,
+    min: u16,
+    max: u16,
+    next: u32,
+    used4: Vec<u64>,
+    used6: Vec<u64>,
+    reserved: HashMap<u64, Reserved>,
+    rng: ring::rand::SystemRandom,
+}
+
+fn bit(v: &[u64], p: u16) -> bool {
+    v[p as usize / 64] & (1 << (p % 64)) != 0
+}
+fn set(v: &mut [u64], p: u16, on: bool) {
+    if on {
+        v[p as usize / 64] |= 1 << (p % 64);
+    } else {
+        v[p as usize / 64] &= !(1 << (p % 64));
+    }
+}
+
+fn bind(ip: IpAddr, port: u16, dont_fragment: bool) -> io::Result<UdpSocket> {
+    let domain = if ip.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    if ip.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&SocketAddr::new(ip, port).into())?;
+    if dont_fragment {
+        let (level, name, val) = if ip.is_ipv4() {
+            (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_DO)
+        } else {
+            (libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, libc::IPV6_PMTUDISC_DO)
+        };
+        // SAFETY: valid fd, option value is a c_int.
+        let r = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                level,
+                name,
+                &val as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(s.into())
+}
+
+impl RelayPorts {
+    /// Creates an allocator for the given relay addresses and inclusive port range.
+    pub fn new(ip4: Option<IpAddr>, ip6: Option<IpAddr>, min: u16, max: u16) -> Self {
+        Self {
+            ip4,
+            ip6,
+            min,
+            max,
+            next: 0,
+            used4: vec![0; 1024],
+            used6: vec![0; 1024],
+            reserved: HashMap::new(),
+            rng: ring::rand::SystemRandom::new(),
+        }
+    }
+
+    fn used(&mut self, f: Family) -> &mut Vec<u64> {
+        match f {
+            Family::V4 => &mut self.used4,
+            Family::V6 => &mut self.used6,
+        }
+    }
+
+    /// Opens a relay socket as requested; returns it, its address and an
+    /// optional reservation token.
+    pub fn open(&mut self, req: &RelayRequest, now: Instant) -> Result<(UdpSocket, RelayGranted), RelayError> {
+        if let Some(token) = req.reservation {
+            let r = self.reserved.remove(&token).ok_or(RelayError::BadToken)?;
+            if r.expires <= now {
+                let port = r.socket.local_addr().map(|a| a.port()).unwrap_or(0);
+                set(self.used(r.family), port, false);
+                return Err(RelayError::BadToken);
+            }
+            let local = r.socket.local_addr().map_err(|_| RelayError::BadToken)?;
+            return Ok((
+                r.socket,
+                RelayGranted {
+                    local,
+                    reservation_token: None,
+                },
+            ));
+        }
+        let ip = match req.family {
+            Family::V4 => self.ip4,
+            Family::V6 => self.ip6,
+        }
+        .ok_or(RelayError::NoPorts)?;
+        let span = self.max as u32 - self.min as u32 + 1;
+        let even = req.even_port || req.reserve_next;
+        for _ in 0..span {
+            let port = (self.min as u32 + self.next % span) as u16;
+            self.next = self.next.wrapping_add(1);
+            if even && port % 2 == 1 {
+                continue;
+            }
+            if bit(self.used(req.family), port) {
+                continue;
+            }
+            if req.reserve_next && (port == self.max || bit(self.used(req.family), port + 1)) {
+                continue;
+            }
+            let Ok(sock) = bind(ip, port, req.dont_fragment) else {
+                continue;
+            };
+            let mut token = None;
+            if req.reserve_next {
+                let Ok(next) = bind(ip, port + 1, false) else {
+                    continue;
+                };
+                let mut t = [0u8; 8];
+                let _ = ring::rand::SecureRandom::fill(&self.rng, &mut t);
+                let t = u64::from_le_bytes(t);
+                set(self.used(req.family), port + 1, true);
+                self.reserved.insert(
+                    t,
+                    Reserved {
+                        socket: next,
+                        family: req.family,
+                        expires: now + RESERVATION_TTL,
+                    },
+                );
+                token = Some(t);
+            }
+            set(self.used(req.family), port, true);
+            let local = sock.local_addr().map_err(|_| RelayError::NoPorts)?;
+            return Ok((
+                sock,
+                RelayGranted {
+                    local,
+                    reservation_token: token,
+                },
+            ));
+        }
+        Err(RelayError::NoPorts)
+    }
+
+    /// Returns a port to the pool.
+    pub fn release(&mut self, local: SocketAddr) {
+        let f = Family::of(&local);
+        set(self.used(f), local.port(), false);
+    }
+
+    /// Drops expired reservations.
+    pub fn sweep(&mut self, now: Instant) {
+        let expired: Vec<u64> = self
+            .reserved
+            .iter()
+            .filter(|(_, r)| r.expires <= now)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in expired {
+            if let Some(r) = self.reserved.remove(&t) {
+                if let Ok(a) = r.socket.local_addr() {
+                    self.release(a);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(even: bool, reserve: bool, token: Option<u64>) -> RelayRequest {
+        RelayRequest {
+            family: Family::V4,
+            even_port: even,
+            reserve_next: reserve,
+            reservation: token,
+            dont_fragment: false,
+        }
+    }
+
+    #[test]
+    fn even_port_reservation_and_exhaustion() {
+        let now = Instant::now();
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        // Pick a range unlikely to be in use.
+        let mut p = RelayPorts::new(Some(lo), None, 41_000, 41_009);
+        let (_s, g) = p.open(&req(true, true, None), now).unwrap();
+        assert_eq!(g.local.port() % 2, 0);
+        let token = g.reservation_token.unwrap();
+        let (_s2, g2) = p.open(&req(false, false, Some(token)), now).unwrap();
+        assert_eq!(g2.local.port(), g.local.port() + 1);
+        // A token is single use.
+        assert_eq!(p.open(&req(false, false, Some(token)), now).err(), Some(RelayError::BadToken));
+        let mut socks = Vec::new();
+        while let Ok((s, g)) = p.open(&req(false, false, None), now) {
+            assert!((41_000..=41_009).contains(&g.local.port()));
+            socks.push((s, g));
+        }
+        assert_eq!(socks.len(), 8);
+        assert_eq!(p.open(&req(false, false, None), now).err(), Some(RelayError::NoPorts));
+        p.release(socks.pop().unwrap().1.local);
+        // released port can be bound again once its socket is closed
+        assert!(p.open(&req(false, false, None), now).is_ok());
+        // No IPv6 relay address: refused.
+        let mut v6 = req(false, false, None);
+        v6.family = Family::V6;
+        assert_eq!(p.open(&v6, now).err(), Some(RelayError::NoPorts));
+    }
+
+    #[test]
+    fn reservations_expire() {
+        let now = Instant::now();
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let mut p = RelayPorts::new(Some(lo), None, 41_100, 41_109);
+        let (_s, g) = p.open(&req(true, true, None), now).unwrap();
+        let token = g.reservation_token.unwrap();
+        p.sweep(now + RESERVATION_TTL);
+        assert_eq!(p.open(&req(false, false, Some(token)), now).err(), Some(RelayError::BadToken));
+    }
+}

@@ -1,0 +1,179 @@
+//! `geosteer-relay`: run, check or mint credentials for the regional TURN relay.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, Subcommand};
+use geosteer_relay::config::RelayConfig;
+
+#[derive(Parser)]
+#[command(
+    name = "geosteer-relay",
+    version,
+    about = "geosteer regional STUN/TURN relay"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the relay. SIGTERM/SIGINT start a graceful drain; a second signal stops at once.
+    Serve {
+        /// TOML configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and list every problem.
+    Check {
+        /// TOML configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Mint TURN REST credentials (coturn compatible).
+    Creds {
+        /// Shared secret (one of the relay's auth.secrets).
+        #[arg(long)]
+        secret: String,
+        /// Validity in seconds.
+        #[arg(long, default_value_t = 86_400)]
+        ttl: u64,
+        /// Optional user id appended to the expiry (`expiry:user`).
+        #[arg(long)]
+        user: Option<String>,
+        /// Print a WebRTC iceServers-style JSON object.
+        #[arg(long)]
+        json: bool,
+        /// TURN/STUN URLs for --json (repeatable).
+        #[arg(long = "url")]
+        urls: Vec<String>,
+    },
+}
+
+fn load(path: &PathBuf) -> Result<RelayConfig, Vec<String>> {
+    let cfg = RelayConfig::load(path).map_err(|e| vec![e.to_string()])?;
+    cfg.validate()
+        .map_err(|errs| errs.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
+    Ok(cfg)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Check { config } => match load(&config) {
+            Ok(_) => {
+                println!("{}: ok", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(errs) => {
+                for e in errs {
+                    eprintln!("{e}");
+                }
+                ExitCode::from(2)
+            }
+        },
+        Cmd::Creds {
+            secret,
+            ttl,
+            user,
+            json,
+            urls,
+        } => {
+            if secret.is_empty() {
+                eprintln!("--secret must not be empty");
+                return ExitCode::from(2);
+            }
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let (u, p) = geosteer_relay::auth::mint(secret.as_bytes(), ttl, user.as_deref(), now);
+            if json {
+                let v = serde_json::json!({
+                    "iceServers": [{ "urls": urls, "username": u, "credential": p }],
+                    "ttl": ttl,
+                });
+                println!("{v}");
+            } else {
+                println!("username: {u}\npassword: {p}");
+            }
+            ExitCode::SUCCESS
+        }
+        Cmd::Serve { config } => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                        // stun-types logs malformed input at warn level: keep that quiet.
+                        tracing_subscriber::EnvFilter::new(
+                            "info,stun_types=error,turn_types=error,stun_proto=error",
+                        )
+                    }),
+                )
+                .init();
+            let cfg = match load(&config) {
+                Ok(c) => c,
+                Err(errs) => {
+                    for e in errs {
+                        eprintln!("{e}");
+                    }
+                    return ExitCode::from(2);
+                }
+            };
+            serve(cfg)
+        }
+    }
+}
+
+fn serve(cfg: RelayConfig) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let handle = match geosteer_relay::start(cfg) {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            eprintln!("cannot install signal handlers");
+            return ExitCode::FAILURE;
+        };
+        let control = handle.control();
+        let mut signals = 0;
+        loop {
+            tokio::select! {
+                _ = term.recv() => signals += 1,
+                _ = int.recv() => signals += 1,
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                    if control.is_finished() { break; }
+                    continue;
+                }
+            }
+            if signals == 1 {
+                tracing::info!("signal received: draining (send again to stop at once)");
+                control.drain();
+            } else {
+                tracing::info!("second signal: stopping");
+                control.stop();
+            }
+        }
+        let _ = tokio::task::spawn_blocking(move || handle.wait()).await;
+        tracing::info!("relay stopped");
+        ExitCode::SUCCESS
+    })
+}

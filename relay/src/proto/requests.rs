@@ -1,0 +1,649 @@
+//! STUN requests: Binding, and the authenticated TURN requests Allocate,
+//! Refresh, CreatePermission and ChannelBind.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use stun_types::attribute::{
+    AlternateServer, ErrorCode, MessageIntegrity, MessageIntegritySha256, Nonce, RawAttribute, Realm,
+    Software, UnknownAttributes, Username, XorMappedAddress,
+};
+use stun_types::message::{
+    IntegrityAlgorithm, LongTermKeyCredentials, Message, MessageClass, MessageHeader, MessageType,
+    MessageWrite, MessageWriteExt, MessageWriteVec, BINDING,
+};
+use stun_types::prelude::*;
+use stun_types::AddressFamily;
+use turn_types::attribute::{
+    AdditionalAddressFamily, AddressErrorCode, ChannelNumber, DontFragment, EvenPort, Lifetime,
+    RequestedAddressFamily, RequestedTransport, ReservationToken, XorPeerAddress, XorRelayedAddress,
+};
+use turn_types::message::{ALLOCATE, CHANNEL_BIND, CREATE_PERMISSION, REFRESH, SEND};
+
+use super::wire::{CHANNEL_MAX, CHANNEL_MIN};
+use super::{
+    secs, Allocation, Channel, ClientId, Clock, Family, Io, RelayError, RelayRequest, Server,
+};
+use crate::auth::{AuthFailure, NonceCheck};
+use crate::limits::{QuotaError, TokenBucket};
+use crate::stats::AllocError;
+
+/// Attribute types this server understands (comprehension-required range).
+const KNOWN: &[u16] = &[
+    0x0001, // MAPPED-ADDRESS
+    0x0003, // CHANGE-REQUEST (RFC 5780; ignored, no alternate address)
+    0x0006, // USERNAME
+    0x0008, // MESSAGE-INTEGRITY
+    0x0009, // ERROR-CODE
+    0x000A, // UNKNOWN-ATTRIBUTES
+    0x000C, // CHANNEL-NUMBER
+    0x000D, // LIFETIME
+    0x0012, // XOR-PEER-ADDRESS
+    0x0013, // DATA
+    0x0014, // REALM
+    0x0015, // NONCE
+    0x0016, // XOR-RELAYED-ADDRESS
+    0x0017, // REQUESTED-ADDRESS-FAMILY
+    0x0018, // EVEN-PORT
+    0x0019, // REQUESTED-TRANSPORT
+    0x001A, // DONT-FRAGMENT
+    0x001C, // MESSAGE-INTEGRITY-SHA256
+    0x001D, // PASSWORD-ALGORITHM
+    0x0020, // XOR-MAPPED-ADDRESS
+    0x0022, // RESERVATION-TOKEN
+];
+
+/// Credentials that authenticated a request; responses are signed with them.
+pub(super) struct Cred {
+    username: Arc<str>,
+    password: String,
+    algorithm: IntegrityAlgorithm,
+}
+
+/// Answers an unparseable request with 400 when its header allows it.
+pub(super) fn bad_request_raw(msg: &[u8], client: ClientId, io: &mut impl Io) {
+    let Ok(h) = MessageHeader::from_bytes(msg) else {
+        return;
+    };
+    let t = h.get_type();
+    if t.class() != MessageClass::Request {
+        return;
+    }
+    let mut w = Message::builder(
+        MessageType::from_class_method(MessageClass::Error, t.method()),
+        h.transaction_id(),
+        MessageWriteVec::new(),
+    );
+    if let Ok(e) = ErrorCode::builder(ErrorCode::BAD_REQUEST).build() {
+        let _ = w.add_attribute(&e);
+    }
+    let _ = w.add_fingerprint();
+    io.send_to_client(&client, &w.finish());
+}
+
+fn error_code(code: u16) -> ErrorCode {
+    ErrorCode::builder(code)
+        .build()
+        .unwrap_or_else(|_| ErrorCode::new(500, "Server Error").expect("valid error code"))
+}
+
+fn family_of(f: AddressFamily) -> Family {
+    match f {
+        AddressFamily::IPV4 => Family::V4,
+        AddressFamily::IPV6 => Family::V6,
+    }
+}
+
+impl Server {
+    pub(super) fn stun(&mut self, client: ClientId, msg: &Message<'_>, now: Clock, io: &mut impl Io) {
+        match msg.class() {
+            MessageClass::Indication => {
+                if msg.method() == SEND {
+                    self.send_indication(client, msg, now, io);
+                }
+            }
+            MessageClass::Request => self.request(client, msg, now, io),
+            _ => {}
+        }
+    }
+
+    fn request(&mut self, client: ClientId, msg: &Message<'_>, now: Clock, io: &mut impl Io) {
+        let unknown: Vec<_> = msg
+            .iter_attributes()
+            .map(|(_, a)| a.get_type())
+            .filter(|t| t.comprehension_required() && !KNOWN.contains(&t.value()))
+            .collect();
+        if !unknown.is_empty() {
+            self.counters.malformed += 1;
+            self.reply_error(client, msg, ErrorCode::UNKNOWN_ATTRIBUTE, None, io, |w| {
+                let _ = w.add_attribute(&UnknownAttributes::new(&unknown));
+            });
+            return;
+        }
+        let method = msg.method();
+        if method == BINDING {
+            self.binding(client, msg, io);
+            return;
+        }
+        if ![ALLOCATE, REFRESH, CREATE_PERMISSION, CHANNEL_BIND].contains(&method) {
+            self.reply_error(client, msg, ErrorCode::BAD_REQUEST, None, io, |_| {});
+            return;
+        }
+        // A Refresh with LIFETIME 0 deletes; it is allowed with an expired REST username.
+        let deleting = method == REFRESH && msg.attribute::<Lifetime>().map(|l| l.seconds()) == Ok(0);
+        let Some(cred) = self.authenticate(client, msg, now, deleting, io) else {
+            return;
+        };
+        if method == ALLOCATE {
+            self.allocate(client, msg, &cred, now, io);
+        } else if method == REFRESH {
+            self.refresh(client, msg, &cred, now, io);
+        } else if method == CREATE_PERMISSION {
+            self.create_permission(client, msg, &cred, now, io);
+        } else {
+            self.channel_bind(client, msg, &cred, now, io);
+        }
+    }
+
+    fn binding(&mut self, client: ClientId, msg: &Message<'_>, io: &mut impl Io) {
+        self.counters.binding_requests += 1;
+        let mut w = Message::builder_success(msg, MessageWriteVec::new());
+        let _ = w.add_attribute(&XorMappedAddress::new(client.remote, msg.transaction_id()));
+        // MAPPED-ADDRESS for RFC 3489 clients.
+        let mut mapped = [0u8; 20];
+        let n = match client.remote {
+            SocketAddr::V4(a) => {
+                mapped[1] = 1;
+                mapped[2..4].copy_from_slice(&a.port().to_be_bytes());
+                mapped[4..8].copy_from_slice(&a.ip().octets());
+                8
+            }
+            SocketAddr::V6(a) => {
+                mapped[1] = 2;
+                mapped[2..4].copy_from_slice(&a.port().to_be_bytes());
+                mapped[4..20].copy_from_slice(&a.ip().octets());
+                20
+            }
+        };
+        let _ = w.add_attribute(&RawAttribute::new(0x0001.into(), &mapped[..n]));
+        self.add_software(&mut w);
+        let _ = w.add_fingerprint();
+        io.send_to_client(&client, &w.finish());
+    }
+
+    fn add_software(&self, w: &mut MessageWriteVec) {
+        if !self.cfg.software.is_empty() {
+            if let Ok(s) = Software::new(&self.cfg.software) {
+                let _ = w.add_attribute(&s);
+            }
+        }
+    }
+
+    fn finish_and_send(
+        &self,
+        client: ClientId,
+        mut w: MessageWriteVec,
+        cred: Option<&Cred>,
+        io: &mut impl Io,
+    ) {
+        if let Some(c) = cred {
+            let key = LongTermKeyCredentials::new(
+                c.username.to_string(),
+                c.password.clone(),
+                self.auth.realm().to_string(),
+            )
+            .into();
+            if w.add_message_integrity(&key, c.algorithm).is_err() {
+                return;
+            }
+        }
+        let _ = w.add_fingerprint();
+        io.send_to_client(&client, &w.finish());
+    }
+
+    fn reply_error(
+        &mut self,
+        client: ClientId,
+        msg: &Message<'_>,
+        code: u16,
+        cred: Option<&Cred>,
+        io: &mut impl Io,
+        extra: impl FnOnce(&mut MessageWriteVec),
+    ) {
+        tracing::debug!(code, method = %msg.method(), client = %client.remote, "error reply");
+        let mut w = Message::builder_error(msg, MessageWriteVec::new());
+        let _ = w.add_attribute(&error_code(code));
+        extra(&mut w);
+        self.finish_and_send(client, w, cred, io);
+    }
+
+    /// Sends 401 (or 438) with REALM and a fresh NONCE, subject to the per-IP limit.
+    fn challenge(&mut self, client: ClientId, msg: &Message<'_>, code: u16, now: Clock, io: &mut impl Io) {
+        let ip = client.remote.ip();
+        if !self.unauth.allow(ip, now.unix) {
+            self.counters.unauthorized_limited += 1;
+            return;
+        }
+        let nonce = self.auth.make_nonce(ip, now.unix);
+        let realm = self.auth.realm().to_string();
+        self.reply_error(client, msg, code, None, io, |w| {
+            if let Ok(r) = Realm::new(&realm) {
+                let _ = w.add_attribute(&r);
+            }
+            if let Ok(n) = Nonce::new(&nonce) {
+                let _ = w.add_attribute(&n);
+            }
+        });
+    }
+
+    fn authenticate(
+        &mut self,
+        client: ClientId,
+        msg: &Message<'_>,
+        now: Clock,
+        deleting: bool,
+        io: &mut impl Io,
+    ) -> Option<Cred> {
+        if !msg.has_attribute(MessageIntegrity::TYPE) && !msg.has_attribute(MessageIntegritySha256::TYPE)
+        {
+            self.challenge(client, msg, ErrorCode::UNAUTHORIZED, now, io);
+            return None;
+        }
+        let (Ok(user), Ok(_realm), Ok(nonce)) = (
+            msg.attribute::<Username>(),
+            msg.attribute::<Realm>(),
+            msg.attribute::<Nonce>(),
+        ) else {
+            self.reply_error(client, msg, ErrorCode::BAD_REQUEST, None, io, |_| {});
+            return None;
+        };
+        if self.auth.check_nonce(nonce.nonce(), client.remote.ip(), now.unix) != NonceCheck::Valid {
+            self.challenge(client, msg, ErrorCode::STALE_NONCE, now, io);
+            return None;
+        }
+        let username = user.username();
+        if let Some(a) = self.by_client.get(&client).and_then(|id| self.allocs.get(id)) {
+            // Requests on an existing allocation must use its credentials.
+            if &*a.username != username {
+                let cred = Cred {
+                    username: a.username.clone(),
+                    password: a.password.clone(),
+                    algorithm: a.algorithm,
+                };
+                self.counters.auth_failures += 1;
+                self.reply_error(client, msg, ErrorCode::WRONG_CREDENTIALS, Some(&cred), io, |_| {});
+                return None;
+            }
+            let (user, pw) = (a.username.clone(), a.password.clone());
+            let valid = self.auth.verify_with(msg, &user, &pw);
+            let fresh = deleting || self.auth.still_valid(&user, now.unix);
+            return match valid {
+                Some(v) if fresh => Some(Cred {
+                    username: user,
+                    password: v.password,
+                    algorithm: v.algorithm,
+                }),
+                _ => {
+                    self.counters.auth_failures += 1;
+                    self.challenge(client, msg, ErrorCode::UNAUTHORIZED, now, io);
+                    None
+                }
+            };
+        }
+        match self.auth.verify(msg, username, now.unix) {
+            Ok(v) => Some(Cred {
+                username: Arc::from(username),
+                password: v.password,
+                algorithm: v.algorithm,
+            }),
+            Err(AuthFailure::Expired | AuthFailure::UnknownUser | AuthFailure::BadIntegrity) => {
+                self.counters.auth_failures += 1;
+                self.challenge(client, msg, ErrorCode::UNAUTHORIZED, now, io);
+                None
+            }
+        }
+    }
+
+    fn alloc_error(
+        &mut self,
+        reason: AllocError,
+        code: u16,
+        client: ClientId,
+        msg: &Message<'_>,
+        cred: &Cred,
+        io: &mut impl Io,
+    ) {
+        self.counters.alloc_errors[reason as usize] += 1;
+        let alt = if code == ErrorCode::TRY_ALTERNATE {
+            self.cfg.alternate_server
+        } else {
+            None
+        };
+        self.reply_error(client, msg, code, Some(cred), io, |w| {
+            if let Some(a) = alt {
+                let _ = w.add_attribute(&AlternateServer::new(a));
+            }
+        });
+    }
+
+    fn allocate(&mut self, client: ClientId, msg: &Message<'_>, cred: &Cred, now: Clock, io: &mut impl Io) {
+        if let Some(&id) = self.by_client.get(&client) {
+            let same = self.allocs.get(&id).map(|a| a.allocate_txid) == Some(msg.transaction_id());
+            if same {
+                // Retransmission: answer again with the current state.
+                self.allocate_success(client, id, msg, cred, now, io);
+            } else {
+                self.alloc_error(AllocError::Mismatch, ErrorCode::ALLOCATION_MISMATCH, client, msg, cred, io);
+            }
+            return;
+        }
+        match msg.attribute::<RequestedTransport>() {
+            Ok(t) if t.protocol() == RequestedTransport::UDP => {}
+            Ok(_) => {
+                return self.alloc_error(
+                    AllocError::Transport,
+                    ErrorCode::UNSUPPORTED_TRANSPORT_PROTOCOL,
+                    client,
+                    msg,
+                    cred,
+                    io,
+                )
+            }
+            Err(_) => {
+                return self.alloc_error(AllocError::BadRequest, ErrorCode::BAD_REQUEST, client, msg, cred, io)
+            }
+        }
+        let alt_or_508 = if self.cfg.alternate_server.is_some() {
+            ErrorCode::TRY_ALTERNATE
+        } else {
+            ErrorCode::INSUFFICIENT_CAPACITY
+        };
+        if self.draining {
+            return self.alloc_error(AllocError::Draining, alt_or_508, client, msg, cred, io);
+        }
+        match self.quotas.check(&cred.username, client.remote.ip()) {
+            Ok(()) => {}
+            Err(QuotaError::PerUser) => {
+                return self.alloc_error(AllocError::QuotaUser, ErrorCode::ALLOCATION_QUOTA_REACHED, client, msg, cred, io)
+            }
+            Err(QuotaError::PerIp) => {
+                return self.alloc_error(AllocError::QuotaIp, ErrorCode::ALLOCATION_QUOTA_REACHED, client, msg, cred, io)
+            }
+            Err(QuotaError::Capacity) => {
+                return self.alloc_error(AllocError::Capacity, alt_or_508, client, msg, cred, io)
+            }
+        }
+        let even = msg.attribute::<EvenPort>().ok();
+        let token = msg.has_attribute(ReservationToken::TYPE);
+        let requested = msg.has_attribute(RequestedAddressFamily::TYPE);
+        let additional = msg.has_attribute(AdditionalAddressFamily::TYPE);
+        if (token && (even.is_some() || requested)) || (requested && additional) {
+            return self.alloc_error(AllocError::BadRequest, ErrorCode::BAD_REQUEST, client, msg, cred, io);
+        }
+        let family = if requested {
+            match msg.attribute::<RequestedAddressFamily>() {
+                Ok(f) => family_of(f.family()),
+                Err(_) => {
+                    return self.alloc_error(
+                        AllocError::Family,
+                        ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED,
+                        client,
+                        msg,
+                        cred,
+                        io,
+                    )
+                }
+            }
+        } else {
+            Family::V4
+        };
+        let mut ipv6_refused = false;
+        if additional {
+            match msg.attribute::<AdditionalAddressFamily>() {
+                // Dual allocations are not offered: the IPv4 relay is granted and
+                // the IPv6 part is refused with ADDRESS-ERROR-CODE (RFC 8656 §7.2).
+                Ok(f) if f.family() == AddressFamily::IPV6 => ipv6_refused = true,
+                _ => {
+                    return self.alloc_error(AllocError::BadRequest, ErrorCode::BAD_REQUEST, client, msg, cred, io)
+                }
+            }
+        }
+        let reservation = if token {
+            match msg.attribute::<ReservationToken>() {
+                Ok(t) => Some(t.token()),
+                Err(_) => {
+                    return self.alloc_error(AllocError::BadRequest, ErrorCode::BAD_REQUEST, client, msg, cred, io)
+                }
+            }
+        } else {
+            None
+        };
+        let available = match family {
+            Family::V4 => self.cfg.has_v4,
+            Family::V6 => self.cfg.has_v6,
+        };
+        if !available && reservation.is_none() {
+            return self.alloc_error(
+                AllocError::Family,
+                ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED,
+                client,
+                msg,
+                cred,
+                io,
+            );
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let req = RelayRequest {
+            family,
+            even_port: even.is_some(),
+            reserve_next: even.map(|e| e.requested()).unwrap_or(false),
+            reservation,
+            dont_fragment: msg.has_attribute(DontFragment::TYPE),
+        };
+        let granted = match io.open_relay(id, &req) {
+            Ok(g) => g,
+            Err(RelayError::NoPorts | RelayError::BadToken) => {
+                return self.alloc_error(AllocError::Ports, ErrorCode::INSUFFICIENT_CAPACITY, client, msg, cred, io)
+            }
+        };
+        let lifetime = self.lifetime(msg.attribute::<Lifetime>().ok().map(|l| l.seconds()));
+        self.quotas.acquire(&cred.username, client.remote.ip());
+        self.allocs.insert(
+            id,
+            Allocation {
+                client,
+                username: cred.username.clone(),
+                password: cred.password.clone(),
+                algorithm: cred.algorithm,
+                relay_local: granted.local,
+                relay_public: self.public_addr(granted.local),
+                expires: now.mono + secs(lifetime),
+                permissions: Vec::new(),
+                channels: Vec::new(),
+                bucket: TokenBucket::new(self.cfg.max_bps, now.mono),
+                allocate_txid: msg.transaction_id(),
+                reservation_token: granted.reservation_token,
+                ipv6_refused,
+            },
+        );
+        self.by_client.insert(client, id);
+        self.counters.sessions_total += 1;
+        self.allocate_success(client, id, msg, cred, now, io);
+    }
+
+    fn allocate_success(
+        &mut self,
+        client: ClientId,
+        id: u64,
+        msg: &Message<'_>,
+        cred: &Cred,
+        now: Clock,
+        io: &mut impl Io,
+    ) {
+        let Some(a) = self.allocs.get(&id) else {
+            return;
+        };
+        let txid = msg.transaction_id();
+        let remaining = a.expires.saturating_duration_since(now.mono).as_secs() as u32;
+        let mut w = Message::builder_success(msg, MessageWriteVec::new());
+        let _ = w.add_attribute(&XorRelayedAddress::new(a.relay_public, txid));
+        let _ = w.add_attribute(&Lifetime::new(remaining));
+        let _ = w.add_attribute(&XorMappedAddress::new(client.remote, txid));
+        if let Some(t) = a.reservation_token {
+            let _ = w.add_attribute(&ReservationToken::new(t));
+        }
+        if a.ipv6_refused {
+            let _ = w.add_attribute(&AddressErrorCode::new(
+                AddressFamily::IPV6,
+                error_code(ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED),
+            ));
+        }
+        self.add_software(&mut w);
+        self.finish_and_send(client, w, Some(cred), io);
+    }
+
+    fn refresh(&mut self, client: ClientId, msg: &Message<'_>, cred: &Cred, now: Clock, io: &mut impl Io) {
+        let Some(&id) = self.by_client.get(&client) else {
+            return self.reply_error(client, msg, ErrorCode::ALLOCATION_MISMATCH, Some(cred), io, |_| {});
+        };
+        if let Ok(f) = msg.attribute::<RequestedAddressFamily>() {
+            let ours = self.allocs.get(&id).map(|a| Family::of(&a.relay_local));
+            if Some(family_of(f.family())) != ours {
+                return self.reply_error(client, msg, ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH, Some(cred), io, |_| {});
+            }
+        }
+        let requested = msg.attribute::<Lifetime>().ok().map(|l| l.seconds());
+        let lifetime = if requested == Some(0) {
+            self.remove(id, io);
+            0
+        } else {
+            let lt = self.lifetime(requested);
+            if let Some(a) = self.allocs.get_mut(&id) {
+                a.expires = now.mono + secs(lt);
+            }
+            lt
+        };
+        let mut w = Message::builder_success(msg, MessageWriteVec::new());
+        let _ = w.add_attribute(&Lifetime::new(lifetime));
+        self.finish_and_send(client, w, Some(cred), io);
+    }
+
+    /// Checks a peer for an allocation; returns the STUN error code on refusal.
+    fn check_peer(&mut self, id: u64, peer: SocketAddr) -> Result<(), u16> {
+        let Some(a) = self.allocs.get(&id) else {
+            return Err(ErrorCode::ALLOCATION_MISMATCH);
+        };
+        if Family::of(&peer) != Family::of(&a.relay_local) {
+            return Err(ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH);
+        }
+        if self.policy.check(peer.ip()).is_err() {
+            self.counters.peer_denied += 1;
+            return Err(ErrorCode::FORBIDDEN);
+        }
+        Ok(())
+    }
+
+    fn create_permission(
+        &mut self,
+        client: ClientId,
+        msg: &Message<'_>,
+        cred: &Cred,
+        now: Clock,
+        io: &mut impl Io,
+    ) {
+        let Some(&id) = self.by_client.get(&client) else {
+            return self.reply_error(client, msg, ErrorCode::ALLOCATION_MISMATCH, Some(cred), io, |_| {});
+        };
+        let txid = msg.transaction_id();
+        let mut peers: Vec<IpAddr> = Vec::new();
+        let mut n = 0;
+        while let Ok(p) = msg.nth_attribute::<XorPeerAddress>(n) {
+            n += 1;
+            let addr = p.addr(txid);
+            if let Err(code) = self.check_peer(id, addr) {
+                return self.reply_error(client, msg, code, Some(cred), io, |_| {});
+            }
+            if !peers.contains(&addr.ip()) {
+                peers.push(addr.ip());
+            }
+        }
+        if peers.is_empty() {
+            return self.reply_error(client, msg, ErrorCode::BAD_REQUEST, Some(cred), io, |_| {});
+        }
+        let max = self.cfg.max_permissions;
+        let expires = now.mono + secs(self.cfg.permission_lifetime);
+        let Some(a) = self.allocs.get_mut(&id) else {
+            return;
+        };
+        let new = peers
+            .iter()
+            .filter(|ip| !a.permissions.iter().any(|(p, _)| p == *ip))
+            .count();
+        if a.permissions.len() + new > max {
+            return self.reply_error(client, msg, ErrorCode::INSUFFICIENT_CAPACITY, Some(cred), io, |_| {});
+        }
+        for ip in peers {
+            install_permission(a, ip, expires);
+        }
+        let w = Message::builder_success(msg, MessageWriteVec::new());
+        self.finish_and_send(client, w, Some(cred), io);
+    }
+
+    fn channel_bind(&mut self, client: ClientId, msg: &Message<'_>, cred: &Cred, now: Clock, io: &mut impl Io) {
+        let Some(&id) = self.by_client.get(&client) else {
+            return self.reply_error(client, msg, ErrorCode::ALLOCATION_MISMATCH, Some(cred), io, |_| {});
+        };
+        let (Ok(ch), Ok(peer)) = (msg.attribute::<ChannelNumber>(), msg.attribute::<XorPeerAddress>()) else {
+            return self.reply_error(client, msg, ErrorCode::BAD_REQUEST, Some(cred), io, |_| {});
+        };
+        let number = ch.channel();
+        let peer = peer.addr(msg.transaction_id());
+        if !(CHANNEL_MIN..=CHANNEL_MAX).contains(&number) {
+            return self.reply_error(client, msg, ErrorCode::BAD_REQUEST, Some(cred), io, |_| {});
+        }
+        if let Err(code) = self.check_peer(id, peer) {
+            return self.reply_error(client, msg, code, Some(cred), io, |_| {});
+        }
+        let max = self.cfg.max_channels;
+        let max_perms = self.cfg.max_permissions;
+        let ch_exp = now.mono + secs(self.cfg.channel_lifetime);
+        let perm_exp = now.mono + secs(self.cfg.permission_lifetime);
+        let Some(a) = self.allocs.get_mut(&id) else {
+            return;
+        };
+        let by_number = a.channels.iter().position(|c| c.number == number);
+        let by_peer = a.channels.iter().position(|c| c.peer == peer);
+        let new_perm = !a.permissions.iter().any(|(p, _)| *p == peer.ip());
+        let code = match (by_number, by_peer) {
+            (Some(i), Some(j)) if i == j => None,
+            (None, None) if a.channels.len() >= max => Some(ErrorCode::INSUFFICIENT_CAPACITY),
+            (None, None) if new_perm && a.permissions.len() >= max_perms => {
+                Some(ErrorCode::INSUFFICIENT_CAPACITY)
+            }
+            (None, None) => None,
+            _ => Some(ErrorCode::BAD_REQUEST),
+        };
+        if let Some(code) = code {
+            return self.reply_error(client, msg, code, Some(cred), io, |_| {});
+        }
+        match by_number {
+            Some(i) => a.channels[i].expires = ch_exp,
+            None => a.channels.push(Channel {
+                number,
+                peer,
+                expires: ch_exp,
+            }),
+        }
+        install_permission(a, peer.ip(), perm_exp);
+        let w = Message::builder_success(msg, MessageWriteVec::new());
+        self.finish_and_send(client, w, Some(cred), io);
+    }
+}
+
+fn install_permission(a: &mut Allocation, ip: IpAddr, expires: std::time::Instant) {
+    match a.permissions.iter_mut().find(|(p, _)| *p == ip) {
+        Some(p) => p.1 = expires,
+        None => a.permissions.push((ip, expires)),
+    }
+}

@@ -1,0 +1,414 @@
+//! Wiring: binds the sockets, builds the state machine, starts the event-loop
+//! thread and the HTTP thread, and exposes drain/stop controls.
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::auth::Authenticator;
+use crate::config::{ConfigError, RelayConfig};
+use crate::io::relay::RelayPorts;
+use crate::io::{EventLoop, Sockets};
+use crate::limits::{Quotas, UnauthorizedLimiter};
+use crate::policy::PeerPolicy;
+use crate::proto::{ProtoConfig, Server};
+use crate::stats::Stats;
+
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Invalid configuration (every problem listed).
+    #[error("invalid configuration: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Config(Vec<ConfigError>),
+    /// A socket could not be bound.
+    #[error("cannot bind {what} {addr}: {source}")]
+    Bind {
+        /// Listener kind.
+        what: &'static str,
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// TLS certificate or key problem.
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    /// Other IO failure while starting.
+    #[error("startup: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Drain/stop flags shared by the event loop, HTTP handlers and signal handlers.
+#[derive(Debug)]
+pub struct Control {
+    /// Set to start draining.
+    pub draining: AtomicBool,
+    /// Set to stop at once.
+    pub stop: AtomicBool,
+    waker: OnceLock<mio::Waker>,
+    done: Mutex<bool>,
+    done_cv: Condvar,
+    stats: Arc<Stats>,
+}
+
+impl Control {
+    fn new(stats: Arc<Stats>) -> Self {
+        Self {
+            draining: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            waker: OnceLock::new(),
+            done: Mutex::new(false),
+            done_cv: Condvar::new(),
+            stats,
+        }
+    }
+
+    pub(crate) fn set_waker(&self, w: mio::Waker) {
+        let _ = self.waker.set(w);
+    }
+
+    fn wake(&self) {
+        if let Some(w) = self.waker.get() {
+            let _ = w.wake();
+        }
+    }
+
+    /// Starts a graceful drain.
+    pub fn drain(&self) {
+        self.draining.store(true, Relaxed);
+        self.stats.draining.store(true, Relaxed);
+        self.wake();
+    }
+
+    /// Stops immediately.
+    pub fn stop(&self) {
+        self.stop.store(true, Relaxed);
+        self.wake();
+    }
+
+    pub(crate) fn heartbeat(&self) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        self.stats.last_tick_unix.store(now, Relaxed);
+    }
+
+    pub(crate) fn finished(&self) {
+        self.stats.stopped.store(true, Relaxed);
+        let mut d = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        *d = true;
+        self.done_cv.notify_all();
+    }
+
+    /// Whether the event loop has exited.
+    pub fn is_finished(&self) -> bool {
+        *self.done.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Blocks until the event loop exits or `timeout` passes; returns whether it exited.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut d = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        while !*d {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            d = self
+                .done_cv
+                .wait_timeout(d, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+}
+
+/// A running relay.
+pub struct RelayHandle {
+    /// Bound UDP listener addresses.
+    pub udp: Vec<SocketAddr>,
+    /// Bound TCP listener addresses.
+    pub tcp: Vec<SocketAddr>,
+    /// Bound TLS listener addresses.
+    pub tls: Vec<SocketAddr>,
+    /// Bound HTTP address.
+    pub http: SocketAddr,
+    /// Shared statistics.
+    pub stats: Arc<Stats>,
+    control: Arc<Control>,
+    core: Option<JoinHandle<()>>,
+    http_thread: Option<JoinHandle<()>>,
+    http_stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl std::fmt::Debug for RelayHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayHandle")
+            .field("udp", &self.udp)
+            .field("tcp", &self.tcp)
+            .field("tls", &self.tls)
+            .field("http", &self.http)
+            .finish()
+    }
+}
+
+impl RelayHandle {
+    /// Controls (drain/stop).
+    pub fn control(&self) -> Arc<Control> {
+        self.control.clone()
+    }
+
+    /// Starts a graceful drain.
+    pub fn drain(&self) {
+        self.control.drain();
+    }
+
+    /// Waits for the event loop to exit (after drain or stop), then stops HTTP.
+    pub fn wait(mut self) {
+        if let Some(c) = self.core.take() {
+            let _ = c.join();
+        }
+        self.shutdown_http();
+    }
+
+    /// Stops at once and waits.
+    pub fn stop(self) {
+        self.control.stop();
+        self.wait();
+    }
+
+    fn shutdown_http(&mut self) {
+        if let Some(tx) = self.http_stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.http_thread.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for RelayHandle {
+    fn drop(&mut self) {
+        if self.core.is_some() {
+            self.control.stop();
+            if let Some(c) = self.core.take() {
+                let _ = c.join();
+            }
+        }
+        self.shutdown_http();
+    }
+}
+
+fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, StartError> {
+    let b = |source| StartError::Bind {
+        what: "udp",
+        addr,
+        source,
+    };
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).map_err(b)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true).map_err(b)?;
+    }
+    // Large buffers absorb bursts; the kernel caps them at rmem_max/wmem_max.
+    let _ = s.set_recv_buffer_size(8 << 20);
+    let _ = s.set_send_buffer_size(8 << 20);
+    s.set_nonblocking(true).map_err(b)?;
+    s.bind(&addr.into()).map_err(b)?;
+    Ok(s.into())
+}
+
+fn bind_tcp(addr: SocketAddr, what: &'static str) -> Result<TcpListener, StartError> {
+    let b = |source| StartError::Bind { what, addr, source };
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(b)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true).map_err(b)?;
+    }
+    s.set_reuse_address(true).map_err(b)?;
+    s.set_nonblocking(true).map_err(b)?;
+    s.bind(&addr.into()).map_err(b)?;
+    s.listen(1024).map_err(b)?;
+    Ok(s.into())
+}
+
+/// Loads a rustls server configuration (TLS 1.2 and 1.3 only, ring provider).
+pub fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> Result<rustls::ServerConfig, StartError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| StartError::Tls(format!("{}: {e}", cert.display())))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| StartError::Tls(format!("{}: {e}", cert.display())))?;
+    if certs.is_empty() {
+        return Err(StartError::Tls(format!("{}: no certificate found", cert.display())));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| StartError::Tls(format!("{}: {e}", key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| StartError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| StartError::Tls(e.to_string()))
+}
+
+fn raise_fd_limit() {
+    // SAFETY: plain getrlimit/setrlimit on a local struct.
+    unsafe {
+        let mut r: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
+
+/// Validates the configuration, binds every socket and starts the relay.
+/// Returns once it is serving, with the bound addresses.
+pub fn start(config: RelayConfig) -> Result<RelayHandle, StartError> {
+    config.validate().map_err(StartError::Config)?;
+    raise_fd_limit();
+    let udp: Vec<UdpSocket> = config.listen.udp.iter().map(|a| bind_udp(*a)).collect::<Result<_, _>>()?;
+    let tcp: Vec<TcpListener> = config
+        .listen
+        .tcp
+        .iter()
+        .map(|a| bind_tcp(*a, "tcp"))
+        .collect::<Result<_, _>>()?;
+    let tls: Vec<TcpListener> = config
+        .listen
+        .tls
+        .iter()
+        .map(|a| bind_tcp(*a, "tls"))
+        .collect::<Result<_, _>>()?;
+    let tls_config = match (&config.listen.tls_cert, &config.listen.tls_key, tls.is_empty()) {
+        (Some(c), Some(k), false) => Some(Arc::new(tls_config(c, k)?)),
+        _ => None,
+    };
+    let http = std::net::TcpListener::bind(config.listen.http).map_err(|source| StartError::Bind {
+        what: "http",
+        addr: config.listen.http,
+        source,
+    })?;
+    http.set_nonblocking(true)?;
+    let addrs = |v: &[UdpSocket]| v.iter().map(|s| s.local_addr()).collect::<std::io::Result<Vec<_>>>();
+    let udp_addrs = addrs(&udp)?;
+    let tcp_addrs = tcp.iter().map(|s| s.local_addr()).collect::<std::io::Result<Vec<_>>>()?;
+    let tls_addrs = tls.iter().map(|s| s.local_addr()).collect::<std::io::Result<Vec<_>>>()?;
+    let http_addr = http.local_addr()?;
+
+    let stats = Arc::new(Stats::default());
+    let control = Arc::new(Control::new(stats.clone()));
+    control.heartbeat();
+    let auth = Authenticator::new(
+        &config.realm,
+        config.auth.users.clone(),
+        &config.auth.secrets,
+        config.auth.nonce_key.as_deref().map(str::as_bytes),
+        config.auth.nonce_ttl,
+    );
+    let lim = &config.limits;
+    let server = Server::new(
+        ProtoConfig::from_config(&config),
+        auth,
+        PeerPolicy::new(&config.peer_policy),
+        Quotas::new(lim.allocations_per_user, lim.allocations_per_ip, lim.capacity),
+        UnauthorizedLimiter::new(lim.unauthorized_per_ip),
+        stats.clone(),
+        Instant::now(),
+    );
+    let ports = RelayPorts::new(
+        config.relay_ipv4(),
+        config.relay_ipv6(),
+        config.relay.port_min,
+        config.relay.port_max,
+    );
+    let sockets = Sockets {
+        udp,
+        tcp,
+        tls,
+        tls_config,
+    };
+    let max_conns = (lim.capacity as usize).saturating_mul(2).max(1024);
+    let drain_timeout = Duration::from_secs(config.operations.drain_timeout);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let ctl = control.clone();
+    let core = std::thread::Builder::new()
+        .name("relay-core".into())
+        .spawn(move || match EventLoop::new(sockets, server, ports, ctl.clone(), max_conns, drain_timeout) {
+            Ok(l) => {
+                let _ = ready_tx.send(Ok(()));
+                l.run();
+            }
+            Err(e) => {
+                let _ = ready_tx.send(Err(e));
+                ctl.finished();
+            }
+        })?;
+    ready_rx
+        .recv()
+        .map_err(|_| std::io::Error::other("event loop thread died"))??;
+
+    let (http_stop, http_rx) = tokio::sync::oneshot::channel();
+    let state = crate::http::HttpState::new(&config, stats.clone(), control.clone());
+    let http_thread = std::thread::Builder::new().name("relay-http".into()).spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!("http runtime: {e}");
+                return;
+            }
+        };
+        rt.block_on(async move {
+            if let Err(e) = crate::http::serve(http, state, http_rx).await {
+                tracing::error!("http server: {e}");
+            }
+        });
+    })?;
+    tracing::info!(
+        udp = ?udp_addrs, tcp = ?tcp_addrs, tls = ?tls_addrs, http = %http_addr,
+        region = %config.region, "relay started"
+    );
+    Ok(RelayHandle {
+        udp: udp_addrs,
+        tcp: tcp_addrs,
+        tls: tls_addrs,
+        http: http_addr,
+        stats,
+        control,
+        core: Some(core),
+        http_thread: Some(http_thread),
+        http_stop: Some(http_stop),
+    })
+}
+
+/// Runs the relay until `shutdown` resolves, then drains gracefully (new
+/// allocations refused, existing ones relayed until they end or the drain
+/// timeout) and returns. `POST /admin/drain` also ends it this way.
+pub async fn run(config: RelayConfig, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    let handle = start(config)?;
+    let control = handle.control();
+    tokio::pin!(shutdown);
+    let waiter = {
+        let c = control.clone();
+        tokio::task::spawn_blocking(move || while !c.wait_timeout(Duration::from_secs(3600)) {})
+    };
+    tokio::select! {
+        _ = &mut shutdown => {
+            tracing::info!("shutdown requested: draining");
+            control.drain();
+        }
+        _ = async { while !control.is_finished() { tokio::time::sleep(Duration::from_millis(200)).await } } => {}
+    }
+    let _ = waiter.await;
+    tokio::task::spawn_blocking(move || handle.wait())
+        .await
+        .map_err(|e| StartError::Io(std::io::Error::other(e.to_string())))?;
+    Ok(())
+}
