@@ -72,3 +72,6 @@ pub(crate) fn line_of(text: &str, pos: usize) -> usize {
         .count()
         + 1
 }
+
+#[cfg(test)]
+mod tests;

@@ -15,3 +15,6 @@ pub use decide::{decide, Decision, Outcome};
 pub use hash::{client_hash, member_seed};
 pub use model::{Member, MemberId, Override, Pool, PoolId, Region, RegionId, Steering};
 pub use rank::{rank_regions, Placement, RankedRegion};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,111 @@
+//! Hot reload: a new config is swapped in atomically under load without
+//! losing queries; a broken one is rejected and the old one keeps serving.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use hickory_proto::rr::RecordType;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_swaps_config_without_losing_queries_and_rejects_bad_ones() {
+    let dir = std::env::temp_dir().join(format!("geosteer-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(repo("zones/example.com.zone"), dir.join("example.com.zone")).unwrap();
+    let base = rewrite_listen(&std::fs::read_to_string(repo("zones/demo.toml")).unwrap()).replace(
+        "../geoip/demo.mmdb",
+        repo("geoip/demo.mmdb").to_str().unwrap(),
+    );
+    let cfg = dir.join("g.toml");
+    std::fs::write(&cfg, &base).unwrap();
+    let st =
+        geosteer::dns::ServeState::load(geosteer::config::Config::load(&cfg).unwrap(), 1).unwrap();
+    let node = geosteer::node::Node::start(st).await.unwrap();
+    let s = node.dns.addrs[0];
+    assert_eq!(
+        addrs(&udp(
+            s,
+            "turn.example.com.",
+            RecordType::A,
+            ecs("81.2.69.0/24")
+        )),
+        ["127.0.2.1"]
+    );
+
+    // Load: a client thread sending queries back to back, counting answers.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (sent, answered) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let load = {
+        let (stop, sent, answered) = (stop.clone(), sent.clone(), answered.clone());
+        std::thread::spawn(move || {
+            let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let q = build("turn.example.com.", RecordType::A, ecs("81.2.69.0/24"));
+            let mut buf = [0u8; 1500];
+            while !stop.load(Ordering::Relaxed) {
+                sock.send_to(&q, s).unwrap();
+                sent.fetch_add(1, Ordering::Relaxed);
+                if sock.recv(&mut buf).is_ok() {
+                    answered.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    // Move eu-central's relay to another address and back, 20 times.
+    let moved = base.replace("\"127.0.2.1\"", "\"127.0.2.9\"");
+    for i in 0..20 {
+        std::fs::write(&cfg, if i % 2 == 0 { &moved } else { &base }).unwrap();
+        node.reload().expect("valid config reloads");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    std::fs::write(&cfg, &moved).unwrap();
+    node.reload().unwrap();
+    assert_eq!(
+        addrs(&udp(
+            s,
+            "turn.example.com.",
+            RecordType::A,
+            ecs("81.2.69.0/24")
+        )),
+        ["127.0.2.9"]
+    );
+
+    // A broken config is rejected with its errors; the old one keeps serving.
+    std::fs::write(
+        &cfg,
+        moved.replace("latitude = 50.1109", "latitude = 500.0"),
+    )
+    .unwrap();
+    let err = node.reload().unwrap_err();
+    assert!(
+        err.to_string().contains("regions.eu-central.latitude"),
+        "{err}"
+    );
+    std::fs::write(dir.join("example.com.zone"), "garbage here\n").unwrap();
+    std::fs::write(&cfg, &base).unwrap();
+    let err = node.reload().unwrap_err();
+    assert!(err.to_string().contains("example.com.zone:1"), "{err}");
+    assert_eq!(
+        addrs(&udp(
+            s,
+            "turn.example.com.",
+            RecordType::A,
+            ecs("81.2.69.0/24")
+        )),
+        ["127.0.2.9"]
+    );
+
+    stop.store(true, Ordering::Relaxed);
+    load.join().unwrap();
+    let (sent, answered) = (
+        sent.load(Ordering::Relaxed),
+        answered.load(Ordering::Relaxed),
+    );
+    assert!(sent > 100, "load ran ({sent} queries)");
+    assert_eq!(sent, answered, "queries lost during reloads");
+    node.dns.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
