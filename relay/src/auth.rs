@@ -227,14 +227,24 @@ impl Authenticator {
     }
 
     /// Checks MESSAGE-INTEGRITY of `msg` against one known password.
-    pub fn verify_with(&self, msg: &Message<'_>, username: &str, password: &str) -> Option<Verified> {
-        let creds =
-            LongTermKeyCredentials::new(username.to_string(), password.to_string(), self.realm.clone())
-                .into();
-        msg.validate_integrity(&creds).ok().map(|algorithm| Verified {
-            password: password.to_string(),
-            algorithm,
-        })
+    pub fn verify_with(
+        &self,
+        msg: &Message<'_>,
+        username: &str,
+        password: &str,
+    ) -> Option<Verified> {
+        let creds = LongTermKeyCredentials::new(
+            username.to_string(),
+            password.to_string(),
+            self.realm.clone(),
+        )
+        .into();
+        msg.validate_integrity(&creds)
+            .ok()
+            .map(|algorithm| Verified {
+                password: password.to_string(),
+                algorithm,
+            })
     }
 }
 
@@ -243,15 +253,16 @@ mod tests {
     use super::*;
     use stun_types::attribute::{Nonce, Realm, Username};
     use stun_types::message::{MessageWrite, MessageWriteExt, MessageWriteVec};
-    use stun_types::prelude::*;
 
     fn signed(username: &str, password: &str, realm: &str) -> Vec<u8> {
         let mut m = Message::builder_request(turn_types::message::ALLOCATE, MessageWriteVec::new());
         m.add_attribute(&Username::new(username).unwrap()).unwrap();
         m.add_attribute(&Realm::new(realm).unwrap()).unwrap();
         m.add_attribute(&Nonce::new("n").unwrap()).unwrap();
-        let creds = LongTermKeyCredentials::new(username.into(), password.into(), realm.into()).into();
-        m.add_message_integrity(&creds, IntegrityAlgorithm::Sha1).unwrap();
+        let creds =
+            LongTermKeyCredentials::new(username.into(), password.into(), realm.into()).into();
+        m.add_message_integrity(&creds, IntegrityAlgorithm::Sha1)
+            .unwrap();
         m.finish()
     }
 
@@ -259,7 +270,13 @@ mod tests {
         let mut users = BTreeMap::new();
         users.insert("alice".to_string(), "wonderland".to_string());
         let secrets: Vec<String> = secrets.iter().map(|s| s.to_string()).collect();
-        Authenticator::new("example.org", users, &secrets, Some(b"0123456789abcdef0123"), 600)
+        Authenticator::new(
+            "example.org",
+            users,
+            &secrets,
+            Some(b"0123456789abcdef0123"),
+            600,
+        )
     }
 
     #[test]
@@ -284,8 +301,14 @@ mod tests {
         assert!(a.verify(&msg, "alice", 0).is_ok());
         let data = signed("alice", "nope", "example.org");
         let msg = Message::from_bytes(&data).unwrap();
-        assert_eq!(a.verify(&msg, "alice", 0).unwrap_err(), AuthFailure::BadIntegrity);
-        assert_eq!(a.verify(&msg, "mallory", 0).unwrap_err(), AuthFailure::UnknownUser);
+        assert_eq!(
+            a.verify(&msg, "alice", 0).unwrap_err(),
+            AuthFailure::BadIntegrity
+        );
+        assert_eq!(
+            a.verify(&msg, "mallory", 0).unwrap_err(),
+            AuthFailure::UnknownUser
+        );
     }
 
     #[test]
@@ -299,33 +322,56 @@ mod tests {
             assert!(a.verify(&msg, &u, now).is_ok(), "{secret}");
             assert!(a.still_valid(&u, now + 59));
             assert!(!a.still_valid(&u, now + 60));
-            assert_eq!(a.verify(&msg, &u, now + 60).unwrap_err(), AuthFailure::Expired);
+            assert_eq!(
+                a.verify(&msg, &u, now + 60).unwrap_err(),
+                AuthFailure::Expired
+            );
         }
         // A secret that was rotated out no longer works.
         let (u, p) = mint(b"retired-secret", 60, Some("bob"), now);
         let data = signed(&u, &p, "example.org");
         let msg = Message::from_bytes(&data).unwrap();
-        assert_eq!(a.verify(&msg, &u, now).unwrap_err(), AuthFailure::BadIntegrity);
+        assert_eq!(
+            a.verify(&msg, &u, now).unwrap_err(),
+            AuthFailure::BadIntegrity
+        );
         // Non-numeric usernames are not REST usernames.
-        assert_eq!(a.passwords("bob", now).unwrap_err(), AuthFailure::UnknownUser);
-        assert_eq!(a.passwords("12x:bob", now).unwrap_err(), AuthFailure::UnknownUser);
+        assert_eq!(
+            a.passwords("bob", now).unwrap_err(),
+            AuthFailure::UnknownUser
+        );
+        assert_eq!(
+            a.passwords("12x:bob", now).unwrap_err(),
+            AuthFailure::UnknownUser
+        );
         // Without secrets REST usernames are unknown.
-        assert_eq!(auth(&[]).passwords("9999999999:bob", now).unwrap_err(), AuthFailure::UnknownUser);
+        assert_eq!(
+            auth(&[]).passwords("9999999999:bob", now).unwrap_err(),
+            AuthFailure::UnknownUser
+        );
     }
 
     #[test]
     fn nonces_are_stateless_bound_to_ip_and_expire() {
         let a = auth(&[]);
         let fleet_peer = auth(&["x-secret-xyz"]);
-        let other_key =
-            Authenticator::new("example.org", BTreeMap::new(), &[], Some(b"another-key-0123456"), 600);
+        let other_key = Authenticator::new(
+            "example.org",
+            BTreeMap::new(),
+            &[],
+            Some(b"another-key-0123456"),
+            600,
+        );
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let n = a.make_nonce(ip, 1000);
         assert_eq!(a.check_nonce(&n, ip, 1000), NonceCheck::Valid);
         assert_eq!(fleet_peer.check_nonce(&n, ip, 1599), NonceCheck::Valid);
         assert_eq!(a.check_nonce(&n, ip, 1600), NonceCheck::Stale);
         assert_eq!(other_key.check_nonce(&n, ip, 1000), NonceCheck::Invalid);
-        assert_eq!(a.check_nonce(&n, "192.0.2.2".parse().unwrap(), 1000), NonceCheck::Invalid);
+        assert_eq!(
+            a.check_nonce(&n, "192.0.2.2".parse().unwrap(), 1000),
+            NonceCheck::Invalid
+        );
         let mut forged = n.clone().into_bytes();
         let last = forged.len() - 1;
         forged[last] = if forged[last] == b'0' { b'1' } else { b'0' };
@@ -333,7 +379,12 @@ mod tests {
             a.check_nonce(std::str::from_utf8(&forged).unwrap(), ip, 1000),
             NonceCheck::Invalid
         );
-        for junk in ["", "gsn1", "gsn1zzzzzzzzzzzzzzzz000000000000000000000000", "é"] {
+        for junk in [
+            "",
+            "gsn1",
+            "gsn1zzzzzzzzzzzzzzzz000000000000000000000000",
+            "é",
+        ] {
             assert_eq!(a.check_nonce(junk, ip, 1000), NonceCheck::Invalid);
         }
     }

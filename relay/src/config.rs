@@ -394,15 +394,24 @@ impl RelayConfig {
         }
         let l = &self.listen;
         if l.udp.is_empty() && l.tcp.is_empty() && l.tls.is_empty() {
-            err(&mut e, "listen", "at least one udp, tcp or tls listener is required");
+            err(
+                &mut e,
+                "listen",
+                "at least one udp, tcp or tls listener is required",
+            );
         }
         if !l.tls.is_empty() {
-            for (key, p) in [("listen.tls_cert", &l.tls_cert), ("listen.tls_key", &l.tls_key)] {
+            for (key, p) in [
+                ("listen.tls_cert", &l.tls_cert),
+                ("listen.tls_key", &l.tls_key),
+            ] {
                 match p {
                     None => err(&mut e, key, "required when listen.tls is set"),
-                    Some(p) if !p.is_file() => {
-                        err(&mut e, key, format!("{} is not a readable file", p.display()))
-                    }
+                    Some(p) if !p.is_file() => err(
+                        &mut e,
+                        key,
+                        format!("{} is not a readable file", p.display()),
+                    ),
                     Some(_) => {}
                 }
             }
@@ -415,7 +424,11 @@ impl RelayConfig {
             err(&mut e, "relay.ips", "at most one IPv6 address");
         }
         if r.ips.iter().any(|i| i.is_unspecified()) {
-            err(&mut e, "relay.ips", "must be concrete addresses, not 0.0.0.0 or ::");
+            err(
+                &mut e,
+                "relay.ips",
+                "must be concrete addresses, not 0.0.0.0 or ::",
+            );
         }
         if self.relay_ips().is_empty() {
             err(
@@ -426,7 +439,11 @@ impl RelayConfig {
         }
         if let Some(ip) = r.external_ip {
             if !ip.is_ipv4() || ip.is_unspecified() {
-                err(&mut e, "relay.external_ip", "must be a concrete IPv4 address");
+                err(
+                    &mut e,
+                    "relay.external_ip",
+                    "must be a concrete IPv4 address",
+                );
             }
             if self.relay_ipv4().is_none() {
                 err(&mut e, "relay.external_ip", "needs an IPv4 relay address");
@@ -434,7 +451,11 @@ impl RelayConfig {
         }
         if let Some(ip) = r.external_ipv6 {
             if !ip.is_ipv6() || ip.is_unspecified() {
-                err(&mut e, "relay.external_ipv6", "must be a concrete IPv6 address");
+                err(
+                    &mut e,
+                    "relay.external_ipv6",
+                    "must be a concrete IPv6 address",
+                );
             }
             if self.relay_ipv6().is_none() {
                 err(&mut e, "relay.external_ipv6", "needs an IPv6 relay address");
@@ -448,7 +469,11 @@ impl RelayConfig {
         }
         let a = &self.auth;
         if a.users.is_empty() && a.secrets.is_empty() {
-            err(&mut e, "auth", "configure at least one of auth.users or auth.secrets");
+            err(
+                &mut e,
+                "auth",
+                "configure at least one of auth.users or auth.secrets",
+            );
         }
         for (name, pw) in &a.users {
             let key = format!("auth.users.{name}");
@@ -461,7 +486,11 @@ impl RelayConfig {
         }
         for (i, s) in a.secrets.iter().enumerate() {
             if s.len() < 8 {
-                err(&mut e, &format!("auth.secrets[{i}]"), "must be at least 8 bytes");
+                err(
+                    &mut e,
+                    &format!("auth.secrets[{i}]"),
+                    "must be at least 8 bytes",
+                );
             }
         }
         if let Some(k) = &a.nonce_key {
@@ -507,12 +536,20 @@ impl RelayConfig {
         }
         if let Some(t) = &o.admin_token {
             if t.len() < 16 {
-                err(&mut e, "operations.admin_token", "must be at least 16 bytes");
+                err(
+                    &mut e,
+                    "operations.admin_token",
+                    "must be at least 16 bytes",
+                );
             }
         }
         if let Some(a) = o.alternate_server {
             if a.ip().is_unspecified() || a.port() == 0 {
-                err(&mut e, "operations.alternate_server", "must be a concrete address and port");
+                err(
+                    &mut e,
+                    "operations.alternate_server",
+                    "must be a concrete address and port",
+                );
             }
         }
         if e.is_empty() {
@@ -588,8 +625,6 @@ high_watermark = 1.5
     fn unknown_keys_and_bad_types_are_errors() {
         assert!(RelayConfig::from_toml("region = \"x\"\nbogus = 1").is_err());
         assert!(RelayConfig::from_toml("region = 5").is_err());
-        assert!(
-            RelayConfig::from_toml("region = \"x\"\n[limits]\ncapacity = -1").is_err()
-        );
+        assert!(RelayConfig::from_toml("region = \"x\"\n[limits]\ncapacity = -1").is_err());
     }
 }

@@ -116,7 +116,8 @@ impl HttpState {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        !self.stats.stopped.load(Relaxed) && now.saturating_sub(self.stats.last_tick_unix.load(Relaxed)) <= 5
+        !self.stats.stopped.load(Relaxed)
+            && now.saturating_sub(self.stats.last_tick_unix.load(Relaxed)) <= 5
     }
 }
 
@@ -157,7 +158,12 @@ pub fn render_metrics(stats: &Stats, capacity: u64) -> String {
         "Active TURN allocations.",
         &[("", stats.allocations.load(Relaxed))],
     );
-    metric("turn_sessions_capacity", "gauge", "Allocation capacity.", &[("", capacity)]);
+    metric(
+        "turn_sessions_capacity",
+        "gauge",
+        "Allocation capacity.",
+        &[("", capacity)],
+    );
     metric(
         "turn_sessions_total",
         "counter",
@@ -168,13 +174,19 @@ pub fn render_metrics(stats: &Stats, capacity: u64) -> String {
         "turn_relay_bytes_total",
         "counter",
         "Relayed payload bytes (in: client to peer, out: peer to client).",
-        &[("{direction=\"in\"}", c.bytes_in), ("{direction=\"out\"}", c.bytes_out)],
+        &[
+            ("{direction=\"in\"}", c.bytes_in),
+            ("{direction=\"out\"}", c.bytes_out),
+        ],
     );
     metric(
         "turn_relay_packets_total",
         "counter",
         "Relayed packets (in: client to peer, out: peer to client).",
-        &[("{direction=\"in\"}", c.packets_in), ("{direction=\"out\"}", c.packets_out)],
+        &[
+            ("{direction=\"in\"}", c.packets_in),
+            ("{direction=\"out\"}", c.packets_out),
+        ],
     );
     metric(
         "turn_relay_bits_per_second",
@@ -259,7 +271,11 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 
 async fn admin_drain(State(s): State<HttpState>, headers: HeaderMap) -> Response {
     let Some(token) = &s.admin_token else {
-        return (StatusCode::NOT_FOUND, "admin endpoint disabled (no operations.admin_token)\n").into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            "admin endpoint disabled (no operations.admin_token)\n",
+        )
+            .into_response();
     };
     let given = headers
         .get(header::AUTHORIZATION)
@@ -317,7 +333,15 @@ mod tests {
         assert_eq!(h.utilization, 1.0);
         let json = serde_json::to_value(&h).unwrap();
         let keys: Vec<_> = json.as_object().unwrap().keys().cloned().collect();
-        for k in ["status", "region", "allocations", "capacity", "bps_in", "bps_out", "utilization"] {
+        for k in [
+            "status",
+            "region",
+            "allocations",
+            "capacity",
+            "bps_in",
+            "bps_out",
+            "utilization",
+        ] {
             assert!(keys.contains(&k.to_string()), "{k}");
         }
         assert_eq!(keys.len(), 7);

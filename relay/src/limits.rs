@@ -143,7 +143,8 @@ impl Quotas {
         if self.total >= self.capacity {
             return Err(QuotaError::Capacity);
         }
-        if self.per_user_max > 0 && self.users.get(user).copied().unwrap_or(0) >= self.per_user_max {
+        if self.per_user_max > 0 && self.users.get(user).copied().unwrap_or(0) >= self.per_user_max
+        {
             return Err(QuotaError::PerUser);
         }
         if self.per_ip_max > 0 && self.ips.get(&ip).copied().unwrap_or(0) >= self.per_ip_max {
@@ -230,7 +231,10 @@ mod tests {
         q.acquire(&bob, ip1);
         assert_eq!(q.check(&bob, ip1), Err(QuotaError::PerIp));
         q.acquire(&bob, ip2);
-        assert_eq!(q.check("carol", "192.0.2.3".parse().unwrap()), Err(QuotaError::Capacity));
+        assert_eq!(
+            q.check("carol", "192.0.2.3".parse().unwrap()),
+            Err(QuotaError::Capacity)
+        );
         q.release(&alice, ip1);
         assert_eq!(q.total(), 3);
         q.check(&alice, ip2).unwrap();

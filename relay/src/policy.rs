@@ -105,17 +105,17 @@ fn v6_class(ip: Ipv6Addr) -> Option<Denied> {
     }
     let s = ip.segments();
     let special = [
-        (0x0000, 8, [0u16; 2]),           // ::/8 reserved (mapped/compatible handled by decoding)
-        (0x0064, 16, [0xff9b, 0x0001]),   // 64:ff9b:1::/48 local-use NAT64
-        (0x0100, 16, [0, 0]),             // 100::/64 discard
-        (0x2001, 16, [0, 0]),             // 2001::/23 IETF protocol assignments (Teredo, ORCHID, benchmarking)
-        (0x2001, 16, [0x0db8, 0]),        // 2001:db8::/32 documentation
-        (0x3fff, 16, [0, 0]),             // 3fff::/20 documentation
-        (0x5f00, 16, [0, 0]),             // 5f00::/16 SRv6 SIDs
-        (0xfc00, 7, [0, 0]),              // ULA
-        (0xfe80, 10, [0, 0]),             // link-local
-        (0xfec0, 10, [0, 0]),             // site-local (deprecated)
-        (0xff00, 8, [0, 0]),              // multicast
+        (0x0000, 8, [0u16; 2]), // ::/8 reserved (mapped/compatible handled by decoding)
+        (0x0064, 16, [0xff9b, 0x0001]), // 64:ff9b:1::/48 local-use NAT64
+        (0x0100, 16, [0, 0]),   // 100::/64 discard
+        (0x2001, 16, [0, 0]), // 2001::/23 IETF protocol assignments (Teredo, ORCHID, benchmarking)
+        (0x2001, 16, [0x0db8, 0]), // 2001:db8::/32 documentation
+        (0x3fff, 16, [0, 0]), // 3fff::/20 documentation
+        (0x5f00, 16, [0, 0]), // 5f00::/16 SRv6 SIDs
+        (0xfc00, 7, [0, 0]),  // ULA
+        (0xfe80, 10, [0, 0]), // link-local
+        (0xfec0, 10, [0, 0]), // site-local (deprecated)
+        (0xff00, 8, [0, 0]),  // multicast
     ];
     for (first, bits, rest) in special {
         let hit = match (first, bits) {
@@ -154,7 +154,10 @@ impl PeerPolicy {
         };
         let forms = [Some(ip), decoded];
         let forms = forms.iter().flatten();
-        if forms.clone().any(|a| self.deny.iter().any(|n| n.contains(a))) {
+        if forms
+            .clone()
+            .any(|a| self.deny.iter().any(|n| n.contains(a)))
+        {
             return Err(Denied::DenyList);
         }
         // The most restrictive classification over all forms wins.
@@ -181,7 +184,10 @@ impl PeerPolicy {
             Some(Denied::Unspecified) => Err(Denied::Unspecified),
             Some(Denied::Loopback) if self.allow_loopback => Ok(()),
             Some(d) => {
-                if forms.clone().any(|a| self.allow.iter().any(|n| n.contains(a))) {
+                if forms
+                    .clone()
+                    .any(|a| self.allow.iter().any(|n| n.contains(a)))
+                {
                     Ok(())
                 } else {
                     Err(d)
@@ -210,7 +216,13 @@ mod tests {
     #[test]
     fn public_addresses_are_allowed() {
         let p = policy(false, &[], &[]);
-        for a in ["8.8.8.8", "1.1.1.1", "2606:4700::1111", "2a00:1450::1", "64:ff9b::808:808"] {
+        for a in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "2606:4700::1111",
+            "2a00:1450::1",
+            "64:ff9b::808:808",
+        ] {
             assert_eq!(p.check(ip(a)), Ok(()), "{a}");
         }
     }
@@ -266,23 +278,29 @@ mod tests {
             "fec0::1",
             "ff02::1",
             "2001:db8::1",
-            "2001::1",             // Teredo
-            "2001:2::1",           // benchmarking
-            "2001:10::1",          // ORCHID
-            "100::1",              // discard
-            "64:ff9b:1::1",        // local-use NAT64
-            "3fff::1",             // documentation (RFC 9637)
-            "::ffff:10.0.0.1",     // mapped private
+            "2001::1",         // Teredo
+            "2001:2::1",       // benchmarking
+            "2001:10::1",      // ORCHID
+            "100::1",          // discard
+            "64:ff9b:1::1",    // local-use NAT64
+            "3fff::1",         // documentation (RFC 9637)
+            "::ffff:10.0.0.1", // mapped private
             "::ffff:169.254.169.254",
-            "64:ff9b::a9fe:a9fe",  // NAT64 of metadata service
-            "2002:c0a8:101::1",    // 6to4 of 192.168.1.1
-            "2002:a00:1::",        // 6to4 of 10.0.0.1
+            "64:ff9b::a9fe:a9fe", // NAT64 of metadata service
+            "2002:c0a8:101::1",   // 6to4 of 192.168.1.1
+            "2002:a00:1::",       // 6to4 of 10.0.0.1
             "::ffff:224.0.0.1",
         ] {
             assert!(p.check(ip(a)).is_err(), "{a} must be denied");
         }
         // Neighbours just outside the ranges stay allowed.
-        for a in ["172.32.0.1", "100.128.0.1", "198.20.0.1", "11.0.0.1", "2002:808:808::1"] {
+        for a in [
+            "172.32.0.1",
+            "100.128.0.1",
+            "198.20.0.1",
+            "11.0.0.1",
+            "2002:808:808::1",
+        ] {
             assert_eq!(p.check(ip(a)), Ok(()), "{a}");
         }
     }
@@ -300,7 +318,11 @@ mod tests {
 
     #[test]
     fn allow_and_deny_lists() {
-        let p = policy(false, &["10.20.0.0/16"], &["8.8.4.0/24", "::ffff:1.1.1.1/128"]);
+        let p = policy(
+            false,
+            &["10.20.0.0/16"],
+            &["8.8.4.0/24", "::ffff:1.1.1.1/128"],
+        );
         assert_eq!(p.check(ip("10.20.3.4")), Ok(()));
         assert_eq!(p.check(ip("::ffff:10.20.3.4")), Ok(()));
         assert!(p.check(ip("10.21.3.4")).is_err());

@@ -238,7 +238,10 @@ fn bind_tcp(addr: SocketAddr, what: &'static str) -> Result<TcpListener, StartEr
 }
 
 /// Loads a rustls server configuration (TLS 1.2 and 1.3 only, ring provider).
-pub fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> Result<rustls::ServerConfig, StartError> {
+pub fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<rustls::ServerConfig, StartError> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
@@ -246,9 +249,13 @@ pub fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> Result<rustl
         .collect::<Result<_, _>>()
         .map_err(|e| StartError::Tls(format!("{}: {e}", cert.display())))?;
     if certs.is_empty() {
-        return Err(StartError::Tls(format!("{}: no certificate found", cert.display())));
+        return Err(StartError::Tls(format!(
+            "{}: no certificate found",
+            cert.display()
+        )));
     }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| StartError::Tls(format!("{}: {e}", key.display())))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| StartError::Tls(format!("{}: {e}", key.display())))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -274,7 +281,12 @@ fn raise_fd_limit() {
 pub fn start(config: RelayConfig) -> Result<RelayHandle, StartError> {
     config.validate().map_err(StartError::Config)?;
     raise_fd_limit();
-    let udp: Vec<UdpSocket> = config.listen.udp.iter().map(|a| bind_udp(*a)).collect::<Result<_, _>>()?;
+    let udp: Vec<UdpSocket> = config
+        .listen
+        .udp
+        .iter()
+        .map(|a| bind_udp(*a))
+        .collect::<Result<_, _>>()?;
     let tcp: Vec<TcpListener> = config
         .listen
         .tcp
@@ -287,20 +299,35 @@ pub fn start(config: RelayConfig) -> Result<RelayHandle, StartError> {
         .iter()
         .map(|a| bind_tcp(*a, "tls"))
         .collect::<Result<_, _>>()?;
-    let tls_config = match (&config.listen.tls_cert, &config.listen.tls_key, tls.is_empty()) {
+    let tls_config = match (
+        &config.listen.tls_cert,
+        &config.listen.tls_key,
+        tls.is_empty(),
+    ) {
         (Some(c), Some(k), false) => Some(Arc::new(tls_config(c, k)?)),
         _ => None,
     };
-    let http = std::net::TcpListener::bind(config.listen.http).map_err(|source| StartError::Bind {
-        what: "http",
-        addr: config.listen.http,
-        source,
-    })?;
+    let http =
+        std::net::TcpListener::bind(config.listen.http).map_err(|source| StartError::Bind {
+            what: "http",
+            addr: config.listen.http,
+            source,
+        })?;
     http.set_nonblocking(true)?;
-    let addrs = |v: &[UdpSocket]| v.iter().map(|s| s.local_addr()).collect::<std::io::Result<Vec<_>>>();
+    let addrs = |v: &[UdpSocket]| {
+        v.iter()
+            .map(|s| s.local_addr())
+            .collect::<std::io::Result<Vec<_>>>()
+    };
     let udp_addrs = addrs(&udp)?;
-    let tcp_addrs = tcp.iter().map(|s| s.local_addr()).collect::<std::io::Result<Vec<_>>>()?;
-    let tls_addrs = tls.iter().map(|s| s.local_addr()).collect::<std::io::Result<Vec<_>>>()?;
+    let tcp_addrs = tcp
+        .iter()
+        .map(|s| s.local_addr())
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let tls_addrs = tls
+        .iter()
+        .map(|s| s.local_addr())
+        .collect::<std::io::Result<Vec<_>>>()?;
     let http_addr = http.local_addr()?;
 
     let stats = Arc::new(Stats::default());
@@ -318,7 +345,11 @@ pub fn start(config: RelayConfig) -> Result<RelayHandle, StartError> {
         ProtoConfig::from_config(&config),
         auth,
         PeerPolicy::new(&config.peer_policy),
-        Quotas::new(lim.allocations_per_user, lim.allocations_per_ip, lim.capacity),
+        Quotas::new(
+            lim.allocations_per_user,
+            lim.allocations_per_ip,
+            lim.capacity,
+        ),
         UnauthorizedLimiter::new(lim.unauthorized_per_ip),
         stats.clone(),
         Instant::now(),
@@ -341,14 +372,23 @@ pub fn start(config: RelayConfig) -> Result<RelayHandle, StartError> {
     let ctl = control.clone();
     let core = std::thread::Builder::new()
         .name("relay-core".into())
-        .spawn(move || match EventLoop::new(sockets, server, ports, ctl.clone(), max_conns, drain_timeout) {
-            Ok(l) => {
-                let _ = ready_tx.send(Ok(()));
-                l.run();
-            }
-            Err(e) => {
-                let _ = ready_tx.send(Err(e));
-                ctl.finished();
+        .spawn(move || {
+            match EventLoop::new(
+                sockets,
+                server,
+                ports,
+                ctl.clone(),
+                max_conns,
+                drain_timeout,
+            ) {
+                Ok(l) => {
+                    let _ = ready_tx.send(Ok(()));
+                    l.run();
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    ctl.finished();
+                }
             }
         })?;
     ready_rx
@@ -357,20 +397,25 @@ pub fn start(config: RelayConfig) -> Result<RelayHandle, StartError> {
 
     let (http_stop, http_rx) = tokio::sync::oneshot::channel();
     let state = crate::http::HttpState::new(&config, stats.clone(), control.clone());
-    let http_thread = std::thread::Builder::new().name("relay-http".into()).spawn(move || {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(rt) => rt,
-            Err(e) => {
-                tracing::error!("http runtime: {e}");
-                return;
-            }
-        };
-        rt.block_on(async move {
-            if let Err(e) = crate::http::serve(http, state, http_rx).await {
-                tracing::error!("http server: {e}");
-            }
-        });
-    })?;
+    let http_thread = std::thread::Builder::new()
+        .name("relay-http".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!("http runtime: {e}");
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                if let Err(e) = crate::http::serve(http, state, http_rx).await {
+                    tracing::error!("http server: {e}");
+                }
+            });
+        })?;
     tracing::info!(
         udp = ?udp_addrs, tcp = ?tcp_addrs, tls = ?tls_addrs, http = %http_addr,
         region = %config.region, "relay started"
@@ -391,7 +436,10 @@ pub fn start(config: RelayConfig) -> Result<RelayHandle, StartError> {
 /// Runs the relay until `shutdown` resolves, then drains gracefully (new
 /// allocations refused, existing ones relayed until they end or the drain
 /// timeout) and returns. `POST /admin/drain` also ends it this way.
-pub async fn run(config: RelayConfig, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+pub async fn run(
+    config: RelayConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
     let handle = start(config)?;
     let control = handle.control();
     tokio::pin!(shutdown);

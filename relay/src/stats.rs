@@ -132,7 +132,8 @@ impl Stats {
         }
         self.binding_requests.store(c.binding_requests, Relaxed);
         self.auth_failures.store(c.auth_failures, Relaxed);
-        self.unauthorized_limited.store(c.unauthorized_limited, Relaxed);
+        self.unauthorized_limited
+            .store(c.unauthorized_limited, Relaxed);
         self.peer_denied.store(c.peer_denied, Relaxed);
         self.bandwidth_drops.store(c.bandwidth_drops, Relaxed);
         self.malformed.store(c.malformed, Relaxed);

@@ -39,15 +39,22 @@ pub fn from_storage(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
 
 /// Encodes a socket address for the kernel; returns its length.
 /// `v6_socket` maps IPv4 destinations to `::ffff:a.b.c.d` for AF_INET6 sockets.
-pub fn to_storage(addr: SocketAddr, s: &mut libc::sockaddr_storage, v6_socket: bool) -> libc::socklen_t {
+pub fn to_storage(
+    addr: SocketAddr,
+    s: &mut libc::sockaddr_storage,
+    v6_socket: bool,
+) -> libc::socklen_t {
     let addr = match (addr, v6_socket) {
-        (SocketAddr::V4(a), true) => SocketAddr::V6(SocketAddrV6::new(a.ip().to_ipv6_mapped(), a.port(), 0, 0)),
+        (SocketAddr::V4(a), true) => {
+            SocketAddr::V6(SocketAddrV6::new(a.ip().to_ipv6_mapped(), a.port(), 0, 0))
+        }
         (a, _) => a,
     };
     match addr {
         SocketAddr::V4(a) => {
             // SAFETY: sockaddr_storage is large enough and suitably aligned for sockaddr_in.
-            let out: &mut libc::sockaddr_in = unsafe { &mut *(s as *mut _ as *mut libc::sockaddr_in) };
+            let out: &mut libc::sockaddr_in =
+                unsafe { &mut *(s as *mut _ as *mut libc::sockaddr_in) };
             out.sin_family = libc::AF_INET as libc::sa_family_t;
             out.sin_port = a.port().to_be();
             out.sin_addr = libc::in_addr {
@@ -58,7 +65,8 @@ pub fn to_storage(addr: SocketAddr, s: &mut libc::sockaddr_storage, v6_socket: b
         }
         SocketAddr::V6(a) => {
             // SAFETY: sockaddr_storage is large enough and suitably aligned for sockaddr_in6.
-            let out: &mut libc::sockaddr_in6 = unsafe { &mut *(s as *mut _ as *mut libc::sockaddr_in6) };
+            let out: &mut libc::sockaddr_in6 =
+                unsafe { &mut *(s as *mut _ as *mut libc::sockaddr_in6) };
             out.sin6_family = libc::AF_INET6 as libc::sa_family_t;
             out.sin6_port = a.port().to_be();
             out.sin6_flowinfo = a.flowinfo();
@@ -111,7 +119,8 @@ impl Batch {
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         for i in 0..BATCH {
             self.iovs[i].iov_len = SLOT;
-            self.hdrs[i].msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            self.hdrs[i].msg_hdr.msg_namelen =
+                size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             self.hdrs[i].msg_hdr.msg_flags = 0;
             self.hdrs[i].msg_len = 0;
         }

@@ -101,12 +101,20 @@ impl Io for IoState {
         }
     }
 
-    fn open_relay(&mut self, alloc: AllocId, req: &RelayRequest) -> Result<RelayGranted, RelayError> {
+    fn open_relay(
+        &mut self,
+        alloc: AllocId,
+        req: &RelayRequest,
+    ) -> Result<RelayGranted, RelayError> {
         let (sock, granted) = self.ports.open(req, self.now)?;
         let mut socket = mio::net::UdpSocket::from_std(sock);
         if self
             .poll_registry
-            .register(&mut socket, Token(RELAY_BASE + alloc as usize), Interest::READABLE)
+            .register(
+                &mut socket,
+                Token(RELAY_BASE + alloc as usize),
+                Interest::READABLE,
+            )
             .is_err()
         {
             self.ports.release(granted.local);
@@ -197,16 +205,17 @@ impl EventLoop {
                 queue: Batch::new(),
             });
         }
-        let listeners = |v: Vec<TcpListener>, base: usize| -> std::io::Result<Vec<mio::net::TcpListener>> {
-            let mut out = Vec::new();
-            for (i, l) in v.into_iter().enumerate() {
-                l.set_nonblocking(true)?;
-                let mut l = mio::net::TcpListener::from_std(l);
-                registry.register(&mut l, Token(base + i), Interest::READABLE)?;
-                out.push(l);
-            }
-            Ok(out)
-        };
+        let listeners =
+            |v: Vec<TcpListener>, base: usize| -> std::io::Result<Vec<mio::net::TcpListener>> {
+                let mut out = Vec::new();
+                for (i, l) in v.into_iter().enumerate() {
+                    l.set_nonblocking(true)?;
+                    let mut l = mio::net::TcpListener::from_std(l);
+                    registry.register(&mut l, Token(base + i), Interest::READABLE)?;
+                    out.push(l);
+                }
+                Ok(out)
+            };
         let tcp = listeners(sockets.tcp, TCP_BASE)?;
         let tls = listeners(sockets.tls, TLS_BASE)?;
         Ok(Self {
@@ -327,7 +336,8 @@ impl EventLoop {
                         conn: i as u32,
                         remote: crate::proto::normalize(from),
                     };
-                    self.server.handle(Input::FromClient { client, data }, now, &mut self.io);
+                    self.server
+                        .handle(Input::FromClient { client, data }, now, &mut self.io);
                 }
             }
             if n < batch::BATCH {
@@ -363,7 +373,11 @@ impl EventLoop {
 
     fn accept(&mut self, i: usize, tls: bool) {
         loop {
-            let l = if tls { self.tls.get(i) } else { self.tcp.get(i) };
+            let l = if tls {
+                self.tls.get(i)
+            } else {
+                self.tcp.get(i)
+            };
             let Some(l) = l else {
                 return;
             };
@@ -409,7 +423,12 @@ impl EventLoop {
             {
                 continue;
             }
-            let conn = Conn::new(stream, crate::proto::normalize(remote), session, Instant::now());
+            let conn = Conn::new(
+                stream,
+                crate::proto::normalize(remote),
+                session,
+                Instant::now(),
+            );
             self.io.conns.insert(id, conn);
             // Data may already be waiting (edge-triggered registration).
             self.conn_event(id, true, true);
@@ -426,7 +445,11 @@ impl EventLoop {
         if !readable {
             return;
         }
-        let transport = if c.tls.is_some() { Transport::Tls } else { Transport::Tcp };
+        let transport = if c.tls.is_some() {
+            Transport::Tls
+        } else {
+            Transport::Tcp
+        };
         let client = ClientId {
             transport,
             conn: id,
@@ -496,13 +519,18 @@ impl EventLoop {
     fn close_conn(&mut self, id: u32) {
         if let Some(mut c) = self.io.conns.remove(&id) {
             let _ = self.io.poll_registry.deregister(&mut c.stream);
-            let transport = if c.tls.is_some() { Transport::Tls } else { Transport::Tcp };
+            let transport = if c.tls.is_some() {
+                Transport::Tls
+            } else {
+                Transport::Tcp
+            };
             let client = ClientId {
                 transport,
                 conn: id,
                 remote: c.remote,
             };
-            self.server.handle(Input::ClientClosed(client), clock(), &mut self.io);
+            self.server
+                .handle(Input::ClientClosed(client), clock(), &mut self.io);
         }
     }
 
@@ -512,13 +540,18 @@ impl EventLoop {
             .conns
             .iter()
             .filter(|(id, c)| {
-                let transport = if c.tls.is_some() { Transport::Tls } else { Transport::Tcp };
+                let transport = if c.tls.is_some() {
+                    Transport::Tls
+                } else {
+                    Transport::Tcp
+                };
                 let client = ClientId {
                     transport,
                     conn: **id,
                     remote: c.remote,
                 };
-                now.saturating_duration_since(c.since) > IDLE_CONN && !self.server.has_allocation(&client)
+                now.saturating_duration_since(c.since) > IDLE_CONN
+                    && !self.server.has_allocation(&client)
             })
             .map(|(id, _)| *id)
             .collect();

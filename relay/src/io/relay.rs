@@ -45,7 +45,11 @@ fn set(v: &mut [u64], p: u16, on: bool) {
 }
 
 fn bind(ip: IpAddr, port: u16, dont_fragment: bool) -> io::Result<UdpSocket> {
-    let domain = if ip.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+    let domain = if ip.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
     let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
     if ip.is_ipv6() {
         s.set_only_v6(true)?;
@@ -54,9 +58,17 @@ fn bind(ip: IpAddr, port: u16, dont_fragment: bool) -> io::Result<UdpSocket> {
     s.bind(&SocketAddr::new(ip, port).into())?;
     if dont_fragment {
         let (level, name, val) = if ip.is_ipv4() {
-            (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_DO)
+            (
+                libc::IPPROTO_IP,
+                libc::IP_MTU_DISCOVER,
+                libc::IP_PMTUDISC_DO,
+            )
         } else {
-            (libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, libc::IPV6_PMTUDISC_DO)
+            (
+                libc::IPPROTO_IPV6,
+                libc::IPV6_MTU_DISCOVER,
+                libc::IPV6_PMTUDISC_DO,
+            )
         };
         // SAFETY: valid fd, option value is a c_int.
         let r = unsafe {
@@ -100,7 +112,11 @@ impl RelayPorts {
 
     /// Opens a relay socket as requested; returns it, its address and an
     /// optional reservation token.
-    pub fn open(&mut self, req: &RelayRequest, now: Instant) -> Result<(UdpSocket, RelayGranted), RelayError> {
+    pub fn open(
+        &mut self,
+        req: &RelayRequest,
+        now: Instant,
+    ) -> Result<(UdpSocket, RelayGranted), RelayError> {
         if let Some(token) = req.reservation {
             let r = self.reserved.remove(&token).ok_or(RelayError::BadToken)?;
             if r.expires <= now {
@@ -221,14 +237,20 @@ mod tests {
         let (_s2, g2) = p.open(&req(false, false, Some(token)), now).unwrap();
         assert_eq!(g2.local.port(), g.local.port() + 1);
         // A token is single use.
-        assert_eq!(p.open(&req(false, false, Some(token)), now).err(), Some(RelayError::BadToken));
+        assert_eq!(
+            p.open(&req(false, false, Some(token)), now).err(),
+            Some(RelayError::BadToken)
+        );
         let mut socks = Vec::new();
         while let Ok((s, g)) = p.open(&req(false, false, None), now) {
             assert!((41_000..=41_009).contains(&g.local.port()));
             socks.push((s, g));
         }
         assert_eq!(socks.len(), 8);
-        assert_eq!(p.open(&req(false, false, None), now).err(), Some(RelayError::NoPorts));
+        assert_eq!(
+            p.open(&req(false, false, None), now).err(),
+            Some(RelayError::NoPorts)
+        );
         p.release(socks.pop().unwrap().1.local);
         // released port can be bound again once its socket is closed
         assert!(p.open(&req(false, false, None), now).is_ok());
@@ -246,6 +268,9 @@ mod tests {
         let (_s, g) = p.open(&req(true, true, None), now).unwrap();
         let token = g.reservation_token.unwrap();
         p.sweep(now + RESERVATION_TTL);
-        assert_eq!(p.open(&req(false, false, Some(token)), now).err(), Some(RelayError::BadToken));
+        assert_eq!(
+            p.open(&req(false, false, Some(token)), now).err(),
+            Some(RelayError::BadToken)
+        );
     }
 }

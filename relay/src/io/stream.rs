@@ -74,7 +74,12 @@ pub fn next_frame(buf: &[u8]) -> Next {
 
 impl Conn {
     /// Wraps an accepted stream.
-    pub fn new(stream: TcpStream, remote: SocketAddr, tls: Option<rustls::ServerConnection>, now: Instant) -> Self {
+    pub fn new(
+        stream: TcpStream,
+        remote: SocketAddr,
+        tls: Option<rustls::ServerConnection>,
+        now: Instant,
+    ) -> Self {
         Self {
             stream,
             remote,
@@ -235,10 +240,19 @@ mod tests {
         assert!(matches!(next_frame(&cd), Next::Partial));
         cd.extend_from_slice(&[0, 0, 0]);
         assert!(matches!(next_frame(&cd), Next::Frame { len: 9, skip: 12 }));
-        let stun = [0u8, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-        assert!(matches!(next_frame(&stun), Next::Frame { len: 20, skip: 20 }));
+        let stun = [
+            0u8, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        assert!(matches!(
+            next_frame(&stun),
+            Next::Frame { len: 20, skip: 20 }
+        ));
         assert!(matches!(next_frame(&stun[..10]), Next::Partial));
-        assert!(matches!(next_frame(b"GET / HTTP/1.1\r\n"), Next::Garbage));
+        // A TLS ClientHello sent to the plain TCP port.
+        assert!(matches!(
+            next_frame(&[0x16, 0x03, 0x01, 0x02, 0x00]),
+            Next::Garbage
+        ));
         assert!(matches!(next_frame(&[0xff, 0, 0, 0]), Next::Garbage));
     }
 }

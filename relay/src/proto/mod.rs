@@ -115,7 +115,11 @@ pub trait Io {
     /// Sends one datagram from an allocation's relay socket to a peer.
     fn send_to_peer(&mut self, alloc: AllocId, peer: SocketAddr, data: &[u8]);
     /// Opens the relay socket of a new allocation.
-    fn open_relay(&mut self, alloc: AllocId, req: &RelayRequest) -> Result<RelayGranted, RelayError>;
+    fn open_relay(
+        &mut self,
+        alloc: AllocId,
+        req: &RelayRequest,
+    ) -> Result<RelayGranted, RelayError>;
     /// Closes an allocation's relay socket.
     fn close_relay(&mut self, alloc: AllocId);
 }
@@ -279,7 +283,9 @@ struct Allocation {
 impl Allocation {
     #[inline]
     fn permitted(&self, ip: IpAddr, now: Instant) -> bool {
-        self.permissions.iter().any(|(p, exp)| *p == ip && *exp > now)
+        self.permissions
+            .iter()
+            .any(|(p, exp)| *p == ip && *exp > now)
     }
 }
 
@@ -326,7 +332,10 @@ impl Server {
         let mut seed = [0u8; 8];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed)
             .expect("system RNG unavailable");
-        stats.capacity.store(quotas.capacity() as u64, std::sync::atomic::Ordering::Relaxed);
+        stats.capacity.store(
+            quotas.capacity() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         Self {
             total_bucket: TokenBucket::new(cfg.total_bps, now),
             cfg,
@@ -418,7 +427,14 @@ impl Server {
     }
 
     #[inline]
-    fn channel_data(&mut self, client: ClientId, ch: u16, payload: &[u8], now: Clock, io: &mut impl Io) {
+    fn channel_data(
+        &mut self,
+        client: ClientId,
+        ch: u16,
+        payload: &[u8],
+        now: Clock,
+        io: &mut impl Io,
+    ) {
         let Some(&id) = self.by_client.get(&client) else {
             return;
         };
@@ -432,7 +448,9 @@ impl Server {
             return;
         }
         let peer = c.peer;
-        if !a.bucket.take(payload.len(), now.mono) || !self.total_bucket.take(payload.len(), now.mono) {
+        if !a.bucket.take(payload.len(), now.mono)
+            || !self.total_bucket.take(payload.len(), now.mono)
+        {
             self.counters.bandwidth_drops += 1;
             return;
         }
@@ -441,14 +459,21 @@ impl Server {
         self.counters.bytes_in += payload.len() as u64;
     }
 
-    fn send_indication(&mut self, client: ClientId, msg: &Message<'_>, now: Clock, io: &mut impl Io) {
+    fn send_indication(
+        &mut self,
+        client: ClientId,
+        msg: &Message<'_>,
+        now: Clock,
+        io: &mut impl Io,
+    ) {
         let Some(&id) = self.by_client.get(&client) else {
             return;
         };
         let Some(a) = self.allocs.get_mut(&id) else {
             return;
         };
-        let (Ok(peer), Ok(data)) = (msg.attribute::<XorPeerAddress>(), msg.attribute::<Data>()) else {
+        let (Ok(peer), Ok(data)) = (msg.attribute::<XorPeerAddress>(), msg.attribute::<Data>())
+        else {
             self.counters.malformed += 1;
             return;
         };
@@ -457,7 +482,9 @@ impl Server {
             return;
         }
         let payload = data.data();
-        if !a.bucket.take(payload.len(), now.mono) || !self.total_bucket.take(payload.len(), now.mono) {
+        if !a.bucket.take(payload.len(), now.mono)
+            || !self.total_bucket.take(payload.len(), now.mono)
+        {
             self.counters.bandwidth_drops += 1;
             return;
         }
@@ -466,7 +493,14 @@ impl Server {
         self.counters.bytes_in += payload.len() as u64;
     }
 
-    fn from_peer(&mut self, id: AllocId, peer: SocketAddr, data: &[u8], now: Clock, io: &mut impl Io) {
+    fn from_peer(
+        &mut self,
+        id: AllocId,
+        peer: SocketAddr,
+        data: &[u8],
+        now: Clock,
+        io: &mut impl Io,
+    ) {
         let peer = normalize(peer);
         let Some(a) = self.allocs.get_mut(&id) else {
             return;
@@ -534,8 +568,14 @@ impl Server {
             let dt = t.saturating_duration_since(last).as_secs_f64();
             if dt > 0.0 {
                 let rate = |new: u64, old: u64| ((new - old) as f64 * 8.0 / dt) as u64;
-                s.bps_in.store(rate(self.counters.bytes_in, self.published.bytes_in), Relaxed);
-                s.bps_out.store(rate(self.counters.bytes_out, self.published.bytes_out), Relaxed);
+                s.bps_in.store(
+                    rate(self.counters.bytes_in, self.published.bytes_in),
+                    Relaxed,
+                );
+                s.bps_out.store(
+                    rate(self.counters.bytes_out, self.published.bytes_out),
+                    Relaxed,
+                );
             }
         }
         s.allocations.store(self.allocs.len() as u64, Relaxed);
@@ -546,7 +586,8 @@ impl Server {
 
     fn lifetime(&self, requested: Option<u32>) -> u32 {
         let req = requested.unwrap_or(self.cfg.default_lifetime);
-        req.max(self.cfg.default_lifetime).min(self.cfg.max_lifetime)
+        req.max(self.cfg.default_lifetime)
+            .min(self.cfg.max_lifetime)
     }
 
     fn public_addr(&self, local: SocketAddr) -> SocketAddr {

@@ -5,8 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use stun_types::attribute::{
-    AlternateServer, ErrorCode, MessageIntegrity, MessageIntegritySha256, Nonce, RawAttribute, Realm,
-    Software, UnknownAttributes, Username, XorMappedAddress,
+    AlternateServer, ErrorCode, MessageIntegrity, MessageIntegritySha256, Nonce, RawAttribute,
+    Realm, Software, UnknownAttributes, Username, XorMappedAddress,
 };
 use stun_types::message::{
     IntegrityAlgorithm, LongTermKeyCredentials, Message, MessageClass, MessageHeader, MessageType,
@@ -16,7 +16,8 @@ use stun_types::prelude::*;
 use stun_types::AddressFamily;
 use turn_types::attribute::{
     AdditionalAddressFamily, AddressErrorCode, ChannelNumber, DontFragment, EvenPort, Lifetime,
-    RequestedAddressFamily, RequestedTransport, ReservationToken, XorPeerAddress, XorRelayedAddress,
+    RequestedAddressFamily, RequestedTransport, ReservationToken, XorPeerAddress,
+    XorRelayedAddress,
 };
 use turn_types::message::{ALLOCATE, CHANNEL_BIND, CREATE_PERMISSION, REFRESH, SEND};
 
@@ -95,7 +96,13 @@ fn family_of(f: AddressFamily) -> Family {
 }
 
 impl Server {
-    pub(super) fn stun(&mut self, client: ClientId, msg: &Message<'_>, now: Clock, io: &mut impl Io) {
+    pub(super) fn stun(
+        &mut self,
+        client: ClientId,
+        msg: &Message<'_>,
+        now: Clock,
+        io: &mut impl Io,
+    ) {
         match msg.class() {
             MessageClass::Indication => {
                 if msg.method() == SEND {
@@ -130,7 +137,8 @@ impl Server {
             return;
         }
         // A Refresh with LIFETIME 0 deletes; it is allowed with an expired REST username.
-        let deleting = method == REFRESH && msg.attribute::<Lifetime>().map(|l| l.seconds()) == Ok(0);
+        let deleting =
+            method == REFRESH && msg.attribute::<Lifetime>().map(|l| l.seconds()) == Ok(0);
         let Some(cred) = self.authenticate(client, msg, now, deleting, io) else {
             return;
         };
@@ -218,7 +226,14 @@ impl Server {
     }
 
     /// Sends 401 (or 438) with REALM and a fresh NONCE, subject to the per-IP limit.
-    fn challenge(&mut self, client: ClientId, msg: &Message<'_>, code: u16, now: Clock, io: &mut impl Io) {
+    fn challenge(
+        &mut self,
+        client: ClientId,
+        msg: &Message<'_>,
+        code: u16,
+        now: Clock,
+        io: &mut impl Io,
+    ) {
         let ip = client.remote.ip();
         if !self.unauth.allow(ip, now.unix) {
             self.counters.unauthorized_limited += 1;
@@ -244,7 +259,8 @@ impl Server {
         deleting: bool,
         io: &mut impl Io,
     ) -> Option<Cred> {
-        if !msg.has_attribute(MessageIntegrity::TYPE) && !msg.has_attribute(MessageIntegritySha256::TYPE)
+        if !msg.has_attribute(MessageIntegrity::TYPE)
+            && !msg.has_attribute(MessageIntegritySha256::TYPE)
         {
             self.challenge(client, msg, ErrorCode::UNAUTHORIZED, now, io);
             return None;
@@ -257,12 +273,20 @@ impl Server {
             self.reply_error(client, msg, ErrorCode::BAD_REQUEST, None, io, |_| {});
             return None;
         };
-        if self.auth.check_nonce(nonce.nonce(), client.remote.ip(), now.unix) != NonceCheck::Valid {
+        if self
+            .auth
+            .check_nonce(nonce.nonce(), client.remote.ip(), now.unix)
+            != NonceCheck::Valid
+        {
             self.challenge(client, msg, ErrorCode::STALE_NONCE, now, io);
             return None;
         }
         let username = user.username();
-        if let Some(a) = self.by_client.get(&client).and_then(|id| self.allocs.get(id)) {
+        if let Some(a) = self
+            .by_client
+            .get(&client)
+            .and_then(|id| self.allocs.get(id))
+        {
             // Requests on an existing allocation must use its credentials.
             if &*a.username != username {
                 let cred = Cred {
@@ -271,7 +295,14 @@ impl Server {
                     algorithm: a.algorithm,
                 };
                 self.counters.auth_failures += 1;
-                self.reply_error(client, msg, ErrorCode::WRONG_CREDENTIALS, Some(&cred), io, |_| {});
+                self.reply_error(
+                    client,
+                    msg,
+                    ErrorCode::WRONG_CREDENTIALS,
+                    Some(&cred),
+                    io,
+                    |_| {},
+                );
                 return None;
             }
             let (user, pw) = (a.username.clone(), a.password.clone());
@@ -326,14 +357,28 @@ impl Server {
         });
     }
 
-    fn allocate(&mut self, client: ClientId, msg: &Message<'_>, cred: &Cred, now: Clock, io: &mut impl Io) {
+    fn allocate(
+        &mut self,
+        client: ClientId,
+        msg: &Message<'_>,
+        cred: &Cred,
+        now: Clock,
+        io: &mut impl Io,
+    ) {
         if let Some(&id) = self.by_client.get(&client) {
             let same = self.allocs.get(&id).map(|a| a.allocate_txid) == Some(msg.transaction_id());
             if same {
                 // Retransmission: answer again with the current state.
                 self.allocate_success(client, id, msg, cred, now, io);
             } else {
-                self.alloc_error(AllocError::Mismatch, ErrorCode::ALLOCATION_MISMATCH, client, msg, cred, io);
+                self.alloc_error(
+                    AllocError::Mismatch,
+                    ErrorCode::ALLOCATION_MISMATCH,
+                    client,
+                    msg,
+                    cred,
+                    io,
+                );
             }
             return;
         }
@@ -350,7 +395,14 @@ impl Server {
                 )
             }
             Err(_) => {
-                return self.alloc_error(AllocError::BadRequest, ErrorCode::BAD_REQUEST, client, msg, cred, io)
+                return self.alloc_error(
+                    AllocError::BadRequest,
+                    ErrorCode::BAD_REQUEST,
+                    client,
+                    msg,
+                    cred,
+                    io,
+                )
             }
         }
         let alt_or_508 = if self.cfg.alternate_server.is_some() {
@@ -364,10 +416,24 @@ impl Server {
         match self.quotas.check(&cred.username, client.remote.ip()) {
             Ok(()) => {}
             Err(QuotaError::PerUser) => {
-                return self.alloc_error(AllocError::QuotaUser, ErrorCode::ALLOCATION_QUOTA_REACHED, client, msg, cred, io)
+                return self.alloc_error(
+                    AllocError::QuotaUser,
+                    ErrorCode::ALLOCATION_QUOTA_REACHED,
+                    client,
+                    msg,
+                    cred,
+                    io,
+                )
             }
             Err(QuotaError::PerIp) => {
-                return self.alloc_error(AllocError::QuotaIp, ErrorCode::ALLOCATION_QUOTA_REACHED, client, msg, cred, io)
+                return self.alloc_error(
+                    AllocError::QuotaIp,
+                    ErrorCode::ALLOCATION_QUOTA_REACHED,
+                    client,
+                    msg,
+                    cred,
+                    io,
+                )
             }
             Err(QuotaError::Capacity) => {
                 return self.alloc_error(AllocError::Capacity, alt_or_508, client, msg, cred, io)
@@ -378,7 +444,14 @@ impl Server {
         let requested = msg.has_attribute(RequestedAddressFamily::TYPE);
         let additional = msg.has_attribute(AdditionalAddressFamily::TYPE);
         if (token && (even.is_some() || requested)) || (requested && additional) {
-            return self.alloc_error(AllocError::BadRequest, ErrorCode::BAD_REQUEST, client, msg, cred, io);
+            return self.alloc_error(
+                AllocError::BadRequest,
+                ErrorCode::BAD_REQUEST,
+                client,
+                msg,
+                cred,
+                io,
+            );
         }
         let family = if requested {
             match msg.attribute::<RequestedAddressFamily>() {
@@ -404,7 +477,14 @@ impl Server {
                 // the IPv6 part is refused with ADDRESS-ERROR-CODE (RFC 8656 §7.2).
                 Ok(f) if f.family() == AddressFamily::IPV6 => ipv6_refused = true,
                 _ => {
-                    return self.alloc_error(AllocError::BadRequest, ErrorCode::BAD_REQUEST, client, msg, cred, io)
+                    return self.alloc_error(
+                        AllocError::BadRequest,
+                        ErrorCode::BAD_REQUEST,
+                        client,
+                        msg,
+                        cred,
+                        io,
+                    )
                 }
             }
         }
@@ -412,7 +492,14 @@ impl Server {
             match msg.attribute::<ReservationToken>() {
                 Ok(t) => Some(t.token()),
                 Err(_) => {
-                    return self.alloc_error(AllocError::BadRequest, ErrorCode::BAD_REQUEST, client, msg, cred, io)
+                    return self.alloc_error(
+                        AllocError::BadRequest,
+                        ErrorCode::BAD_REQUEST,
+                        client,
+                        msg,
+                        cred,
+                        io,
+                    )
                 }
             }
         } else {
@@ -444,7 +531,14 @@ impl Server {
         let granted = match io.open_relay(id, &req) {
             Ok(g) => g,
             Err(RelayError::NoPorts | RelayError::BadToken) => {
-                return self.alloc_error(AllocError::Ports, ErrorCode::INSUFFICIENT_CAPACITY, client, msg, cred, io)
+                return self.alloc_error(
+                    AllocError::Ports,
+                    ErrorCode::INSUFFICIENT_CAPACITY,
+                    client,
+                    msg,
+                    cred,
+                    io,
+                )
             }
         };
         let lifetime = self.lifetime(msg.attribute::<Lifetime>().ok().map(|l| l.seconds()));
@@ -503,14 +597,35 @@ impl Server {
         self.finish_and_send(client, w, Some(cred), io);
     }
 
-    fn refresh(&mut self, client: ClientId, msg: &Message<'_>, cred: &Cred, now: Clock, io: &mut impl Io) {
+    fn refresh(
+        &mut self,
+        client: ClientId,
+        msg: &Message<'_>,
+        cred: &Cred,
+        now: Clock,
+        io: &mut impl Io,
+    ) {
         let Some(&id) = self.by_client.get(&client) else {
-            return self.reply_error(client, msg, ErrorCode::ALLOCATION_MISMATCH, Some(cred), io, |_| {});
+            return self.reply_error(
+                client,
+                msg,
+                ErrorCode::ALLOCATION_MISMATCH,
+                Some(cred),
+                io,
+                |_| {},
+            );
         };
         if let Ok(f) = msg.attribute::<RequestedAddressFamily>() {
             let ours = self.allocs.get(&id).map(|a| Family::of(&a.relay_local));
             if Some(family_of(f.family())) != ours {
-                return self.reply_error(client, msg, ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH, Some(cred), io, |_| {});
+                return self.reply_error(
+                    client,
+                    msg,
+                    ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH,
+                    Some(cred),
+                    io,
+                    |_| {},
+                );
             }
         }
         let requested = msg.attribute::<Lifetime>().ok().map(|l| l.seconds());
@@ -553,7 +668,14 @@ impl Server {
         io: &mut impl Io,
     ) {
         let Some(&id) = self.by_client.get(&client) else {
-            return self.reply_error(client, msg, ErrorCode::ALLOCATION_MISMATCH, Some(cred), io, |_| {});
+            return self.reply_error(
+                client,
+                msg,
+                ErrorCode::ALLOCATION_MISMATCH,
+                Some(cred),
+                io,
+                |_| {},
+            );
         };
         let txid = msg.transaction_id();
         let mut peers: Vec<IpAddr> = Vec::new();
@@ -581,7 +703,14 @@ impl Server {
             .filter(|ip| !a.permissions.iter().any(|(p, _)| p == *ip))
             .count();
         if a.permissions.len() + new > max {
-            return self.reply_error(client, msg, ErrorCode::INSUFFICIENT_CAPACITY, Some(cred), io, |_| {});
+            return self.reply_error(
+                client,
+                msg,
+                ErrorCode::INSUFFICIENT_CAPACITY,
+                Some(cred),
+                io,
+                |_| {},
+            );
         }
         for ip in peers {
             install_permission(a, ip, expires);
@@ -590,11 +719,28 @@ impl Server {
         self.finish_and_send(client, w, Some(cred), io);
     }
 
-    fn channel_bind(&mut self, client: ClientId, msg: &Message<'_>, cred: &Cred, now: Clock, io: &mut impl Io) {
+    fn channel_bind(
+        &mut self,
+        client: ClientId,
+        msg: &Message<'_>,
+        cred: &Cred,
+        now: Clock,
+        io: &mut impl Io,
+    ) {
         let Some(&id) = self.by_client.get(&client) else {
-            return self.reply_error(client, msg, ErrorCode::ALLOCATION_MISMATCH, Some(cred), io, |_| {});
+            return self.reply_error(
+                client,
+                msg,
+                ErrorCode::ALLOCATION_MISMATCH,
+                Some(cred),
+                io,
+                |_| {},
+            );
         };
-        let (Ok(ch), Ok(peer)) = (msg.attribute::<ChannelNumber>(), msg.attribute::<XorPeerAddress>()) else {
+        let (Ok(ch), Ok(peer)) = (
+            msg.attribute::<ChannelNumber>(),
+            msg.attribute::<XorPeerAddress>(),
+        ) else {
             return self.reply_error(client, msg, ErrorCode::BAD_REQUEST, Some(cred), io, |_| {});
         };
         let number = ch.channel();

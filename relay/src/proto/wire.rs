@@ -69,7 +69,12 @@ pub fn stun_header_ok(msg: &[u8]) -> bool {
 /// Writes a ChannelData frame; `pad` rounds it up to 4 bytes (TCP/TLS).
 /// Returns the frame length, or `None` if `out` is too small.
 #[inline]
-pub fn write_channel_data(out: &mut [u8], channel: u16, payload: &[u8], pad: bool) -> Option<usize> {
+pub fn write_channel_data(
+    out: &mut [u8],
+    channel: u16,
+    payload: &[u8],
+    pad: bool,
+) -> Option<usize> {
     let len = 4 + payload.len();
     let total = if pad { (len + 3) & !3 } else { len };
     if out.len() < total || payload.len() > u16::MAX as usize {
@@ -166,15 +171,27 @@ mod tests {
             assert_eq!(addr, peer);
             assert_eq!(msg.attribute::<Data>().unwrap().data(), b"hello");
         }
-        assert!(write_data_indication(&mut [0u8; 20], &[0; 12], "1.2.3.4:5".parse().unwrap(), b"x").is_none());
+        assert!(write_data_indication(
+            &mut [0u8; 20],
+            &[0; 12],
+            "1.2.3.4:5".parse().unwrap(),
+            b"x"
+        )
+        .is_none());
     }
 
     #[test]
     fn channel_data_framing() {
         let mut buf = [0u8; 16];
-        assert_eq!(write_channel_data(&mut buf, 0x4001, b"abcde", false), Some(9));
+        assert_eq!(
+            write_channel_data(&mut buf, 0x4001, b"abcde", false),
+            Some(9)
+        );
         assert_eq!(classify(&buf), FrameKind::Channel(0x4001, 9));
-        assert_eq!(write_channel_data(&mut buf, 0x4001, b"abcde", true), Some(12));
+        assert_eq!(
+            write_channel_data(&mut buf, 0x4001, b"abcde", true),
+            Some(12)
+        );
         assert!(write_channel_data(&mut buf, 0x4001, &[0; 13], false).is_none());
         assert_eq!(classify(&[0x7f, 0xff, 0, 0]), FrameKind::Invalid);
         assert_eq!(classify(&[0x50, 0, 0, 0]), FrameKind::Channel(0x5000, 4));

@@ -1,0 +1,928 @@
+//! State machine tests with a mock [`Io`].
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use stun_types::attribute::{
+    AlternateServer, ErrorCode, Nonce, RawAttribute, Realm, Username, XorMappedAddress,
+};
+use stun_types::message::{
+    IntegrityAlgorithm, LongTermKeyCredentials, Message, MessageClass, MessageWrite,
+    MessageWriteExt, MessageWriteVec, Method, TransactionId, BINDING,
+};
+use stun_types::prelude::*;
+use turn_types::attribute::{
+    ChannelNumber, Data, EvenPort, Lifetime, RequestedAddressFamily, RequestedTransport,
+    ReservationToken, XorPeerAddress, XorRelayedAddress,
+};
+use turn_types::message::{ALLOCATE, CHANNEL_BIND, CREATE_PERMISSION, REFRESH, SEND};
+
+use super::*;
+use crate::auth::{mint, Authenticator};
+use crate::config::PeerPolicyConfig;
+use crate::limits::{Quotas, UnauthorizedLimiter};
+use crate::policy::PeerPolicy;
+use crate::stats::{AllocError, Stats};
+
+const REALM: &str = "test.realm";
+const SECRET: &str = "rest-secret-0123";
+const T0: u64 = 1_700_000_000;
+
+#[derive(Default)]
+struct MockIo {
+    to_client: Vec<(ClientId, Vec<u8>)>,
+    to_peer: Vec<(AllocId, SocketAddr, Vec<u8>)>,
+    opened: Vec<(AllocId, RelayRequest)>,
+    closed: Vec<AllocId>,
+    next_port: u16,
+    fail_ports: bool,
+}
+
+impl Io for MockIo {
+    fn send_to_client(&mut self, client: &ClientId, data: &[u8]) {
+        self.to_client.push((*client, data.to_vec()));
+    }
+    fn send_to_peer(&mut self, alloc: AllocId, peer: SocketAddr, data: &[u8]) {
+        self.to_peer.push((alloc, peer, data.to_vec()));
+    }
+    fn open_relay(
+        &mut self,
+        alloc: AllocId,
+        req: &RelayRequest,
+    ) -> Result<RelayGranted, RelayError> {
+        if self.fail_ports {
+            return Err(RelayError::NoPorts);
+        }
+        if req.reservation == Some(99) {
+            return Err(RelayError::BadToken);
+        }
+        self.opened.push((alloc, req.clone()));
+        self.next_port += 2;
+        Ok(RelayGranted {
+            local: SocketAddr::new("10.0.0.5".parse().unwrap(), 50_000 + self.next_port),
+            reservation_token: req.reserve_next.then_some(0xfeed),
+        })
+    }
+    fn close_relay(&mut self, alloc: AllocId) {
+        self.closed.push(alloc);
+    }
+}
+
+struct Setup {
+    cfg: ProtoConfig,
+    per_user: u32,
+    per_ip: u32,
+    capacity: u32,
+    unauth: u32,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            cfg: ProtoConfig {
+                software: "test".into(),
+                default_lifetime: 600,
+                max_lifetime: 3600,
+                permission_lifetime: 300,
+                channel_lifetime: 600,
+                has_v4: true,
+                has_v6: false,
+                external_v4: Some("198.51.100.1".parse().unwrap()),
+                external_v6: None,
+                max_bps: 10_000_000,
+                total_bps: 1_000_000_000,
+                max_permissions: 4,
+                max_channels: 2,
+                alternate_server: None,
+            },
+            per_user: 0,
+            per_ip: 0,
+            capacity: 100,
+            unauth: 0,
+        }
+    }
+}
+
+struct H {
+    s: Server,
+    io: MockIo,
+    t0: Instant,
+    now: Clock,
+    stats: Arc<Stats>,
+}
+
+fn peer_ok() -> SocketAddr {
+    // Documentation range, opened by the test policy's allow list; never contacted.
+    "198.51.100.20:4000".parse().unwrap()
+}
+
+fn client(port: u16) -> ClientId {
+    ClientId {
+        transport: Transport::Udp,
+        conn: 0,
+        remote: SocketAddr::new("203.0.113.10".parse().unwrap(), port),
+    }
+}
+
+impl H {
+    fn new(setup: Setup) -> Self {
+        let mut users = BTreeMap::new();
+        users.insert("alice".to_string(), "wonderland".to_string());
+        let auth = Authenticator::new(
+            REALM,
+            users,
+            &[SECRET.to_string()],
+            Some(b"nonce-key-0123456789"),
+            600,
+        );
+        let policy = PeerPolicy::new(&PeerPolicyConfig {
+            allow_loopback_peers: false,
+            allow: vec!["198.51.100.0/24".parse().unwrap()],
+            deny: vec![],
+        });
+        let t0 = Instant::now();
+        let stats = Arc::new(Stats::default());
+        let s = Server::new(
+            setup.cfg,
+            auth,
+            policy,
+            Quotas::new(setup.per_user, setup.per_ip, setup.capacity),
+            UnauthorizedLimiter::new(setup.unauth),
+            stats.clone(),
+            t0,
+        );
+        H {
+            s,
+            io: MockIo::default(),
+            t0,
+            now: Clock { mono: t0, unix: T0 },
+            stats,
+        }
+    }
+
+    fn advance(&mut self, secs: u64) {
+        self.now.mono += Duration::from_secs(secs);
+        self.now.unix += secs;
+    }
+
+    fn send(&mut self, c: ClientId, data: &[u8]) -> Option<Vec<u8>> {
+        self.io.to_client.clear();
+        self.s.handle(
+            Input::FromClient { client: c, data },
+            self.now,
+            &mut self.io,
+        );
+        self.io.to_client.pop().map(|(_, d)| d)
+    }
+
+    fn nonce(&mut self, c: ClientId) -> String {
+        let req = Message::builder_request(ALLOCATE, MessageWriteVec::new()).finish();
+        let resp = self.send(c, &req).expect("401 reply");
+        let m = Message::from_bytes(&resp).unwrap();
+        assert_eq!(code(&m), 401);
+        assert_eq!(m.attribute::<Realm>().unwrap().realm(), REALM);
+        m.attribute::<Nonce>().unwrap().nonce().to_string()
+    }
+}
+
+fn code(m: &Message<'_>) -> u16 {
+    match m.class() {
+        MessageClass::Success => 200,
+        MessageClass::Error => m.attribute::<ErrorCode>().unwrap().code(),
+        _ => 0,
+    }
+}
+
+/// Builds a signed request.
+fn signed(
+    method: Method,
+    user: &str,
+    pass: &str,
+    nonce: &str,
+    add: impl FnOnce(&mut MessageWriteVec, TransactionId),
+) -> Vec<u8> {
+    let mut w = Message::builder_request(method, MessageWriteVec::new());
+    let tid = w.transaction_id();
+    add(&mut w, tid);
+    w.add_attribute(&Username::new(user).unwrap()).unwrap();
+    w.add_attribute(&Realm::new(REALM).unwrap()).unwrap();
+    w.add_attribute(&Nonce::new(nonce).unwrap()).unwrap();
+    let creds = LongTermKeyCredentials::new(user.into(), pass.into(), REALM.into()).into();
+    w.add_message_integrity(&creds, IntegrityAlgorithm::Sha1)
+        .unwrap();
+    w.add_fingerprint().unwrap();
+    w.finish()
+}
+
+fn udp_transport(w: &mut MessageWriteVec, _: TransactionId) {
+    w.add_attribute(&RequestedTransport::new(RequestedTransport::UDP))
+        .unwrap();
+}
+
+fn check_integrity(resp: &[u8], user: &str, pass: &str) {
+    let m = Message::from_bytes(resp).unwrap();
+    let creds = LongTermKeyCredentials::new(user.into(), pass.into(), REALM.into()).into();
+    m.validate_integrity(&creds).expect("response is signed");
+}
+
+/// Allocates for `c` as alice; returns (nonce, relayed address).
+fn allocate(h: &mut H, c: ClientId) -> (String, SocketAddr) {
+    let nonce = h.nonce(c);
+    let req = signed(ALLOCATE, "alice", "wonderland", &nonce, udp_transport);
+    let resp = h.send(c, &req).unwrap();
+    check_integrity(&resp, "alice", "wonderland");
+    let m = Message::from_bytes(&resp).unwrap();
+    assert_eq!(code(&m), 200);
+    let relayed = m
+        .attribute::<XorRelayedAddress>()
+        .unwrap()
+        .addr(m.transaction_id());
+    (nonce, relayed)
+}
+
+fn peer_attr(peer: SocketAddr) -> impl FnOnce(&mut MessageWriteVec, TransactionId) {
+    move |w, tid| w.add_attribute(&XorPeerAddress::new(peer, tid)).unwrap()
+}
+
+#[test]
+fn binding_returns_reflexive_address_with_fingerprint() {
+    let mut h = H::new(Setup::default());
+    let c = client(5000);
+    let mut w = Message::builder_request(BINDING, MessageWriteVec::new());
+    w.add_fingerprint().unwrap();
+    let resp = h.send(c, &w.finish()).unwrap();
+    let m = Message::from_bytes(&resp).unwrap();
+    assert_eq!(m.class(), MessageClass::Success);
+    assert_eq!(
+        m.attribute::<XorMappedAddress>()
+            .unwrap()
+            .addr(m.transaction_id()),
+        c.remote
+    );
+    assert!(m.has_attribute(stun_types::attribute::Fingerprint::TYPE));
+    assert_eq!(h.s.counters().binding_requests, 1);
+}
+
+#[test]
+fn allocate_lifecycle_with_external_address_and_retransmission() {
+    let mut h = H::new(Setup::default());
+    let c = client(5000);
+    let nonce = h.nonce(c);
+    let req = signed(ALLOCATE, "alice", "wonderland", &nonce, |w, t| {
+        udp_transport(w, t);
+        w.add_attribute(&Lifetime::new(100_000)).unwrap();
+    });
+    let resp = h.send(c, &req).unwrap();
+    let m = Message::from_bytes(&resp).unwrap();
+    assert_eq!(code(&m), 200);
+    let relayed = m
+        .attribute::<XorRelayedAddress>()
+        .unwrap()
+        .addr(m.transaction_id());
+    // Advertised address is the external IP with the bound port.
+    assert_eq!(relayed.ip(), "198.51.100.1".parse::<IpAddr>().unwrap());
+    assert_eq!(
+        m.attribute::<Lifetime>().unwrap().seconds(),
+        3600,
+        "capped at max"
+    );
+    assert_eq!(
+        m.attribute::<XorMappedAddress>()
+            .unwrap()
+            .addr(m.transaction_id()),
+        c.remote
+    );
+    // Retransmission with the same transaction id: same answer, no new allocation.
+    let again = h.send(c, &req).unwrap();
+    let m2 = Message::from_bytes(&again).unwrap();
+    assert_eq!(code(&m2), 200);
+    assert_eq!(h.io.opened.len(), 1);
+    // A new Allocate on the same 5-tuple: 437.
+    let req2 = signed(ALLOCATE, "alice", "wonderland", &nonce, udp_transport);
+    let m3 = h.send(c, &req2).unwrap();
+    assert_eq!(code(&Message::from_bytes(&m3).unwrap()), 437);
+    // Short lifetimes are raised to the default.
+    let c2 = client(5001);
+    let n2 = h.nonce(c2);
+    let req = signed(ALLOCATE, "alice", "wonderland", &n2, |w, t| {
+        udp_transport(w, t);
+        w.add_attribute(&Lifetime::new(10)).unwrap();
+    });
+    let m = h.send(c2, &req).unwrap();
+    assert_eq!(
+        Message::from_bytes(&m)
+            .unwrap()
+            .attribute::<Lifetime>()
+            .unwrap()
+            .seconds(),
+        600
+    );
+    // Refresh to 0 deletes.
+    let req = signed(REFRESH, "alice", "wonderland", &n2, |w, _| {
+        w.add_attribute(&Lifetime::new(0)).unwrap();
+    });
+    let m = h.send(c2, &req).unwrap();
+    check_integrity(&m, "alice", "wonderland");
+    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 200);
+    assert_eq!(h.s.allocations(), 1);
+    assert_eq!(h.io.closed.len(), 1);
+    // Expiry by time: the remaining allocation goes away after its lifetime.
+    h.advance(3599);
+    h.s.handle(Input::Tick, h.now, &mut h.io);
+    assert_eq!(h.s.allocations(), 1);
+    h.advance(2);
+    h.s.handle(Input::Tick, h.now, &mut h.io);
+    assert_eq!(h.s.allocations(), 0);
+    assert_eq!(
+        h.stats
+            .allocations
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    let _ = h.t0;
+}
+
+#[test]
+fn wrong_password_unknown_user_and_stale_nonce() {
+    let mut h = H::new(Setup::default());
+    let c = client(5000);
+    let nonce = h.nonce(c);
+    for (u, p) in [("alice", "wrong"), ("mallory", "x")] {
+        let req = signed(ALLOCATE, u, p, &nonce, udp_transport);
+        let m = h.send(c, &req).unwrap();
+        assert_eq!(code(&Message::from_bytes(&m).unwrap()), 401);
+    }
+    assert_eq!(h.s.counters().auth_failures, 2);
+    // A forged nonce and an old nonce both get 438 with a fresh nonce.
+    let req = signed(ALLOCATE, "alice", "wonderland", "gsn1forged", udp_transport);
+    let m = h.send(c, &req).unwrap();
+    let m = Message::from_bytes(&m).unwrap();
+    assert_eq!(code(&m), 438);
+    assert!(m.has_attribute(Nonce::TYPE));
+    h.advance(601);
+    let req = signed(ALLOCATE, "alice", "wonderland", &nonce, udp_transport);
+    let m = h.send(c, &req).unwrap();
+    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 438);
+    // Missing USERNAME with integrity present: 400.
+    let mut w = Message::builder_request(ALLOCATE, MessageWriteVec::new());
+    let tid = w.transaction_id();
+    udp_transport(&mut w, tid);
+    let creds =
+        LongTermKeyCredentials::new("alice".into(), "wonderland".into(), REALM.into()).into();
+    w.add_message_integrity(&creds, IntegrityAlgorithm::Sha1)
+        .unwrap();
+    let m = h.send(c, &w.finish()).unwrap();
+    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 400);
+}
+
+#[test]
+fn rest_credentials_expire_at_allocate_and_refresh() {
+    let mut h = H::new(Setup::default());
+    let c = client(5000);
+    let nonce = h.nonce(c);
+    let (old_u, old_p) = mint(SECRET.as_bytes(), 0, Some("bob"), T0 - 10);
+    let req = signed(ALLOCATE, &old_u, &old_p, &nonce, udp_transport);
+    let m = h.send(c, &req).unwrap();
+    assert_eq!(
+        code(&Message::from_bytes(&m).unwrap()),
+        401,
+        "expired at Allocate"
+    );
+    let (u, p) = mint(SECRET.as_bytes(), 60, Some("bob"), T0);
+    let req = signed(ALLOCATE, &u, &p, &nonce, udp_transport);
+    let m = h.send(c, &req).unwrap();
+    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 200);
+    h.advance(61);
+    let nonce = h.auth_nonce(c);
+    let req = signed(REFRESH, &u, &p, &nonce, |_, _| {});
+    let m = h.send(c, &req).unwrap();
+    assert_eq!(
+        code(&Message::from_bytes(&m).unwrap()),
+        401,
+        "expired at Refresh"
+    );
+    // Deleting is still allowed.
+    let req = signed(REFRESH, &u, &p, &nonce, |w, _| {
+        w.add_attribute(&Lifetime::new(0)).unwrap()
+    });
+    let m = h.send(c, &req).unwrap();
+    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 200);
+    assert_eq!(h.s.allocations(), 0);
+}
+
+impl H {
+    fn auth_nonce(&self, c: ClientId) -> String {
+        self.s.auth.make_nonce(c.remote.ip(), self.now.unix)
+    }
+}
+
+#[test]
+fn quotas_capacity_draining_and_alternate_server() {
+    let mut setup = Setup {
+        per_user: 2,
+        capacity: 3,
+        ..Default::default()
+    };
+    setup.cfg.alternate_server = None;
+    let mut h = H::new(setup);
+    allocate(&mut h, client(1));
+    allocate(&mut h, client(2));
+    let c = client(3);
+    let n = h.nonce(c);
+    let m = h
+        .send(
+            c,
+            &signed(ALLOCATE, "alice", "wonderland", &n, udp_transport),
+        )
+        .unwrap();
+    check_integrity(&m, "alice", "wonderland");
+    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 486);
+    let (u, p) = mint(SECRET.as_bytes(), 600, Some("bob"), T0);
+    let m = h
+        .send(c, &signed(ALLOCATE, &u, &p, &n, udp_transport))
+        .unwrap();
+    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 200);
+    let c4 = client(4);
+    let (u2, p2) = mint(SECRET.as_bytes(), 600, Some("carol"), T0);
+    let m = h
+        .send(c4, &signed(ALLOCATE, &u2, &p2, &n, udp_transport))
+        .unwrap();
+    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 508, "capacity");
+    assert_eq!(
+        h.s.counters().alloc_errors[AllocError::Capacity as usize],
+        1
+    );
+    assert_eq!(
+        h.s.counters().alloc_errors[AllocError::QuotaUser as usize],
+        1
+    );
+
+    // With an alternate server: 300 + ALTERNATE-SERVER, also while draining.
+    let mut setup = Setup::default();
+    let alt: SocketAddr = "198.51.100.99:3478".parse().unwrap();
+    setup.cfg.alternate_server = Some(alt);
+    let mut h = H::new(setup);
+    h.s.set_draining(true);
+    let c = client(1);
+    let n = h.nonce(c);
+    let m = h
+        .send(
+            c,
+            &signed(ALLOCATE, "alice", "wonderland", &n, udp_transport),
+        )
+        .unwrap();
+    let m = Message::from_bytes(&m).unwrap();
+    assert_eq!(code(&m), 300);
+    assert_eq!(m.attribute::<AlternateServer>().unwrap().server(), alt);
+    h.s.set_draining(false);
+    let m = h
+        .send(
+            c,
+            &signed(ALLOCATE, "alice", "wonderland", &n, udp_transport),
+        )
+        .unwrap();
+    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 200);
+
+    // Per-IP quota.
+    let mut h = H::new(Setup {
+        per_ip: 1,
+        ..Default::default()
+    });
+    allocate(&mut h, client(1));
+    let c = client(2); // same IP, other port
+    let n = h.nonce(c);
+    let m = h
+        .send(
+            c,
+            &signed(ALLOCATE, "alice", "wonderland", &n, udp_transport),
+        )
+        .unwrap();
+    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 486);
+}
+
+#[test]
+fn allocate_attribute_errors() {
+    let mut h = H::new(Setup::default());
+    let c = client(1);
+    let n = h.nonce(c);
+    let cases: Vec<(Box<dyn FnOnce(&mut MessageWriteVec, TransactionId)>, u16)> = vec![
+        (Box::new(|_, _| {}), 400),
+        (
+            Box::new(|w, _| {
+                w.add_attribute(&RequestedTransport::new(RequestedTransport::TCP))
+                    .unwrap()
+            }),
+            442,
+        ),
+        (
+            Box::new(|w, t| {
+                udp_transport(w, t);
+                w.add_attribute(&RequestedAddressFamily::new(
+                    stun_types::AddressFamily::IPV6,
+                ))
+                .unwrap();
+            }),
+            440,
+        ),
+        (
+            Box::new(|w, t| {
+                udp_transport(w, t);
+                w.add_attribute(&EvenPort::new(false)).unwrap();
+                w.add_attribute(&ReservationToken::new(5)).unwrap();
+            }),
+            400,
+        ),
+        (
+            Box::new(|w, t| {
+                udp_transport(w, t);
+                w.add_attribute(&ReservationToken::new(99)).unwrap();
+            }),
+            508,
+        ),
+    ];
+    for (add, want) in cases {
+        let m = h
+            .send(c, &signed(ALLOCATE, "alice", "wonderland", &n, add))
+            .unwrap();
+        assert_eq!(code(&Message::from_bytes(&m).unwrap()), want);
+    }
+    h.io.fail_ports = true;
+    let m = h
+        .send(
+            c,
+            &signed(ALLOCATE, "alice", "wonderland", &n, udp_transport),
+        )
+        .unwrap();
+    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 508);
+    h.io.fail_ports = false;
+    // EVEN-PORT with R: the reservation token is returned.
+    let m = h
+        .send(
+            c,
+            &signed(ALLOCATE, "alice", "wonderland", &n, |w, t| {
+                udp_transport(w, t);
+                w.add_attribute(&EvenPort::new(true)).unwrap();
+            }),
+        )
+        .unwrap();
+    let m = Message::from_bytes(&m).unwrap();
+    assert_eq!(code(&m), 200);
+    assert_eq!(m.attribute::<ReservationToken>().unwrap().token(), 0xfeed);
+    assert!(h.io.opened[0].1.even_port && h.io.opened[0].1.reserve_next);
+    // Unknown comprehension-required attribute: 420 with UNKNOWN-ATTRIBUTES.
+    let mut w = Message::builder_request(BINDING, MessageWriteVec::new());
+    w.add_attribute(&RawAttribute::new(0x7777.into(), &[1, 2, 3, 4]))
+        .unwrap();
+    let m = h.send(c, &w.finish()).unwrap();
+    let m = Message::from_bytes(&m).unwrap();
+    assert_eq!(code(&m), 420);
+    assert!(m.has_attribute(stun_types::attribute::UnknownAttributes::TYPE));
+}
+
+#[test]
+fn permissions_channels_and_relaying() {
+    let mut h = H::new(Setup::default());
+    let c = client(1);
+    let (n, _) = allocate(&mut h, c);
+    let id = h.io.opened[0].0;
+    let peer = peer_ok();
+    // Peer data before any permission is dropped.
+    h.s.handle(
+        Input::FromPeer {
+            alloc: id,
+            peer,
+            data: b"early",
+        },
+        h.now,
+        &mut h.io,
+    );
+    assert!(h.io.to_client.is_empty());
+    // Denied peers: loopback, private, unspecified and mapped forms.
+    for bad in [
+        "127.0.0.1:80",
+        "10.0.0.1:80",
+        "0.0.0.0:80",
+        "169.254.169.254:80",
+    ] {
+        let m = h
+            .send(
+                c,
+                &signed(
+                    CREATE_PERMISSION,
+                    "alice",
+                    "wonderland",
+                    &n,
+                    peer_attr(bad.parse().unwrap()),
+                ),
+            )
+            .unwrap();
+        assert_eq!(code(&Message::from_bytes(&m).unwrap()), 403, "{bad}");
+    }
+    let m = h
+        .send(
+            c,
+            &signed(
+                CREATE_PERMISSION,
+                "alice",
+                "wonderland",
+                &n,
+                peer_attr("[::ffff:127.0.0.1]:80".parse().unwrap()),
+            ),
+        )
+        .unwrap();
+    assert_eq!(
+        code(&Message::from_bytes(&m).unwrap()),
+        443,
+        "IPv6 peer on IPv4 relay"
+    );
+    assert_eq!(h.s.counters().peer_denied, 4);
+    // CreatePermission, then Send indication → peer; peer → Data indication.
+    let m = h
+        .send(
+            c,
+            &signed(
+                CREATE_PERMISSION,
+                "alice",
+                "wonderland",
+                &n,
+                peer_attr(peer),
+            ),
+        )
+        .unwrap();
+    check_integrity(&m, "alice", "wonderland");
+    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 200);
+    let mut w = Message::builder_indication(SEND, MessageWriteVec::new());
+    let tid = w.transaction_id();
+    w.add_attribute(&XorPeerAddress::new(peer, tid)).unwrap();
+    w.add_attribute(&Data::new(b"via-send")).unwrap();
+    h.send(c, &w.finish());
+    assert_eq!(
+        h.io.to_peer.last().unwrap(),
+        &(id, peer, b"via-send".to_vec())
+    );
+    h.io.to_client.clear();
+    h.s.handle(
+        Input::FromPeer {
+            alloc: id,
+            peer,
+            data: b"reply",
+        },
+        h.now,
+        &mut h.io,
+    );
+    let (to, d) = h.io.to_client.pop().unwrap();
+    assert_eq!(to, c);
+    let m = Message::from_bytes(&d).unwrap();
+    assert_eq!(m.class(), MessageClass::Indication);
+    assert_eq!(m.attribute::<Data>().unwrap().data(), b"reply");
+    assert_eq!(
+        m.attribute::<XorPeerAddress>()
+            .unwrap()
+            .addr(m.transaction_id()),
+        peer
+    );
+    // Permission is per IP: another port of the same peer IP is fine.
+    let other_port = SocketAddr::new(peer.ip(), 4001);
+    h.s.handle(
+        Input::FromPeer {
+            alloc: id,
+            peer: other_port,
+            data: b"x",
+        },
+        h.now,
+        &mut h.io,
+    );
+    assert_eq!(h.io.to_client.len(), 1);
+
+    // ChannelBind; invalid numbers and conflicting rebinds get 400.
+    let bind = |ch: u16, p: SocketAddr| {
+        move |w: &mut MessageWriteVec, t: TransactionId| {
+            w.add_attribute(&ChannelNumber::new(ch)).unwrap();
+            w.add_attribute(&XorPeerAddress::new(p, t)).unwrap();
+        }
+    };
+    for (ch, p, want) in [
+        (0x3fff, peer, 400),
+        (0x7fff, peer, 400),
+        (0x4001, peer, 200),
+        (0x4001, peer, 200), // refresh
+        (0x4002, peer, 400), // peer already bound to 0x4001
+        (0x4001, other_port, 400),
+        (0x4003, "127.0.0.1:9".parse().unwrap(), 403),
+    ] {
+        let m = h
+            .send(
+                c,
+                &signed(CHANNEL_BIND, "alice", "wonderland", &n, bind(ch, p)),
+            )
+            .unwrap();
+        assert_eq!(
+            code(&Message::from_bytes(&m).unwrap()),
+            want,
+            "channel {ch:#x} {p}"
+        );
+    }
+    // ChannelData both ways.
+    h.io.to_peer.clear();
+    h.send(c, &[0x40, 0x01, 0x00, 0x03, b'a', b'b', b'c']);
+    assert_eq!(h.io.to_peer, vec![(id, peer, b"abc".to_vec())]);
+    // Unknown channel and truncated frames are dropped.
+    h.send(c, &[0x40, 0x09, 0x00, 0x03, b'a', b'b', b'c']);
+    h.send(c, &[0x40, 0x01, 0x00, 0x09, b'a']);
+    assert_eq!(h.io.to_peer.len(), 1);
+    h.io.to_client.clear();
+    h.s.handle(
+        Input::FromPeer {
+            alloc: id,
+            peer,
+            data: b"pong",
+        },
+        h.now,
+        &mut h.io,
+    );
+    assert_eq!(
+        h.io.to_client.pop().unwrap().1,
+        vec![0x40, 0x01, 0x00, 0x04, b'p', b'o', b'n', b'g']
+    );
+    let cn = h.s.counters();
+    assert_eq!((cn.packets_in, cn.packets_out), (2, 3));
+
+    // Channel count limit (2 per allocation here): 508.
+    let p2: SocketAddr = "198.51.100.21:1".parse().unwrap();
+    let p3: SocketAddr = "198.51.100.22:1".parse().unwrap();
+    let m = h
+        .send(
+            c,
+            &signed(CHANNEL_BIND, "alice", "wonderland", &n, bind(0x4010, p2)),
+        )
+        .unwrap();
+    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 200);
+    let m = h
+        .send(
+            c,
+            &signed(CHANNEL_BIND, "alice", "wonderland", &n, bind(0x4011, p3)),
+        )
+        .unwrap();
+    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 508);
+
+    // Permissions expire after 300 s unless refreshed; channels after 600 s.
+    h.advance(301);
+    h.s.handle(Input::Tick, h.now, &mut h.io);
+    h.io.to_client.clear();
+    h.io.to_peer.clear();
+    h.s.handle(
+        Input::FromPeer {
+            alloc: id,
+            peer,
+            data: b"late",
+        },
+        h.now,
+        &mut h.io,
+    );
+    h.send(c, &[0x40, 0x01, 0x00, 0x01, b'z']);
+    assert!(h.io.to_client.is_empty() && h.io.to_peer.is_empty());
+}
+
+#[test]
+fn wrong_credentials_on_existing_allocation_give_441() {
+    let mut h = H::new(Setup::default());
+    let c = client(1);
+    let (n, _) = allocate(&mut h, c);
+    let (u, p) = mint(SECRET.as_bytes(), 600, Some("bob"), T0);
+    let m = h.send(c, &signed(REFRESH, &u, &p, &n, |_, _| {})).unwrap();
+    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 441);
+    // Requests without an allocation: 437.
+    let c2 = client(2);
+    let m = h
+        .send(c2, &signed(REFRESH, "alice", "wonderland", &n, |_, _| {}))
+        .unwrap();
+    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 437);
+    let m = h
+        .send(
+            c2,
+            &signed(
+                CREATE_PERMISSION,
+                "alice",
+                "wonderland",
+                &n,
+                peer_attr(peer_ok()),
+            ),
+        )
+        .unwrap();
+    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 437);
+}
+
+#[test]
+fn bandwidth_limit_drops_excess() {
+    let mut setup = Setup::default();
+    setup.cfg.max_bps = 8_000; // 1 kB/s, burst 64 KiB
+    let mut h = H::new(setup);
+    let c = client(1);
+    let (n, _) = allocate(&mut h, c);
+    let id = h.io.opened[0].0;
+    h.send(
+        c,
+        &signed(
+            CREATE_PERMISSION,
+            "alice",
+            "wonderland",
+            &n,
+            peer_attr(peer_ok()),
+        ),
+    );
+    let payload = vec![7u8; 1000];
+    for _ in 0..100 {
+        h.s.handle(
+            Input::FromPeer {
+                alloc: id,
+                peer: peer_ok(),
+                data: &payload,
+            },
+            h.now,
+            &mut h.io,
+        );
+    }
+    let drops = h.s.counters().bandwidth_drops;
+    assert!((30..=40).contains(&drops), "{drops}");
+}
+
+#[test]
+fn unauthorized_replies_are_rate_limited_per_ip() {
+    let mut h = H::new(Setup {
+        unauth: 5,
+        ..Default::default()
+    });
+    let req = Message::builder_request(ALLOCATE, MessageWriteVec::new()).finish();
+    let mut replies = 0;
+    for port in 0..50 {
+        if h.send(client(port), &req).is_some() {
+            replies += 1;
+        }
+    }
+    assert_eq!(replies, 5);
+    assert_eq!(h.s.counters().unauthorized_limited, 45);
+    h.advance(1);
+    assert!(h.send(client(1), &req).is_some());
+}
+
+#[test]
+fn tcp_client_close_removes_allocation() {
+    let mut h = H::new(Setup::default());
+    let c = ClientId {
+        transport: Transport::Tcp,
+        conn: 7,
+        remote: "203.0.113.10:5000".parse().unwrap(),
+    };
+    allocate(&mut h, c);
+    assert_eq!(h.s.allocations(), 1);
+    h.s.handle(Input::ClientClosed(c), h.now, &mut h.io);
+    assert_eq!(h.s.allocations(), 0);
+    assert_eq!(h.io.closed.len(), 1);
+}
+
+#[test]
+fn malformed_input_never_panics() {
+    let mut h = H::new(Setup::default());
+    let c = client(1);
+    let (n, _) = allocate(&mut h, c);
+    let good = signed(CHANNEL_BIND, "alice", "wonderland", &n, |w, t| {
+        w.add_attribute(&ChannelNumber::new(0x4001)).unwrap();
+        w.add_attribute(&XorPeerAddress::new(peer_ok(), t)).unwrap();
+    });
+    // Every truncation and many single-byte corruptions of a valid request.
+    for len in 0..good.len() {
+        h.send(c, &good[..len]);
+    }
+    let mut rng = 0x1234_5678_9abc_def0u64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for _ in 0..20_000 {
+        let mut m = good.clone();
+        for _ in 0..(next() % 4 + 1) {
+            let i = (next() as usize) % m.len();
+            m[i] = next() as u8;
+        }
+        h.send(c, &m);
+        let len = (next() % 200) as usize;
+        let junk: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        h.send(c, &junk);
+        let mut cd = vec![0x40, 0x01];
+        cd.extend_from_slice(&junk);
+        h.send(c, &cd);
+    }
+    // A request with a valid header but broken attributes gets 400.
+    let mut bad = Message::builder_request(BINDING, MessageWriteVec::new()).finish();
+    bad[3] = 8;
+    bad.extend_from_slice(&[0x00, 0x06, 0x00, 0x20, 1, 2, 3, 4]);
+    let m = h.send(c, &bad).unwrap();
+    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 400);
+    // The allocation still works.
+    assert_eq!(h.s.allocations(), 1);
+    assert!(h.s.counters().malformed > 0);
+}
