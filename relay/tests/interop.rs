@@ -47,10 +47,28 @@ fn parse(text: &str) -> Run {
 
 fn uclient(bin: &std::path::Path, port: u16, peer_port: u16, extra: &[&str]) -> Run {
     let mut cmd = Command::new(bin);
-    cmd.args(["-n", "10", "-m", "2", "-l", "120", "-z", "5", "-e", "127.0.0.1"])
-        .args(["-r", &peer_port.to_string(), "-p", &port.to_string(), "-X", "-g"])
-        .args(extra)
-        .arg("127.0.0.1");
+    cmd.args([
+        "-n",
+        "10",
+        "-m",
+        "2",
+        "-l",
+        "120",
+        "-z",
+        "5",
+        "-e",
+        "127.0.0.1",
+    ])
+    .args([
+        "-r",
+        &peer_port.to_string(),
+        "-p",
+        &port.to_string(),
+        "-X",
+        "-g",
+    ])
+    .args(extra)
+    .arg("127.0.0.1");
     let (out, timed_out) = run_timeout(&mut cmd, Duration::from_secs(40));
     let mut text = String::from_utf8_lossy(&out.stdout).to_string();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
@@ -79,7 +97,8 @@ fn coturn_clients_interoperate() {
         Command::new(&stunclient).args(["-p", &port.to_string(), "127.0.0.1"]),
         Duration::from_secs(20),
     );
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(
         text.contains("UDP reflexive addr: 127.0.0.1:"),
         "stunclient failed:\n{text}"
@@ -104,24 +123,46 @@ fn coturn_clients_interoperate() {
         let p = if args.contains(&"-S") { tls_port } else { port };
         let _ = &tls_port_s;
         let r = uclient(&uclient_bin, p, peer_port, &args);
-        assert!(r.sent >= 20, "{name}: too few messages sent ({})\n{}", r.sent, r.text);
+        assert!(
+            r.sent >= 20,
+            "{name}: too few messages sent ({})\n{}",
+            r.sent,
+            r.text
+        );
         assert_eq!(r.sent, r.recv, "{name}: lost messages\n{}", r.text);
         assert_eq!(r.lost, Some(0), "{name}: lost packets\n{}", r.text);
         eprintln!("{name}: {} sent, {} received", r.sent, r.recv);
     }
 
     // Wrong password: no relaying at all.
-    let r = uclient(&uclient_bin, port, peer_port, &["-u", "alice", "-w", "bad", "-n", "2"]);
+    let r = uclient(
+        &uclient_bin,
+        port,
+        peer_port,
+        &["-u", "alice", "-w", "bad", "-n", "2"],
+    );
     assert_eq!(r.recv, 0, "wrong password must not relay\n{}", r.text);
 
     // Metrics and health reflect the traffic.
     std::thread::sleep(Duration::from_millis(1200));
     let (status, body) = http(relay.http, "GET", "/metrics", &[]);
     assert_eq!(status, 200);
-    assert!(metric(&body, "turn_sessions_total").unwrap() >= 18.0, "{body}");
-    assert!(metric(&body, "turn_relay_packets_total{direction=\"in\"}").unwrap() >= 180.0, "{body}");
-    assert!(metric(&body, "stun_binding_requests_total").unwrap() >= 1.0, "{body}");
-    assert!(metric(&body, "turn_auth_failures_total").unwrap() >= 1.0, "{body}");
+    assert!(
+        metric(&body, "turn_sessions_total").unwrap() >= 18.0,
+        "{body}"
+    );
+    assert!(
+        metric(&body, "turn_relay_packets_total{direction=\"in\"}").unwrap() >= 180.0,
+        "{body}"
+    );
+    assert!(
+        metric(&body, "stun_binding_requests_total").unwrap() >= 1.0,
+        "{body}"
+    );
+    assert!(
+        metric(&body, "turn_auth_failures_total").unwrap() >= 1.0,
+        "{body}"
+    );
     let (status, body) = http(relay.http, "GET", "/health", &[]);
     assert_eq!(status, 200);
     let h: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -133,7 +174,8 @@ fn coturn_clients_interoperate() {
 
 #[test]
 fn loopback_peers_are_refused_by_default() {
-    let (Some(uclient_bin), Some(peer_bin)) = (tool("turnutils_uclient"), tool("turnutils_peer")) else {
+    let (Some(uclient_bin), Some(peer_bin)) = (tool("turnutils_uclient"), tool("turnutils_peer"))
+    else {
         return;
     };
     let (relay, port) = start(|p| {
@@ -142,10 +184,18 @@ fn loopback_peers_are_refused_by_default() {
         c
     });
     let (_peer, peer_port) = start_peer(&peer_bin);
-    let r = uclient(&uclient_bin, port, peer_port, &["-u", "alice", "-w", "wonderland", "-n", "3"]);
+    let r = uclient(
+        &uclient_bin,
+        port,
+        peer_port,
+        &["-u", "alice", "-w", "wonderland", "-n", "3"],
+    );
     assert_eq!(r.recv, 0, "loopback peer must be refused\n{}", r.text);
     std::thread::sleep(Duration::from_millis(1200));
     let (_, body) = http(relay.http, "GET", "/metrics", &[]);
-    assert!(metric(&body, "turn_peer_denied_total").unwrap() >= 1.0, "{body}");
+    assert!(
+        metric(&body, "turn_peer_denied_total").unwrap() >= 1.0,
+        "{body}"
+    );
     relay.stop();
 }

@@ -22,7 +22,9 @@ pub fn tool(name: &str) -> Option<PathBuf> {
             return Some(p);
         }
     }
-    let ci = std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false);
+    let ci = std::env::var("CI")
+        .map(|v| v == "true" || v == "1")
+        .unwrap_or(false);
     let msg = format!(
         "required tool `{name}` not found (install Debian packages: apt-get install -y coturn chromium)"
     );
@@ -46,7 +48,8 @@ pub fn free_port() -> u16 {
 
 /// Writes a self-signed certificate for 127.0.0.1/localhost; returns (cert, key) paths.
 pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
     let cert = dir.join("cert.pem");
     let key = dir.join("key.pem");
     std::fs::write(&cert, ck.cert.pem()).unwrap();
@@ -118,7 +121,11 @@ impl Drop for ChildGuard {
 
 /// Starts `turnutils_peer` on a free UDP port; returns the guard and port.
 pub fn start_peer(peer_bin: &Path) -> (ChildGuard, u16) {
-    let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new(peer_bin)
         .args(["-L", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())
@@ -173,7 +180,9 @@ pub fn run_timeout(cmd: &mut Command, timeout: Duration) -> (Output, bool) {
 pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: 0\r\n");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: 0\r\n"
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -186,7 +195,10 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     // Chunked bodies (axum sends JSON with content-length; metrics may be chunked).
     (status, body)
 }

@@ -1,0 +1,322 @@
+//! Operations: health/readiness, overload, admin drain, SIGTERM drain, and the
+//! `check` / `creds` subcommands. Traffic stays on 127.0.0.1.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use stun_types::attribute::{ErrorCode, Nonce, Realm, Username};
+use stun_types::message::{
+    IntegrityAlgorithm, LongTermKeyCredentials, Message, MessageClass, MessageWrite,
+    MessageWriteExt, MessageWriteVec, Method,
+};
+use turn_types::attribute::{Lifetime, RequestedTransport};
+use turn_types::message::{ALLOCATE, REFRESH};
+
+/// Minimal TURN client over UDP for control-plane checks.
+struct Client {
+    sock: UdpSocket,
+    server: SocketAddr,
+    nonce: String,
+}
+
+impl Client {
+    fn new(server: SocketAddr) -> Self {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        Self {
+            sock,
+            server,
+            nonce: String::new(),
+        }
+    }
+
+    fn roundtrip(&self, req: &[u8]) -> Vec<u8> {
+        self.sock.send_to(req, self.server).unwrap();
+        let mut buf = [0u8; 2048];
+        let (n, _) = self.sock.recv_from(&mut buf).expect("reply");
+        buf[..n].to_vec()
+    }
+
+    /// Sends a signed request (fetching a nonce first if needed); returns the
+    /// response code (200 for success).
+    fn request(&mut self, method: Method, lifetime: Option<u32>) -> u16 {
+        if self.nonce.is_empty() {
+            let r = self
+                .roundtrip(&Message::builder_request(ALLOCATE, MessageWriteVec::new()).finish());
+            let m = Message::from_bytes(&r).unwrap();
+            self.nonce = m.attribute::<Nonce>().unwrap().nonce().to_string();
+        }
+        let mut w = Message::builder_request(method, MessageWriteVec::new());
+        if method == ALLOCATE {
+            w.add_attribute(&RequestedTransport::new(RequestedTransport::UDP))
+                .unwrap();
+        }
+        if let Some(l) = lifetime {
+            w.add_attribute(&Lifetime::new(l)).unwrap();
+        }
+        w.add_attribute(&Username::new("alice").unwrap()).unwrap();
+        w.add_attribute(&Realm::new("geosteer.test").unwrap())
+            .unwrap();
+        w.add_attribute(&Nonce::new(&self.nonce).unwrap()).unwrap();
+        let creds = LongTermKeyCredentials::new(
+            "alice".into(),
+            "wonderland".into(),
+            "geosteer.test".into(),
+        )
+        .into();
+        w.add_message_integrity(&creds, IntegrityAlgorithm::Sha1)
+            .unwrap();
+        w.add_fingerprint().unwrap();
+        let r = self.roundtrip(&w.finish());
+        let m = Message::from_bytes(&r).unwrap();
+        match m.class() {
+            MessageClass::Success => 200,
+            _ => m.attribute::<ErrorCode>().unwrap().code(),
+        }
+    }
+}
+
+fn health(addr: SocketAddr) -> serde_json::Value {
+    let (status, body) = http(addr, "GET", "/health", &[]);
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn admin_drain_refuses_new_allocations_and_exits_after_timeout() {
+    let (relay, _) = start(|p| config(p, None));
+    let udp = relay.udp[0];
+    assert_eq!(http(relay.http, "GET", "/livez", &[]).0, 200);
+    assert_eq!(http(relay.http, "GET", "/readyz", &[]).0, 200);
+    let mut a = Client::new(udp);
+    assert_eq!(a.request(ALLOCATE, None), 200);
+    wait_for("allocation in /health", Duration::from_secs(3), || {
+        health(relay.http)["allocations"] == 1
+    });
+    let h = health(relay.http);
+    assert_eq!(h["status"], "ok");
+    assert_eq!(h["utilization"], 0.0001);
+
+    assert_eq!(http(relay.http, "POST", "/admin/drain", &[]).0, 401);
+    assert_eq!(
+        http(
+            relay.http,
+            "POST",
+            "/admin/drain",
+            &[("Authorization", "Bearer wrong-token-0000000")]
+        )
+        .0,
+        401
+    );
+    let bearer = format!("Bearer {ADMIN}");
+    assert_eq!(
+        http(
+            relay.http,
+            "POST",
+            "/admin/drain",
+            &[("Authorization", &bearer)]
+        )
+        .0,
+        202
+    );
+    assert_eq!(health(relay.http)["status"], "draining");
+    assert_eq!(http(relay.http, "GET", "/readyz", &[]).0, 503);
+    let (_, m) = http(relay.http, "GET", "/metrics", &[]);
+    assert_eq!(metric(&m, "turn_draining"), Some(1.0));
+    // New allocations are refused; the existing one keeps working.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut b = Client::new(udp);
+    assert_eq!(b.request(ALLOCATE, None), 508);
+    assert_eq!(a.request(REFRESH, Some(600)), 200);
+    // drain_timeout is 3 s: the loop exits although the allocation is still there.
+    let control = relay.control();
+    let t = Instant::now();
+    assert!(
+        control.wait_timeout(Duration::from_secs(6)),
+        "drain did not end"
+    );
+    assert!(t.elapsed() >= Duration::from_secs(1));
+    assert_eq!(http(relay.http, "GET", "/livez", &[]).0, 503);
+    relay.wait();
+}
+
+#[test]
+fn drain_ends_early_when_allocations_end() {
+    let (relay, _) = start(|p| {
+        let mut c = config(p, None);
+        c.operations.drain_timeout = 60;
+        c
+    });
+    let mut a = Client::new(relay.udp[0]);
+    assert_eq!(a.request(ALLOCATE, None), 200);
+    relay.drain();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(a.request(REFRESH, Some(0)), 200);
+    let control = relay.control();
+    assert!(
+        control.wait_timeout(Duration::from_secs(5)),
+        "drain should end once allocations are gone"
+    );
+    relay.wait();
+}
+
+#[test]
+fn overload_and_capacity_with_alternate_server() {
+    let (relay, _) = start(|p| {
+        let mut c = config(p, None);
+        c.limits.capacity = 2;
+        c.operations.high_watermark = 0.5;
+        c.operations.alternate_server = Some("127.0.0.1:3479".parse().unwrap());
+        c
+    });
+    let udp = relay.udp[0];
+    let mut a = Client::new(udp);
+    let mut b = Client::new(udp);
+    let mut c = Client::new(udp);
+    assert_eq!(a.request(ALLOCATE, None), 200);
+    wait_for("overloaded", Duration::from_secs(3), || {
+        health(relay.http)["status"] == "overloaded"
+    });
+    assert_eq!(http(relay.http, "GET", "/readyz", &[]).0, 503);
+    assert_eq!(b.request(ALLOCATE, None), 200);
+    // Full: 300 Try Alternate (an alternate server is configured).
+    assert_eq!(c.request(ALLOCATE, None), 300);
+    wait_for("utilization 1", Duration::from_secs(3), || {
+        health(relay.http)["utilization"] == 1.0
+    });
+    let (_, m) = http(relay.http, "GET", "/metrics", &[]);
+    assert_eq!(
+        metric(&m, "turn_allocation_errors_total{reason=\"capacity\"}"),
+        Some(1.0)
+    );
+    assert_eq!(metric(&m, "turn_sessions_active"), Some(2.0));
+    relay.stop();
+}
+
+#[test]
+fn binary_check_creds_and_sigterm_drain() {
+    let bin = env!("CARGO_BIN_EXE_geosteer-relay");
+    let dir = temp_dir("ops-bin");
+    // check: every problem with its key path, non-zero exit.
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "region = \"\"\n[limits]\nmax_bps = 0\n[relay]\nport_min = 9\nport_max = 8\n",
+    )
+    .unwrap();
+    let out = Command::new(bin)
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "region: must not be empty",
+        "limits.max_bps: must be > 0",
+        "relay.port_max",
+        "auth:",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    let out = Command::new(bin)
+        .args(["check", "--config"])
+        .arg(dir.join("missing.toml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+
+    // creds: coturn-compatible REST credentials.
+    let out = Command::new(bin)
+        .args(["creds", "--secret", SECRET, "--ttl", "600", "--user", "bob"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let user = text
+        .lines()
+        .find_map(|l| l.strip_prefix("username: "))
+        .unwrap();
+    let pass = text
+        .lines()
+        .find_map(|l| l.strip_prefix("password: "))
+        .unwrap();
+    assert!(user.ends_with(":bob"));
+    assert_eq!(
+        pass,
+        geosteer_relay::auth::rest_password(SECRET.as_bytes(), user)
+    );
+    let out = Command::new(bin)
+        .args([
+            "creds",
+            "--secret",
+            SECRET,
+            "--json",
+            "--url",
+            "turn:127.0.0.1:3478",
+        ])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["iceServers"][0]["urls"][0], "turn:127.0.0.1:3478");
+    assert!(v["iceServers"][0]["credential"].as_str().unwrap().len() == 28);
+
+    // serve + SIGTERM: draining, then exit after the drain timeout.
+    let port = free_port();
+    let http_port = free_port();
+    let cfg = config(port, None);
+    let mut text = toml::to_string(&cfg).unwrap();
+    text = text.replace("127.0.0.1:0", &format!("127.0.0.1:{http_port}"));
+    let path = dir.join("relay.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(bin)
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let child = Command::new(bin)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut guard = ChildGuard(child);
+    let http_addr: SocketAddr = format!("127.0.0.1:{http_port}").parse().unwrap();
+    wait_for("relay up", Duration::from_secs(5), || {
+        std::net::TcpStream::connect(http_addr).is_ok()
+    });
+    let mut a = Client::new(format!("127.0.0.1:{port}").parse().unwrap());
+    assert_eq!(a.request(ALLOCATE, None), 200);
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(guard.0.id() as i32, libc::SIGTERM) };
+    wait_for("draining", Duration::from_secs(3), || {
+        health(http_addr)["status"] == "draining"
+    });
+    let t = Instant::now();
+    wait_for("exit", Duration::from_secs(8), || {
+        guard.0.try_wait().unwrap().is_some()
+    });
+    assert!(t.elapsed() < Duration::from_secs(8));
+    assert!(guard.0.wait().unwrap().success());
+}
