@@ -1,1 +1,80 @@
-fn main() {}
+//! Micro-benchmarks of the hot paths, without sockets:
+//! - `decide`: the pure steering decision;
+//! - `handle/*`: the whole per-packet pipeline (parse, locate, cache, finish)
+//!   on cache hits and misses, as the UDP workers run it.
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use geosteer::config::Config;
+use geosteer::dns::{ServeState, Shared, Transport};
+use geosteer::geo::Location;
+use geosteer::health::HealthSnapshot;
+use geosteer::steer::{decide, Placement};
+
+fn state() -> ServeState {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/test.toml");
+    ServeState::load(Config::load(&path).unwrap(), 1).unwrap()
+}
+
+/// A query for turn.example.com A with ECS `a.b.c.0/24`.
+fn query(a: u8, b: u8, c: u8) -> Vec<u8> {
+    let mut p = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1];
+    p.extend_from_slice(b"\x04turn\x07example\x03com\x00\x00\x01\x00\x01");
+    p.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 11, 0, 8, 0, 7, 0, 1, 24, 0, a, b, c]);
+    p
+}
+
+fn bench(c: &mut Criterion) {
+    let st = state();
+    let health = HealthSnapshot::all_up(st.steering.members.len(), 1);
+    let paris = Location {
+        latitude: Some(48.85),
+        longitude: Some(2.35),
+        country: Some("FR".into()),
+        continent: Some("EU".into()),
+        city: None,
+    };
+    let ip: IpAddr = "192.0.2.1".parse().unwrap();
+    let pool = st.steering.pool_id("wide").unwrap();
+    c.bench_function("decide/4-member region, 2 answers", |b| {
+        let mut h = 0u64;
+        b.iter(|| {
+            h = h.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            decide(&st.steering, &health, pool, Placement::of(&st.steering, ip, Some(&paris)), h, 2)
+        })
+    });
+
+    let shared = Shared::new(state(), HealthSnapshot::all_up(st.steering.members.len(), 1));
+    let src: IpAddr = "127.0.0.1".parse().unwrap();
+    let queries: Vec<Vec<u8>> = (0..10_000u32)
+        .map(|i| query(193 + (i % 3) as u8 * 20, (i >> 8) as u8, i as u8))
+        .collect();
+    let mut out = Vec::with_capacity(4096);
+    {
+        let (s, h) = (shared.state.load(), shared.health.load());
+        for q in &queries {
+            shared.handle(&s, &h, q, src, Transport::Udp, &mut out);
+        }
+    }
+    c.bench_function("handle/cache hit, 10k mixed ECS subnets", |b| {
+        let (s, h) = (shared.state.load(), shared.health.load());
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % queries.len();
+            shared.handle(&s, &h, &queries[i], src, Transport::Udp, &mut out)
+        })
+    });
+    c.bench_function("handle/cache miss (engine + encode)", |b| {
+        let (s, h) = (shared.state.load(), shared.health.load());
+        b.iter_batched(
+            || shared.cache.clear(),
+            |_| shared.handle(&s, &h, &queries[7], src, Transport::Udp, &mut out),
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
