@@ -52,7 +52,7 @@ enum Cmd {
     },
 }
 
-fn load(path: &PathBuf) -> Result<RelayConfig, Vec<String>> {
+fn load(path: &std::path::Path) -> Result<RelayConfig, Vec<String>> {
     let cfg = RelayConfig::load(path).map_err(|e| vec![e.to_string()])?;
     cfg.validate()
         .map_err(|errs| errs.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;

@@ -379,8 +379,8 @@ impl Server {
     /// Processes one input.
     pub fn handle(&mut self, input: Input<'_>, now: Clock, io: &mut impl Io) {
         match input {
-            Input::FromClient { client, data } => self.from_client(client, data, now, io),
-            Input::FromPeer { alloc, peer, data } => self.from_peer(alloc, peer, data, now, io),
+            Input::FromClient { client, data } => self.on_client(client, data, now, io),
+            Input::FromPeer { alloc, peer, data } => self.on_peer(alloc, peer, data, now, io),
             Input::ClientClosed(client) => {
                 if let Some(id) = self.by_client.get(&client).copied() {
                     self.remove(id, io);
@@ -403,7 +403,7 @@ impl Server {
         out
     }
 
-    fn from_client(&mut self, client: ClientId, data: &[u8], now: Clock, io: &mut impl Io) {
+    fn on_client(&mut self, client: ClientId, data: &[u8], now: Clock, io: &mut impl Io) {
         match wire::classify(data) {
             FrameKind::Channel(ch, len) if len <= data.len() => {
                 self.channel_data(client, ch, &data[4..len], now, io)
@@ -493,7 +493,7 @@ impl Server {
         self.counters.bytes_in += payload.len() as u64;
     }
 
-    fn from_peer(
+    fn on_peer(
         &mut self,
         id: AllocId,
         peer: SocketAddr,

@@ -104,10 +104,8 @@ impl Server {
         io: &mut impl Io,
     ) {
         match msg.class() {
-            MessageClass::Indication => {
-                if msg.method() == SEND {
-                    self.send_indication(client, msg, now, io);
-                }
+            MessageClass::Indication if msg.method() == SEND => {
+                self.send_indication(client, msg, now, io)
             }
             MessageClass::Request => self.request(client, msg, now, io),
             _ => {}

@@ -507,7 +507,8 @@ fn allocate_attribute_errors() {
     let mut h = H::new(Setup::default());
     let c = client(1);
     let n = h.nonce(c);
-    let cases: Vec<(Box<dyn FnOnce(&mut MessageWriteVec, TransactionId)>, u16)> = vec![
+    type AddAttrs = Box<dyn FnOnce(&mut MessageWriteVec, TransactionId)>;
+    let cases: Vec<(AddAttrs, u16)> = vec![
         (Box::new(|_, _| {}), 400),
         (
             Box::new(|w, _| {
