@@ -31,6 +31,110 @@ pub struct ConfigFile {
     pub overrides: Vec<OverrideConfig>,
     /// Authoritative zones.
     pub zones: Vec<ZoneConfig>,
+    /// Health probing of pool members.
+    #[serde(default)]
+    pub health: HealthConfig,
+    /// The admin HTTP API.
+    #[serde(default)]
+    pub api: ApiConfig,
+}
+
+/// Health probing defaults (a pool's `health` table overrides them).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// Probe interval, milliseconds (250..=60000).
+    pub interval_ms: u64,
+    /// Probe timeout, milliseconds (at most the interval).
+    pub timeout_ms: u64,
+    /// Consecutive successes to come up.
+    pub rise: u32,
+    /// Consecutive failures to go down.
+    pub fall: u32,
+    /// State of a member before its first probe result.
+    pub initial: InitialState,
+    /// How long start-up waits for the first probe round before answering.
+    pub startup_wait_ms: u64,
+    /// Utilization where shedding starts (probability rises linearly to the high watermark).
+    pub low_watermark: f64,
+    /// Utilization at and above which a member is shed entirely.
+    pub high_watermark: f64,
+    /// Also send a STUN Binding request over UDP to each member's first address.
+    pub stun: bool,
+    /// Port of that STUN probe.
+    pub stun_port: u16,
+    /// Down-transitions within `flap_window_secs` that count as flapping.
+    pub flap_threshold: u32,
+    /// Window for counting flaps, seconds.
+    pub flap_window_secs: u64,
+    /// Extra hold-down of a flapping member, doubled per further flap, milliseconds.
+    pub holddown_ms: u64,
+    /// Cap of the hold-down, milliseconds.
+    pub max_holddown_ms: u64,
+    /// Accept invalid TLS certificates on https:// probes (lab use only).
+    pub tls_insecure: bool,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            interval_ms: 1000,
+            timeout_ms: 800,
+            rise: 2,
+            fall: 2,
+            initial: InitialState::Up,
+            startup_wait_ms: 3000,
+            low_watermark: 0.6,
+            high_watermark: 0.8,
+            stun: false,
+            stun_port: 3478,
+            flap_threshold: 3,
+            flap_window_secs: 60,
+            holddown_ms: 5000,
+            max_holddown_ms: 300_000,
+            tls_insecure: false,
+        }
+    }
+}
+
+/// Per-pool overrides of the probe timing.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolHealthConfig {
+    /// Probe interval, milliseconds.
+    pub interval_ms: Option<u64>,
+    /// Probe timeout, milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// Consecutive successes to come up.
+    pub rise: Option<u32>,
+    /// Consecutive failures to go down.
+    pub fall: Option<u32>,
+    /// STUN probe on or off.
+    pub stun: Option<bool>,
+}
+
+/// State before the first probe result.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InitialState {
+    /// Steer to it until probes say otherwise.
+    Up,
+    /// Do not steer to it until it passes `rise` probes.
+    Down,
+}
+
+/// The admin HTTP API.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Listen address; the API is off when absent.
+    pub listen: Option<SocketAddr>,
+    /// Bearer token for changes (POST); reads need none.
+    pub token: Option<String>,
+    /// File holding the token (alternative to `token`).
+    pub token_file: Option<PathBuf>,
+    /// Where operator overrides (drain, force up/down) are persisted.
+    pub state_file: Option<PathBuf>,
 }
 
 /// DNS listener settings.
@@ -115,6 +219,9 @@ pub struct SteeringConfig {
     pub ecs_max_prefix_v6: u8,
     /// What to answer when no member of a pool is usable.
     pub all_down: AllDownPolicy,
+    /// TTL (upper bound) of answers from a degraded region: one with a member
+    /// down or shedding, or a failover answer.
+    pub degraded_ttl: u32,
 }
 
 impl Default for SteeringConfig {
@@ -126,6 +233,7 @@ impl Default for SteeringConfig {
             ecs_max_prefix_v4: 24,
             ecs_max_prefix_v6: 56,
             all_down: AllDownPolicy::FailOpen,
+            degraded_ttl: 10,
         }
     }
 }
@@ -149,6 +257,9 @@ pub struct RegionConfig {
 pub struct PoolConfig {
     /// The relays.
     pub members: Vec<MemberConfig>,
+    /// Probe timing for this pool's members.
+    #[serde(default)]
+    pub health: PoolHealthConfig,
 }
 
 /// One relay.

@@ -18,6 +18,8 @@ pub(super) fn validate(c: &ConfigFile) -> Result<(), ConfigErrors> {
     pools(c, &mut e);
     overrides(c, &mut e);
     zones(c, &mut e);
+    health(c, &mut e);
+    api(c, &mut e);
     e.into_result()
 }
 
@@ -258,4 +260,77 @@ pub(crate) fn is_label(s: &str) -> bool {
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
+}
+
+fn probe_timing(
+    path: &str,
+    interval: u64,
+    timeout: u64,
+    rise: u32,
+    fall: u32,
+    e: &mut ConfigErrors,
+) {
+    if !(250..=60_000).contains(&interval) {
+        e.push(format!("{path}.interval_ms"), "must be within 250..=60000");
+    }
+    if timeout == 0 || timeout > interval {
+        e.push(
+            format!("{path}.timeout_ms"),
+            format!("must be within 1..={interval} (the interval)"),
+        );
+    }
+    if !(1..=100).contains(&rise) {
+        e.push(format!("{path}.rise"), "must be within 1..=100");
+    }
+    if !(1..=100).contains(&fall) {
+        e.push(format!("{path}.fall"), "must be within 1..=100");
+    }
+}
+
+fn health(c: &ConfigFile, e: &mut ConfigErrors) {
+    let h = &c.health;
+    probe_timing("health", h.interval_ms, h.timeout_ms, h.rise, h.fall, e);
+    if !(0.0..=1.0).contains(&h.low_watermark) {
+        e.push("health.low_watermark", "must be within 0..=1");
+    }
+    if !(0.0..=1.0).contains(&h.high_watermark) || h.high_watermark < h.low_watermark {
+        e.push("health.high_watermark", "must be within low_watermark..=1");
+    }
+    if h.startup_wait_ms > 60_000 {
+        e.push("health.startup_wait_ms", "must be at most 60000");
+    }
+    if h.stun_port == 0 {
+        e.push("health.stun_port", "must be > 0");
+    }
+    if h.max_holddown_ms < h.holddown_ms {
+        e.push("health.max_holddown_ms", "must be at least holddown_ms");
+    }
+    check_ttl("steering.degraded_ttl", c.steering.degraded_ttl, e);
+    for (name, p) in &c.pools {
+        let o = &p.health;
+        if o.interval_ms.is_some() || o.timeout_ms.is_some() || o.rise.is_some() || o.fall.is_some()
+        {
+            let interval = o.interval_ms.unwrap_or(h.interval_ms);
+            probe_timing(
+                &format!("pools.{name}.health"),
+                interval,
+                o.timeout_ms.unwrap_or(h.timeout_ms.min(interval)),
+                o.rise.unwrap_or(h.rise),
+                o.fall.unwrap_or(h.fall),
+                e,
+            );
+        }
+    }
+}
+
+fn api(c: &ConfigFile, e: &mut ConfigErrors) {
+    let a = &c.api;
+    if a.token.is_some() && a.token_file.is_some() {
+        e.push("api", "set token or token_file, not both");
+    }
+    if let Some(t) = &a.token {
+        if t.len() < 16 {
+            e.push("api.token", "must be at least 16 characters");
+        }
+    }
 }

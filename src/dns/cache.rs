@@ -27,7 +27,7 @@ pub struct CacheKey {
 /// A cached response and the snapshots it was built from.
 #[derive(Debug)]
 pub struct Cached {
-    /// (serve-state generation, health epoch) it is valid for.
+    /// (serve-state generation, health epoch of the answer's pool or 0) it is valid for.
     pub generation: (u64, u64),
     /// Its response code (for metrics on hits).
     pub rcode: u16,

@@ -276,6 +276,27 @@ pub fn steer_decision(
     )
 }
 
+/// The TTL of a steered answer: the name's TTL, capped at
+/// `steering.degraded_ttl` when the answering region is degraded (a member
+/// down or shedding) or the answer is a failover, so clients come back
+/// sooner once things recover.
+fn answer_ttl(st: &ServeState, health: &HealthSnapshot, s: &SteeredName, d: &Decision) -> u32 {
+    let degraded = d.outcome != crate::steer::Outcome::Nearest
+        || d.region.is_some_and(|r| {
+            st.steering.pools[s.pool as usize].by_region[r as usize]
+                .iter()
+                .any(|&m| {
+                    let h = health.get(m);
+                    !h.usable || h.shed > 0.0
+                })
+        });
+    if degraded {
+        s.ttl.min(st.config.file.steering.degraded_ttl)
+    } else {
+        s.ttl
+    }
+}
+
 fn note_decision(d: Decision, r: &mut Response) {
     r.dependence = if d.hashed {
         Dependence::Subnet
@@ -299,8 +320,9 @@ fn steer_addresses(
     r: &mut Response,
 ) {
     let d = steer_decision(st, health, s, client);
+    let ttl = answer_ttl(st, health, s, &d);
     for &m in &d.members {
-        push_addresses(st, m, name, s.ttl, qtype, &mut r.answers);
+        push_addresses(st, m, name, ttl, qtype, &mut r.answers);
     }
     note_decision(d, r);
 }
@@ -315,6 +337,7 @@ fn steer_srv(
 ) {
     let (owner, port) = &s.srv[k];
     let d = steer_decision(st, health, s, client);
+    let ttl = answer_ttl(st, health, s, &d);
     for &m in &d.members {
         let member = &st.steering.members[m as usize];
         let Ok(target) = Name::from_ascii(&member.name).and_then(|n| n.append_domain(&s.name))
@@ -324,11 +347,11 @@ fn steer_srv(
         let weight = member.weight.min(u16::MAX as u32) as u16;
         r.answers.push(Record::from_rdata(
             owner.clone(),
-            s.ttl,
+            ttl,
             RData::SRV(SRV::new(10, weight, *port, target.clone())),
         ));
-        push_addresses(st, m, &target, s.ttl, RecordType::A, &mut r.additional);
-        push_addresses(st, m, &target, s.ttl, RecordType::AAAA, &mut r.additional);
+        push_addresses(st, m, &target, ttl, RecordType::A, &mut r.additional);
+        push_addresses(st, m, &target, ttl, RecordType::AAAA, &mut r.additional);
     }
     note_decision(d, r);
 }

@@ -62,10 +62,10 @@ impl Shared {
         self.cache.clear();
     }
 
-    /// Publishes a new health snapshot.
+    /// Publishes a new health snapshot. Cached answers of pools whose epoch
+    /// moved stop being used; others (and static data) stay valid.
     pub fn publish_health(&self, h: HealthSnapshot) {
         self.health.store(Arc::new(h));
-        self.cache.clear();
     }
 
     /// Answers one packet into `out`. Returns false when nothing must be sent.
@@ -145,8 +145,8 @@ impl Shared {
         if client.ecs.is_some() {
             self.metrics.count_ecs();
         }
-        let (key, cell) = self.cache_key(st, health, q, &client);
-        let generation = (st.generation, health.epoch);
+        let (key, cell, pool) = self.cache_key(st, health, q, &client);
+        let generation = (st.generation, pool.map_or(0, |p| health.pool_epoch(p)));
         if let Some(k) = &key {
             if let Some(c) = self.cache.get(k) {
                 if c.generation == generation {
@@ -217,12 +217,12 @@ impl Shared {
         health: &HealthSnapshot,
         q: &Query,
         client: &Client,
-    ) -> (Option<CacheKey>, Option<Cell>) {
+    ) -> (Option<CacheKey>, Option<Cell>, Option<u16>) {
         if q.qclass != 1 {
-            return (None, None);
+            return (None, None, None);
         }
         let Some(entry) = st.names.get(q.qname_lower()) else {
-            return (None, None);
+            return (None, None, None);
         };
         let qt = RecordType::from(q.qtype);
         let steered = match entry.kind {
@@ -242,14 +242,15 @@ impl Shared {
             bucket: 0,
         };
         let Some(sid) = steered else {
-            return (Some(key), None);
+            return (Some(key), None, None);
         };
         let cell = client.cell(st);
         key.cell = Some((cell.kind, cell.id));
-        if st.steered[sid as usize].hash_sensitive || health.members.iter().any(|m| m.shed > 0.0) {
+        let s = &st.steered[sid as usize];
+        if s.hash_sensitive || health.any_shedding() {
             key.bucket = client.hash;
         }
-        (Some(key), Some(cell))
+        (Some(key), Some(cell), Some(s.pool))
     }
 }
 

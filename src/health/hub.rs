@@ -1,0 +1,573 @@
+//! The health hub: one prober task per member, the trackers, operator
+//! overrides (persisted), and publication of [`HealthSnapshot`]s.
+//!
+//! Members are identified by `pool/member`, so trackers and overrides survive
+//! reloads that reorder or add members.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
+
+use super::probe;
+use super::tracker::{ProbeResult, RelayStatus, State, Tracker, TrackerParams};
+use super::{HealthSnapshot, MemberHealth};
+use crate::dns::{ServeState, Shared};
+
+/// An operator's instruction for a member or region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OperatorAction {
+    /// Stop steering new clients to it (existing sessions continue).
+    Drain,
+    /// Treat as down whatever the probes say.
+    Down,
+    /// Treat as up whatever the probes say.
+    Up,
+    /// Remove the override; probes decide again.
+    Release,
+}
+
+/// Overrides, persisted to the state file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Overrides {
+    #[serde(default)]
+    members: BTreeMap<String, OperatorAction>,
+    #[serde(default)]
+    regions: BTreeMap<String, OperatorAction>,
+}
+
+/// A state change, kept for the API and status page.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// Wall-clock time, seconds since the epoch.
+    pub at_unix: u64,
+    /// `pool/member`.
+    pub member: String,
+    /// What happened.
+    pub change: String,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Counters {
+    ok: u64,
+    failed: u64,
+}
+
+const LATENCY_BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+
+struct Inner {
+    /// `pool/member` of each member, indexed like `Steering::members`.
+    keys: Vec<String>,
+    pools: Vec<u16>,
+    regions: Vec<String>,
+    probed: Vec<bool>,
+    trackers: HashMap<String, Tracker>,
+    counters: HashMap<String, Counters>,
+    overrides: Overrides,
+    published: Vec<MemberHealth>,
+    epoch: u64,
+    pool_epochs: Vec<u64>,
+    events: VecDeque<Event>,
+    latency: [u64; LATENCY_BUCKETS.len() + 1],
+    latency_sum: f64,
+}
+
+/// Runs probes and publishes health to a [`Shared`] DNS pipeline.
+pub struct HealthHub {
+    shared: Arc<Shared>,
+    inner: Mutex<Inner>,
+    state_file: Option<PathBuf>,
+    tasks: Mutex<JoinSet<()>>,
+    client: reqwest::Client,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl HealthHub {
+    /// Creates the hub for the state currently published on `shared`,
+    /// loading persisted overrides, and starts probing. Must run inside a
+    /// tokio runtime.
+    pub fn start(shared: Arc<Shared>) -> Result<Arc<HealthHub>, String> {
+        let st = shared.state.load_full();
+        let c = &st.config;
+        let state_file = c.file.api.state_file.as_ref().map(|p| c.resolve(p));
+        let overrides = match &state_file {
+            Some(p) if p.exists() => {
+                let text =
+                    std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                serde_json::from_str(&text)
+                    .map_err(|e| format!("{}: not a geosteer state file: {e}", p.display()))?
+            }
+            _ => Overrides::default(),
+        };
+        let client = probe::http_client(c.file.health.tls_insecure)?;
+        let hub = Arc::new(HealthHub {
+            shared,
+            inner: Mutex::new(Inner {
+                keys: Vec::new(),
+                pools: Vec::new(),
+                regions: Vec::new(),
+                probed: Vec::new(),
+                trackers: HashMap::new(),
+                counters: HashMap::new(),
+                overrides,
+                published: Vec::new(),
+                epoch: 1,
+                pool_epochs: Vec::new(),
+                events: VecDeque::new(),
+                latency: [0; LATENCY_BUCKETS.len() + 1],
+                latency_sum: 0.0,
+            }),
+            state_file,
+            tasks: Mutex::new(JoinSet::new()),
+            client,
+        });
+        hub.adopt(&st);
+        Ok(hub)
+    }
+
+    /// Re-targets probing to the members of `st` (after a reload), keeping
+    /// trackers and overrides of members that remain.
+    pub fn adopt(self: &Arc<Self>, st: &ServeState) {
+        let h = &st.config.file.health;
+        let now = Instant::now();
+        {
+            let mut i = lock(&self.inner);
+            i.keys = st
+                .steering
+                .members
+                .iter()
+                .map(|m| format!("{}/{}", st.steering.pools[m.pool as usize].name, m.name))
+                .collect();
+            i.pools = st.steering.members.iter().map(|m| m.pool).collect();
+            i.regions = st
+                .steering
+                .members
+                .iter()
+                .map(|m| st.steering.regions[m.region as usize].name.clone())
+                .collect();
+            i.pool_epochs.resize(st.steering.pools.len(), 1);
+            let mut trackers = HashMap::new();
+            for (idx, m) in st.steering.members.iter().enumerate() {
+                let key = i.keys[idx].clone();
+                let p = params(st, m.pool);
+                let t = i
+                    .trackers
+                    .remove(&key)
+                    .unwrap_or_else(|| Tracker::new(p, now));
+                trackers.insert(key, t);
+            }
+            i.trackers = trackers;
+            i.probed = st
+                .steering
+                .members
+                .iter()
+                .map(|m| m.health_url.is_none() && !probe_stun(st, m.pool))
+                .collect();
+            i.published.clear();
+        }
+        self.publish();
+        let mut tasks = lock(&self.tasks);
+        tasks.abort_all();
+        for (idx, m) in st.steering.members.iter().enumerate() {
+            let pool = &st.config.file.pools[&st.steering.pools[m.pool as usize].name].health;
+            let interval = Duration::from_millis(pool.interval_ms.unwrap_or(h.interval_ms));
+            let timeout =
+                Duration::from_millis(pool.timeout_ms.unwrap_or(h.timeout_ms)).min(interval);
+            let stun = probe_stun(st, m.pool)
+                .then(|| {
+                    m.v4.first()
+                        .map(|a| SocketAddr::from((*a, h.stun_port)))
+                        .or_else(|| m.v6.first().map(|a| SocketAddr::from((*a, h.stun_port))))
+                })
+                .flatten();
+            if m.health_url.is_none() && stun.is_none() {
+                continue;
+            }
+            let url = m.health_url.clone();
+            let key = lock(&self.inner).keys[idx].clone();
+            let hub = Arc::downgrade(self);
+            let client = self.client.clone();
+            tasks.spawn(async move {
+                let mut tick = tokio::time::interval(interval);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let mut r = match &url {
+                        Some(u) => probe::http(&client, u, timeout).await,
+                        None => ProbeResult {
+                            ok: true,
+                            status: RelayStatus::Ok,
+                            utilization: None,
+                            latency: Duration::ZERO,
+                            error: None,
+                        },
+                    };
+                    if let (true, Some(addr)) = (r.ok, stun) {
+                        if let Err(e) = probe::stun(addr, timeout).await {
+                            r.ok = false;
+                            r.error = Some(e);
+                        }
+                    }
+                    let Some(hub) = hub.upgrade() else { return };
+                    hub.report(&key, r);
+                }
+            });
+        }
+    }
+
+    /// Feeds one probe result for `key` and publishes if anything changed.
+    pub fn report(&self, key: &str, r: ProbeResult) {
+        let now = Instant::now();
+        let changed = {
+            let mut i = lock(&self.inner);
+            let secs = r.latency.as_secs_f64();
+            let b = LATENCY_BUCKETS
+                .iter()
+                .position(|&x| secs <= x)
+                .unwrap_or(LATENCY_BUCKETS.len());
+            i.latency[b] += 1;
+            i.latency_sum += secs;
+            let c = i.counters.entry(key.to_string()).or_default();
+            if r.ok {
+                c.ok += 1
+            } else {
+                c.failed += 1
+            }
+            if let Some(idx) = i.keys.iter().position(|k| k == key) {
+                i.probed[idx] = true;
+            }
+            let err = r.error.clone();
+            let Some(t) = i.trackers.get_mut(key) else {
+                return;
+            };
+            let flipped = t.observe(r, now);
+            if flipped {
+                let state = t.state();
+                let change = match (state, err) {
+                    (State::Down, Some(e)) => format!("down: {e}"),
+                    (s, _) => format!("{s:?}").to_lowercase(),
+                };
+                push_event(&mut i, key, change);
+                tracing::info!(member = key, state = ?state, "member state changed");
+            }
+            true
+        };
+        if changed {
+            self.publish();
+        }
+    }
+
+    /// Applies an operator action to a member (`pool/member`) or a region.
+    pub fn apply(&self, target: Target<'_>, action: OperatorAction) -> Result<(), String> {
+        {
+            let mut i = lock(&self.inner);
+            let (map, key, known) = match target {
+                Target::Member(k) => {
+                    let known = i.keys.iter().any(|x| x == k);
+                    (&mut i.overrides.members, k.to_string(), known)
+                }
+                Target::Region(r) => {
+                    let known = i.regions.iter().any(|x| x == r);
+                    (&mut i.overrides.regions, r.to_string(), known)
+                }
+            };
+            if !known {
+                return Err(format!(
+                    "no such {}: {key}",
+                    match target {
+                        Target::Member(_) => "member",
+                        Target::Region(_) => "region",
+                    }
+                ));
+            }
+            match action {
+                OperatorAction::Release => map.remove(&key),
+                a => map.insert(key.clone(), a),
+            };
+            let what = format!("operator {}", format!("{action:?}").to_lowercase());
+            push_event(&mut i, &key, what);
+            self.persist(&i.overrides)?;
+        }
+        self.publish();
+        Ok(())
+    }
+
+    fn persist(&self, o: &Overrides) -> Result<(), String> {
+        let Some(path) = &self.state_file else {
+            return Ok(());
+        };
+        let tmp = path.with_extension("tmp");
+        let text = serde_json::to_string_pretty(o).map_err(|e| e.to_string())?;
+        std::fs::write(&tmp, text)
+            .and_then(|_| std::fs::rename(&tmp, path))
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Recomputes every member's effective health and publishes a snapshot
+    /// when it differs from the last one.
+    fn publish(&self) {
+        let mut i = lock(&self.inner);
+        let now: Vec<MemberHealth> = (0..i.keys.len()).map(|idx| effective(&i, idx)).collect();
+        if now == i.published {
+            return;
+        }
+        let changed_pools: Vec<u16> = (0..now.len())
+            .filter(|&x| i.published.get(x) != Some(&now[x]))
+            .map(|x| i.pools[x])
+            .collect();
+        i.epoch += 1;
+        let epoch = i.epoch;
+        for p in changed_pools {
+            if let Some(e) = i.pool_epochs.get_mut(p as usize) {
+                *e = epoch;
+            }
+        }
+        i.published = now.clone();
+        let snap = HealthSnapshot {
+            epoch,
+            members: now,
+            pool_epochs: i.pool_epochs.clone(),
+        };
+        drop(i);
+        self.shared.publish_health(snap);
+    }
+
+    /// Waits until every probed member has a first result, at most `max`.
+    pub async fn wait_first_round(&self, max: Duration) -> bool {
+        let deadline = Instant::now() + max;
+        loop {
+            if lock(&self.inner).probed.iter().all(|&p| p) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Every member's state, for `/v1/state`.
+    pub fn state(&self) -> Vec<MemberState> {
+        let i = lock(&self.inner);
+        let now = Instant::now();
+        (0..i.keys.len())
+            .map(|idx| {
+                let key = &i.keys[idx];
+                let t = &i.trackers[key];
+                let eff = effective(&i, idx);
+                let ov = override_of(&i, idx);
+                MemberState {
+                    member: key.clone(),
+                    region: i.regions[idx].clone(),
+                    state: match (ov, t.state()) {
+                        (Some(OperatorAction::Drain), _) => "drained",
+                        (Some(OperatorAction::Down), _) => "forced-down",
+                        (Some(OperatorAction::Up), _) => "forced-up",
+                        (_, State::Down) => "down",
+                        (_, State::Up) if t.status() == RelayStatus::Draining => "draining",
+                        (_, State::Up) if eff.shed >= 1.0 => "shed",
+                        (_, State::Up) if eff.shed > 0.0 => "shedding",
+                        (_, State::Up) => "up",
+                    },
+                    usable: eff.usable,
+                    shed: eff.shed,
+                    utilization: t.utilization(),
+                    relay_status: t.status(),
+                    operator: ov,
+                    since_ms: now.duration_since(t.since()).as_millis() as u64,
+                    held_down_ms: t
+                        .hold_until()
+                        .map(|h| h.saturating_duration_since(now).as_millis() as u64),
+                    last_probe: t.last().map(|(at, r)| LastProbe {
+                        ago_ms: now.duration_since(*at).as_millis() as u64,
+                        ok: r.ok,
+                        latency_ms: r.latency.as_secs_f64() * 1000.0,
+                        error: r.error.clone(),
+                    }),
+                }
+            })
+            .collect()
+    }
+
+    /// Recent state changes, newest last.
+    pub fn events(&self) -> Vec<Event> {
+        lock(&self.inner).events.iter().cloned().collect()
+    }
+
+    /// Prometheus text for members and probes.
+    pub fn render_metrics(&self, out: &mut String) {
+        let states = self.state();
+        let i = lock(&self.inner);
+        let _ = writeln!(out, "# HELP geosteer_member_usable Whether new clients are steered to the member.\n# TYPE geosteer_member_usable gauge");
+        for s in &states {
+            let (pool, member) = s.member.split_once('/').unwrap_or(("", &s.member));
+            let _ = writeln!(
+                out,
+                "geosteer_member_usable{{pool=\"{pool}\",member=\"{member}\",region=\"{}\"}} {}",
+                s.region, s.usable as u8
+            );
+        }
+        let _ = writeln!(out, "# HELP geosteer_member_shed Probability that a client is shed from the member.\n# TYPE geosteer_member_shed gauge");
+        for s in &states {
+            let (pool, member) = s.member.split_once('/').unwrap_or(("", &s.member));
+            let _ = writeln!(
+                out,
+                "geosteer_member_shed{{pool=\"{pool}\",member=\"{member}\",region=\"{}\"}} {}",
+                s.region, s.shed
+            );
+        }
+        let _ = writeln!(out, "# HELP geosteer_probes_total Health probes by result.\n# TYPE geosteer_probes_total counter");
+        for key in &i.keys {
+            let c = i.counters.get(key).copied().unwrap_or_default();
+            let (pool, member) = key.split_once('/').unwrap_or(("", key));
+            let _ = writeln!(
+                out,
+                "geosteer_probes_total{{pool=\"{pool}\",member=\"{member}\",result=\"ok\"}} {}",
+                c.ok
+            );
+            let _ = writeln!(
+                out,
+                "geosteer_probes_total{{pool=\"{pool}\",member=\"{member}\",result=\"failed\"}} {}",
+                c.failed
+            );
+        }
+        let _ = writeln!(out, "# HELP geosteer_probe_duration_seconds Health probe round-trip time.\n# TYPE geosteer_probe_duration_seconds histogram");
+        let mut cum = 0;
+        for (b, le) in LATENCY_BUCKETS.iter().enumerate() {
+            cum += i.latency[b];
+            let _ = writeln!(
+                out,
+                "geosteer_probe_duration_seconds_bucket{{le=\"{le}\"}} {cum}"
+            );
+        }
+        cum += i.latency[LATENCY_BUCKETS.len()];
+        let _ = writeln!(
+            out,
+            "geosteer_probe_duration_seconds_bucket{{le=\"+Inf\"}} {cum}"
+        );
+        let _ = writeln!(out, "geosteer_probe_duration_seconds_sum {}", i.latency_sum);
+        let _ = writeln!(out, "geosteer_probe_duration_seconds_count {cum}");
+    }
+}
+
+impl Drop for HealthHub {
+    fn drop(&mut self) {
+        lock(&self.tasks).abort_all();
+    }
+}
+
+/// What an operator action applies to.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    /// `pool/member`.
+    Member(&'a str),
+    /// A region name (all its members in every pool).
+    Region(&'a str),
+}
+
+/// One member's state for the API.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberState {
+    /// `pool/member`.
+    pub member: String,
+    /// Region name.
+    pub region: String,
+    /// up, down, draining, shedding, shed, drained, forced-up, forced-down.
+    pub state: &'static str,
+    /// Steered to.
+    pub usable: bool,
+    /// Shed probability.
+    pub shed: f32,
+    /// Last reported utilization.
+    pub utilization: Option<f64>,
+    /// Last reported relay status.
+    pub relay_status: RelayStatus,
+    /// Operator override in force.
+    pub operator: Option<OperatorAction>,
+    /// Time in the current up/down state.
+    pub since_ms: u64,
+    /// Remaining flap hold-down.
+    pub held_down_ms: Option<u64>,
+    /// The last probe.
+    pub last_probe: Option<LastProbe>,
+}
+
+/// The last probe of a member.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastProbe {
+    /// How long ago.
+    pub ago_ms: u64,
+    /// Succeeded.
+    pub ok: bool,
+    /// Round trip.
+    pub latency_ms: f64,
+    /// Failure reason.
+    pub error: Option<String>,
+}
+
+fn params(st: &ServeState, pool: u16) -> TrackerParams {
+    let h = &st.config.file.health;
+    let p = &st.config.file.pools[&st.steering.pools[pool as usize].name].health;
+    TrackerParams {
+        rise: p.rise.unwrap_or(h.rise),
+        fall: p.fall.unwrap_or(h.fall),
+        initial: h.initial,
+        low_watermark: h.low_watermark,
+        high_watermark: h.high_watermark,
+        flap_threshold: h.flap_threshold,
+        flap_window: Duration::from_secs(h.flap_window_secs),
+        holddown: Duration::from_millis(h.holddown_ms),
+        max_holddown: Duration::from_millis(h.max_holddown_ms),
+    }
+}
+
+fn probe_stun(st: &ServeState, pool: u16) -> bool {
+    let p = &st.config.file.pools[&st.steering.pools[pool as usize].name].health;
+    p.stun.unwrap_or(st.config.file.health.stun)
+}
+
+fn override_of(i: &Inner, idx: usize) -> Option<OperatorAction> {
+    i.overrides
+        .members
+        .get(&i.keys[idx])
+        .or_else(|| i.overrides.regions.get(&i.regions[idx]))
+        .copied()
+}
+
+fn effective(i: &Inner, idx: usize) -> MemberHealth {
+    let t = &i.trackers[&i.keys[idx]];
+    match override_of(i, idx) {
+        Some(OperatorAction::Drain) | Some(OperatorAction::Down) => MemberHealth {
+            usable: false,
+            shed: 0.0,
+        },
+        Some(OperatorAction::Up) => MemberHealth::UP,
+        _ => MemberHealth {
+            usable: t.usable(),
+            shed: if t.usable() { t.shed() } else { 0.0 },
+        },
+    }
+}
+
+fn push_event(i: &mut Inner, member: &str, change: String) {
+    if i.events.len() >= 100 {
+        i.events.pop_front();
+    }
+    i.events.push_back(Event {
+        at_unix: SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        member: member.to_string(),
+        change,
+    });
+}
