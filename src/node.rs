@@ -1,45 +1,129 @@
-//! Wiring of a steering DNS node: load, start, reload, stop on signals.
+//! Wiring of a steering DNS node: load, probe, serve DNS and the admin API,
+//! reload on SIGHUP / API / GeoIP file change, stop on signals.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use crate::api::{self, Api};
 use crate::config::{Config, ConfigErrors};
 use crate::dns::{DnsServer, ServeState, Shared};
-use crate::health::HealthSnapshot;
+use crate::health::{HealthHub, HealthSnapshot};
+
+/// What reloading needs: the pipeline, the health hub and the config path.
+pub struct Reloader {
+    /// The shared DNS pipeline.
+    pub shared: Arc<Shared>,
+    /// The health hub.
+    pub hub: Arc<HealthHub>,
+    /// Config file.
+    pub config_path: PathBuf,
+}
+
+impl Reloader {
+    /// Re-reads config, zones and GeoIP and swaps them in atomically. On any
+    /// error the old state keeps serving and the errors are returned.
+    pub fn reload(&self) -> Result<(), ConfigErrors> {
+        let old = self.shared.state.load();
+        let config = Config::load(&self.config_path)?;
+        let st = ServeState::load(config, old.generation + 1)?;
+        self.shared.publish_state(st);
+        self.hub.adopt(&self.shared.state.load());
+        Ok(())
+    }
+}
 
 /// A running node.
 pub struct Node {
     /// The DNS server.
     pub dns: DnsServer,
-    /// Where the config came from (for reload).
-    pub config_path: PathBuf,
+    /// Pipeline, health and reload.
+    pub core: Arc<Reloader>,
+    /// Bound admin API address, when enabled.
+    pub api_addr: Option<SocketAddr>,
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Node {
-    /// Starts serving a loaded state.
+    /// Starts probing, waits (bounded) for the first probe round, then
+    /// serves DNS and the admin API.
     pub async fn start(st: ServeState) -> std::io::Result<Node> {
-        let s = &st.config.file.server;
-        let listen = s.listen.clone();
-        let workers = s.udp_workers;
-        let timeout = Duration::from_secs(s.tcp_timeout_secs);
+        let s = st.config.file.server.clone();
+        let api_cfg = st.config.file.api.clone();
+        let startup_wait = Duration::from_millis(st.config.file.health.startup_wait_ms);
         let config_path = st.config.path.clone();
+        let token = match (&api_cfg.token, &api_cfg.token_file) {
+            (Some(t), _) => Some(Arc::from(t.as_str())),
+            (None, Some(f)) => {
+                let p = st.config.resolve(f);
+                let t = std::fs::read_to_string(&p)
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
+                Some(Arc::from(t.trim()))
+            }
+            _ => None,
+        };
+        let geo_path = st.config.resolve(&st.config.file.geoip.database);
         let health = HealthSnapshot::all_up(st.steering.members.len(), 1);
         let shared = Shared::new(st, health);
-        let dns = DnsServer::start(shared, &listen, workers, timeout).await?;
-        Ok(Node { dns, config_path })
+        let hub = HealthHub::start(shared.clone()).map_err(std::io::Error::other)?;
+        if !hub.wait_first_round(startup_wait).await {
+            tracing::warn!(
+                wait_ms = startup_wait.as_millis() as u64,
+                "not every member answered a first probe in time; they keep their initial state"
+            );
+        }
+        let dns = DnsServer::start(
+            shared.clone(),
+            &s.listen,
+            s.udp_workers,
+            Duration::from_secs(s.tcp_timeout_secs),
+        )
+        .await?;
+        let core = Arc::new(Reloader {
+            shared,
+            hub,
+            config_path,
+        });
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let api_addr = match api_cfg.listen {
+            Some(addr) => {
+                let l = api::bind(addr)
+                    .await
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("admin API {addr}: {e}")))?;
+                let bound = l.local_addr()?;
+                let mut rx = stop_rx.clone();
+                tokio::spawn(api::serve(
+                    l,
+                    Api {
+                        node: core.clone(),
+                        token,
+                    },
+                    async move {
+                        let _ = rx.wait_for(|s| *s).await;
+                    },
+                ));
+                Some(bound)
+            }
+            None => None,
+        };
+        tokio::spawn(watch_file(geo_path, core.clone(), stop_rx));
+        Ok(Node {
+            dns,
+            core,
+            api_addr,
+            stop,
+        })
     }
 
     /// The shared pipeline.
     pub fn shared(&self) -> &Arc<Shared> {
-        &self.dns.shared
+        &self.core.shared
     }
 
-    /// Re-reads the configuration, zones and GeoIP database and swaps them in
-    /// atomically. On any error the old state keeps serving and the errors
-    /// are returned.
+    /// See [`Reloader::reload`].
     pub fn reload(&self) -> Result<(), ConfigErrors> {
-        reload(self.shared(), &self.config_path)
+        self.core.reload()
     }
 
     /// Serves until SIGINT/SIGTERM, reloading on SIGHUP.
@@ -55,29 +139,53 @@ impl Node {
         };
         loop {
             tokio::select! {
-                _ = hup.recv() => match self.reload() {
-                    Ok(()) => tracing::info!(config = %self.config_path.display(), "reloaded"),
-                    Err(e) => tracing::error!(config = %self.config_path.display(), errors = %e, "reload rejected; still serving the previous configuration"),
-                },
+                _ = hup.recv() => log_reload(&self.core),
                 _ = term.recv() => break,
                 _ = int.recv() => break,
             }
         }
         tracing::info!("shutting down");
+        self.shutdown().await;
+    }
+
+    /// Stops DNS, the API and the watchers.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
         self.dns.shutdown().await;
     }
 }
 
-/// Loads `path` into a new snapshot and publishes it on `shared`.
-pub fn reload(shared: &Shared, path: &Path) -> Result<(), ConfigErrors> {
-    let old = shared.state.load();
-    let config = Config::load(path)?;
-    let st = ServeState::load(config, old.generation + 1)?;
-    let members = st.steering.members.len();
-    shared.publish_state(st);
-    let h = shared.health.load();
-    if h.members.len() != members {
-        shared.publish_health(HealthSnapshot::all_up(members, h.epoch + 1));
+fn log_reload(core: &Reloader) {
+    match core.reload() {
+        Ok(()) => tracing::info!(config = %core.config_path.display(), "reloaded"),
+        Err(e) => {
+            tracing::error!(config = %core.config_path.display(), errors = %e, "reload rejected; still serving the previous configuration")
+        }
     }
-    Ok(())
+}
+
+fn mtime(p: &Path) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+/// Reloads when the GeoIP database file is replaced.
+async fn watch_file(
+    path: PathBuf,
+    core: Arc<Reloader>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut last = mtime(&path);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let now = mtime(&path);
+        if now.is_some() && now != last {
+            last = now;
+            tracing::info!(database = %path.display(), "GeoIP database changed; reloading");
+            let c = core.clone();
+            let _ = tokio::task::spawn_blocking(move || log_reload(&c)).await;
+        }
+    }
 }

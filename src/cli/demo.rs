@@ -1,13 +1,15 @@
-//! `geosteer demo`: the bundled three-region demo.
+//! `geosteer demo`: the bundled three-region demo — three relays on loopback,
+//! health probing, the steering DNS and the admin API.
 //!
 //! The demo config, zone and GeoIP database are compiled into the binary and
 //! written to a fresh temporary directory, so the demo runs from anywhere.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
+use geosteer_relay::{RelayConfig, RelayHandle};
 
 use crate::config::Config;
 use crate::dns::ServeState;
@@ -20,99 +22,187 @@ pub const DEMO_ZONE: &str = include_str!("../../zones/example.com.zone");
 /// The demo GeoIP database (geoip/demo.mmdb).
 pub const DEMO_MMDB: &[u8] = include_bytes!("../../geoip/demo.mmdb");
 
+/// The demo relays: region, address.
+pub const DEMO_RELAYS: [(&str, &str); 3] = [
+    ("us-east", "127.0.1.1"),
+    ("eu-central", "127.0.2.1"),
+    ("ap-southeast", "127.0.3.1"),
+];
+
 #[derive(Debug, Args)]
 pub(super) struct DemoArgs {
     /// DNS listen address (UDP and TCP).
     #[arg(long, default_value = "127.0.0.1:5353")]
     listen: SocketAddr,
+    /// Admin API listen address.
+    #[arg(long, default_value = "127.0.0.1:8053")]
+    api: SocketAddr,
     /// Use this GeoIP database (e.g. a real GeoLite2-City) instead of the bundled one.
     #[arg(long)]
     geoip: Option<PathBuf>,
+    /// TURN REST shared secret of the relays (default: random, printed).
+    #[arg(long)]
+    secret: Option<String>,
+}
+
+/// A demo relay's configuration: STUN/TURN on `ip`:3478 (UDP and TCP),
+/// health and metrics on `ip`:8080, loopback peers allowed (demo only).
+pub fn relay_config(
+    region: &str,
+    ip: &str,
+    secret: &str,
+    admin_token: &str,
+) -> Result<RelayConfig, String> {
+    let text = format!(
+        r#"
+region = "{region}"
+realm = "geosteer.demo"
+[listen]
+udp = ["{ip}:3478"]
+tcp = ["{ip}:3478"]
+http = "{ip}:8080"
+[relay]
+ips = ["{ip}"]
+[auth]
+secrets = ["{secret}"]
+[peer_policy]
+allow_loopback_peers = true
+[operations]
+admin_token = "{admin_token}"
+drain_timeout = 3600
+"#
+    );
+    toml::from_str(&text).map_err(|e| format!("demo relay config: {e}"))
+}
+
+fn random_hex(bytes: usize) -> String {
+    (0..bytes)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect()
 }
 
 pub(super) fn run(a: DemoArgs) -> ExitCode {
     super::init_logging(crate::config::LogFormat::Text, "info");
     let dir = std::env::temp_dir().join(format!("geosteer-demo-{}", std::process::id()));
-    let written = std::fs::create_dir_all(dir.join("zones"))
+    match run_in(&a, &dir) {
+        Ok(()) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            eprintln!("demo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_in(a: &DemoArgs, dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir.join("zones"))
         .and_then(|_| std::fs::create_dir_all(dir.join("geoip")))
         .and_then(|_| std::fs::write(dir.join("zones/example.com.zone"), DEMO_ZONE))
-        .and_then(|_| std::fs::write(dir.join("geoip/demo.mmdb"), DEMO_MMDB));
-    if let Err(e) = written {
-        eprintln!("cannot write demo files to {}: {e}", dir.display());
-        return ExitCode::FAILURE;
-    }
-    let mut text = DEMO_CONFIG.replace(
-        "listen = [\"127.0.0.1:5353\"]",
-        &format!("listen = [\"{}\"]", a.listen),
-    );
+        .and_then(|_| std::fs::write(dir.join("geoip/demo.mmdb"), DEMO_MMDB))
+        .map_err(|e| format!("cannot write demo files to {}: {e}", dir.display()))?;
+    let token = random_hex(16);
+    let mut text = DEMO_CONFIG
+        .replace(
+            "listen = [\"127.0.0.1:5353\"]",
+            &format!("listen = [\"{}\"]", a.listen),
+        )
+        .replace(
+            "listen = \"127.0.0.1:8053\"",
+            &format!("listen = \"{}\"\ntoken = \"{token}\"", a.api),
+        );
     if let Some(db) = &a.geoip {
-        let abs = std::fs::canonicalize(db).unwrap_or_else(|_| db.clone());
+        let abs = std::fs::canonicalize(db).map_err(|e| format!("{}: {e}", db.display()))?;
         text = text.replace(
             "database = \"../geoip/demo.mmdb\"",
             &format!("database = {:?}", abs.display().to_string()),
         );
     }
     let cfg_path = dir.join("zones/demo.toml");
-    if let Err(e) = std::fs::write(&cfg_path, &text) {
-        eprintln!("cannot write {}: {e}", cfg_path.display());
-        return ExitCode::FAILURE;
+    std::fs::write(&cfg_path, &text)
+        .map_err(|e| format!("cannot write {}: {e}", cfg_path.display()))?;
+    let st = Config::load(&cfg_path)
+        .and_then(|c| ServeState::load(c, 1))
+        .map_err(|e| format!("configuration rejected:\n{e}"))?;
+
+    let secret = a.secret.clone().unwrap_or_else(|| random_hex(16));
+    let mut relays: Vec<RelayHandle> = Vec::new();
+    for (region, ip) in DEMO_RELAYS {
+        let cfg = relay_config(region, ip, &secret, &token)?;
+        let h = geosteer_relay::start(cfg).map_err(|e| {
+            format!("relay {region} on {ip}:3478: {e} (is another TURN server, e.g. coturn, listening on 0.0.0.0:3478?)")
+        })?;
+        relays.push(h);
     }
-    let st = match Config::load(&cfg_path).and_then(|c| ServeState::load(c, 1)) {
-        Ok(s) => s,
-        Err(errors) => {
-            eprintln!("demo configuration rejected:\n{errors}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let code = rt.block_on(async {
+        .map_err(|e| format!("cannot start runtime: {e}"))?;
+    let result = rt.block_on(async {
         let geo = st.geo.describe();
-        let node = match Node::start(st).await {
-            Ok(n) => n,
-            Err(e) => {
-                eprintln!("cannot listen on {}: {e} (is another demo running? try --listen 127.0.0.1:5354)", a.listen);
-                return ExitCode::FAILURE;
-            }
-        };
-        print_banner(a.listen, &geo, &cfg_path);
+        let node = Node::start(st)
+            .await
+            .map_err(|e| format!("cannot listen on {} / {}: {e} (is another demo running? try --listen 127.0.0.1:5354 --api 127.0.0.1:8054)", a.listen, a.api))?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let (user, pass) = geosteer_relay::auth::mint(secret.as_bytes(), 86_400, Some("demo"), now);
+        print_banner(a, &geo, &cfg_path, &secret, &user, &pass, &token);
         node.run_until_signal().await;
-        ExitCode::SUCCESS
+        Ok::<(), String>(())
     });
-    let _ = std::fs::remove_dir_all(&dir);
-    code
+    for r in relays {
+        r.stop();
+    }
+    result
 }
 
-fn print_banner(listen: SocketAddr, geo: &str, cfg: &std::path::Path) {
-    let (ip, port) = (listen.ip(), listen.port());
+#[allow(clippy::too_many_arguments)]
+fn print_banner(
+    a: &DemoArgs,
+    geo: &str,
+    cfg: &Path,
+    secret: &str,
+    user: &str,
+    pass: &str,
+    token: &str,
+) {
+    let (ip, port) = (a.listen.ip(), a.listen.port());
+    let api = a.api;
     println!(
         r#"
-geosteer demo — steering DNS for zone example.com on {listen} (UDP and TCP)
-  regions: us-east (Ashburn) 127.0.1.1 · eu-central (Frankfurt) 127.0.2.1 · ap-southeast (Singapore) 127.0.3.1
+geosteer demo — steering DNS for zone example.com on {listen} (UDP and TCP), admin API on http://{api}
+  relays (STUN/TURN UDP+TCP :3478, health http://<ip>:8080/health):
+    us-east (Ashburn) 127.0.1.1 · eu-central (Frankfurt) 127.0.2.1 · ap-southeast (Singapore) 127.0.3.1
   GeoIP:   {geo}
   config:  {cfg}
 
-Try (each client subnet is steered to its nearest region):
+Try (each client subnet is steered to its nearest healthy region):
   dig @{ip} -p {port} turn.example.com A +subnet=81.2.69.0/24    # London      -> eu-central   127.0.2.1
   dig @{ip} -p {port} turn.example.com A +subnet=8.8.8.0/24      # US          -> us-east      127.0.1.1
   dig @{ip} -p {port} turn.example.com A +subnet=1.0.0.0/24      # Australia   -> ap-southeast 127.0.3.1
   dig @{ip} -p {port} turn.example.com A +subnet=203.0.113.0/24  # override    -> eu-central
   dig @{ip} -p {port} _turn._udp.turn.example.com SRV +subnet=81.2.69.0/24
-  dig @{ip} -p {port} turn.example.com A                         # no ECS: located by source (loopback -> default order)
-  dig @{ip} -p {port} example.com SOA +norec                     # static zone data
   dig @{ip} -p {port} turn.example.com A +tcp +subnet=8.8.8.0/24
+  dig @{ip} -p {port} example.com SOA +norec                     # static zone data
 
-Why an answer: geosteer explain --config {cfg} 81.2.69.7
+Failover: drain eu-central, then ask again for London (answers come from the next region, TTL shortened):
+  curl -s -X POST -H 'Authorization: Bearer {token}' http://{api}/v1/regions/eu-central/drain
+  dig @{ip} -p {port} turn.example.com A +subnet=81.2.69.0/24
+  curl -s -X POST -H 'Authorization: Bearer {token}' http://{api}/v1/regions/eu-central/release
+  (or drain the relay itself: curl -s -X POST -H 'Authorization: Bearer {token}' http://127.0.2.1:8080/admin/drain)
+State and metrics:
+  curl -s http://{api}/v1/state     curl -s http://{api}/metrics     curl -s 'http://{api}/v1/explain?ip=81.2.69.7'
+
+TURN (shared secret {secret}):
+  username {user}
+  password {pass}
+  turnutils_uclient -u '{user}' -w '{pass}' -y -n 10 127.0.2.1
+
 Ctrl-C stops the demo."#,
+        listen = a.listen,
         cfg = cfg.display()
     );
 }

@@ -120,12 +120,12 @@ impl Tracker {
         self.probed = true;
         match self.state {
             State::Up if self.failures >= self.p.fall => self.go_down(now),
-            State::Down if self.successes >= self.p.rise => {
-                if self.hold_until.is_none_or(|t| now >= t) {
-                    self.state = State::Up;
-                    self.since = now;
-                    self.hold_until = None;
-                }
+            State::Down
+                if self.successes >= self.p.rise && self.hold_until.is_none_or(|t| now >= t) =>
+            {
+                self.state = State::Up;
+                self.since = now;
+                self.hold_until = None;
             }
             _ => {}
         }

@@ -1,0 +1,218 @@
+//! The admin HTTP API (axum): health, metrics, state, explain, operator
+//! overrides and reload. Reads are open; changes need the bearer token.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::dns::explain::explain;
+use crate::health::hub::Target;
+use crate::health::OperatorAction;
+use crate::node::Reloader;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct Api {
+    /// Node internals (pipeline, health hub, reload).
+    pub node: Arc<Reloader>,
+    /// Bearer token for POSTs; `None` disables changes.
+    pub token: Option<Arc<str>>,
+}
+
+/// The router.
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .route("/v1/state", get(state))
+        .route("/v1/explain", get(explain_ip))
+        .route("/v1/members/{pool}/{member}/{action}", post(member_action))
+        .route("/v1/regions/{region}/{action}", post(region_action))
+        .route("/v1/reload", post(reload))
+        .with_state(api)
+}
+
+/// Serves the API on `listener` until the future resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    api: Api,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    if let Err(e) = axum::serve(listener, router(api))
+        .with_graceful_shutdown(stop)
+        .await
+    {
+        tracing::error!(error = %e, "admin API stopped");
+    }
+}
+
+fn error(code: StatusCode, msg: impl Into<String>) -> Response {
+    (code, Json(json!({ "error": msg.into() }))).into_response()
+}
+
+fn authorize(api: &Api, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(token) = &api.token else {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "changes are disabled: configure api.token or api.token_file",
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => Ok(()),
+        _ => Err(error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token",
+        )),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn metrics(State(api): State<Api>) -> impl IntoResponse {
+    let mut out = String::with_capacity(8192);
+    let shared = &api.node.shared;
+    shared.metrics.render(&mut out);
+    out.push_str(&format!(
+        "# HELP geosteer_cache_entries Answers in the cache.\n# TYPE geosteer_cache_entries gauge\ngeosteer_cache_entries {}\n",
+        shared.cache.len()
+    ));
+    api.node.hub.render_metrics(&mut out);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+async fn state(State(api): State<Api>) -> impl IntoResponse {
+    let st = api.node.shared.state.load();
+    let h = api.node.shared.health.load();
+    Json(json!({
+        "config": st.config.path.display().to_string(),
+        "generation": st.generation,
+        "health_epoch": h.epoch,
+        "geoip": st.geo.describe(),
+        "members": api.node.hub.state(),
+        "events": api.node.hub.events(),
+    }))
+}
+
+#[derive(Deserialize)]
+struct ExplainQuery {
+    ip: Option<String>,
+    name: Option<String>,
+}
+
+async fn explain_ip(State(api): State<Api>, Query(q): Query<ExplainQuery>) -> Response {
+    let Some(ip) = q.ip else {
+        return error(StatusCode::BAD_REQUEST, "missing query parameter ip");
+    };
+    let Ok(ip) = ip.parse::<IpAddr>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("ip: {ip:?} is not an IP address"),
+        );
+    };
+    let st = api.node.shared.state.load();
+    let h = api.node.shared.health.load();
+    let idx = match q.name {
+        None => 0,
+        Some(n) => {
+            let want = n.trim_end_matches('.').to_ascii_lowercase();
+            match st
+                .steered
+                .iter()
+                .position(|s| s.name.to_string().trim_end_matches('.') == want)
+            {
+                Some(i) => i,
+                None => return error(StatusCode::NOT_FOUND, format!("{n} is not a steered name")),
+            }
+        }
+    };
+    match explain(&st, &h, ip, idx) {
+        Ok(x) => Json(x).into_response(),
+        Err(e) => error(StatusCode::NOT_FOUND, e),
+    }
+}
+
+fn parse_action(a: &str) -> Result<OperatorAction, ApiError> {
+    match a {
+        "drain" => Ok(OperatorAction::Drain),
+        "down" => Ok(OperatorAction::Down),
+        "up" => Ok(OperatorAction::Up),
+        "release" => Ok(OperatorAction::Release),
+        other => Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("action {other:?}: expected drain, down, up or release"),
+        )),
+    }
+}
+
+async fn member_action(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path((pool, member, action)): Path<(String, String, String)>,
+) -> Response {
+    if let Err(r) = authorize(&api, &headers) {
+        return r.into_response();
+    }
+    let action = match parse_action(&action) {
+        Ok(a) => a,
+        Err(r) => return r.into_response(),
+    };
+    let key = format!("{pool}/{}", member.to_ascii_lowercase());
+    match api.node.hub.apply(Target::Member(&key), action) {
+        Ok(()) => Json(json!({ "member": key, "action": action })).into_response(),
+        Err(e) if e.starts_with("no such") => error(StatusCode::NOT_FOUND, e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+async fn region_action(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path((region, action)): Path<(String, String)>,
+) -> Response {
+    if let Err(r) = authorize(&api, &headers) {
+        return r.into_response();
+    }
+    let action = match parse_action(&action) {
+        Ok(a) => a,
+        Err(r) => return r.into_response(),
+    };
+    match api.node.hub.apply(Target::Region(&region), action) {
+        Ok(()) => Json(json!({ "region": region, "action": action })).into_response(),
+        Err(e) if e.starts_with("no such") => error(StatusCode::NOT_FOUND, e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+async fn reload(State(api): State<Api>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&api, &headers) {
+        return r.into_response();
+    }
+    let node = api.node.clone();
+    match tokio::task::spawn_blocking(move || node.reload()).await {
+        Ok(Ok(())) => Json(json!({ "reloaded": true })).into_response(),
+        Ok(Err(errors)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({ "reloaded": false, "errors": errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>() })),
+        )
+            .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// Binds the API listener.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}
