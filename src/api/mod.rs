@@ -53,15 +53,24 @@ pub async fn serve(
     }
 }
 
-fn error(code: StatusCode, msg: impl Into<String>) -> Response {
-    (code, Json(json!({ "error": msg.into() }))).into_response()
+/// An error answer: status and message, as `{"error": "..."}`.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
 }
 
-fn authorize(api: &Api, headers: &HeaderMap) -> Result<(), Response> {
+fn error(code: StatusCode, msg: impl Into<String>) -> Response {
+    ApiError(code, msg.into()).into_response()
+}
+
+fn authorize(api: &Api, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = &api.token else {
-        return Err(error(
+        return Err(ApiError(
             StatusCode::FORBIDDEN,
-            "changes are disabled: configure api.token or api.token_file",
+            "changes are disabled: configure api.token or api.token_file".into(),
         ));
     };
     let given = headers
@@ -70,9 +79,9 @@ fn authorize(api: &Api, headers: &HeaderMap) -> Result<(), Response> {
         .and_then(|v| v.strip_prefix("Bearer "));
     match given {
         Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => Ok(()),
-        _ => Err(error(
+        _ => Err(ApiError(
             StatusCode::UNAUTHORIZED,
-            "missing or wrong bearer token",
+            "missing or wrong bearer token".into(),
         )),
     }
 }
@@ -150,7 +159,7 @@ fn parse_action(a: &str) -> Result<OperatorAction, ApiError> {
         "down" => Ok(OperatorAction::Down),
         "up" => Ok(OperatorAction::Up),
         "release" => Ok(OperatorAction::Release),
-        other => Err(error(
+        other => Err(ApiError(
             StatusCode::BAD_REQUEST,
             format!("action {other:?}: expected drain, down, up or release"),
         )),
