@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# Benchmark: geosteer-relay vs coturn under the same turnutils_uclient load.
+#
+# Runs coturn and then geosteer-relay (same machine, equivalent configuration:
+# one UDP+TCP listener on 127.0.0.1, long-term user, loopback peers allowed, no
+# quotas) with the server pinned to one core and the load (turnutils_uclient +
+# turnutils_peer) pinned to the other. For each server it reports:
+#   * relayed packets/s under UDP and TCP channel load (fixed and saturating),
+#   * server CPU per relayed packet (utime+stime from /proc, µs),
+#   * resident memory per allocation at ~10,000 allocations.
+# Debian's coturn 4.6 uclient has no -Y load mode: load comes from many
+# clients (-m) with -z (ms between messages).
+#
+# Only 127.0.0.1 is contacted. Needs: coturn (turnserver, turnutils_*),
+# taskset, curl, python3, bc. Results go to $OUT (default .bench/relay, ignored
+# by git) and a Markdown table is printed at the end.
+#
+# Environment knobs: SERVER_CPU (1), CLIENT_CPU (0), QUICK=1 (smaller runs),
+# SKIP_MEMORY=1, MEM_ALLOCS (10000).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${OUT:-$ROOT/.bench/relay}
+SERVER_CPU=${SERVER_CPU:-1}
+CLIENT_CPU=${CLIENT_CPU:-0}
+MEM_ALLOCS=${MEM_ALLOCS:-10000}
+PORT=34780
+HTTP_PORT=34790
+PEER_PORT=34800
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target-relay}
+RELAY_BIN=$CARGO_TARGET_DIR/release/geosteer-relay
+
+if [[ "${QUICK:-0}" == 1 ]]; then
+  FIXED=(-m 50 -n 400 -z 5)     # 50 clients x 200 msg/s
+  SAT=(-m 100 -n 1000 -z 1)
+else
+  FIXED=(-m 100 -n 2000 -z 5)   # 100 clients x 200 msg/s = 20k msg/s offered
+  SAT=(-m 200 -n 5000 -z 1)     # 200 clients x ~1000 msg/s: saturating
+fi
+
+for t in turnserver turnutils_uclient turnutils_peer taskset curl python3 bc; do
+  command -v "$t" >/dev/null || { echo "missing tool: $t (apt-get install -y coturn util-linux curl python3 bc)" >&2; exit 1; }
+done
+mkdir -p "$OUT"
+(cd "$ROOT" && cargo build --release -q -p geosteer-relay)
+
+PIDS=()
+cleanup() { for p in "${PIDS[@]:-}"; do [[ -n "$p" ]] && kill -9 "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+cat >"$OUT/relay.toml" <<TOML
+region = "bench"
+realm = "geosteer.test"
+[listen]
+udp = ["127.0.0.1:$PORT"]
+tcp = ["127.0.0.1:$PORT"]
+http = "127.0.0.1:$HTTP_PORT"
+[relay]
+port_min = 40000
+port_max = 65000
+[auth]
+users = { alice = "wonderland" }
+[peer_policy]
+allow_loopback_peers = true
+[limits]
+capacity = 100000
+max_bps = 10000000000
+total_bps = 1000000000000
+unauthorized_per_ip = 0
+[operations]
+drain_timeout = 1
+TOML
+
+start_server() { # $1 = coturn|geosteer ; prints pid
+  if [[ $1 == coturn ]]; then
+    taskset -c "$SERVER_CPU" turnserver -n --listening-ip=127.0.0.1 --relay-ip=127.0.0.1 \
+      --listening-port=$PORT --min-port=40000 --max-port=65000 --allow-loopback-peers \
+      --lt-cred-mech --user=alice:wonderland --realm=geosteer.test --no-tls --no-dtls --no-cli \
+      --total-quota=0 --user-quota=0 --log-file="$OUT/coturn.log" >/dev/null 2>&1 &
+  else
+    taskset -c "$SERVER_CPU" "$RELAY_BIN" serve --config "$OUT/relay.toml" >"$OUT/geosteer.log" 2>&1 &
+  fi
+  echo $!
+}
+
+stop_server() { kill -TERM "$1" 2>/dev/null || true; sleep 0.3; kill -TERM "$1" 2>/dev/null || true; sleep 1; kill -9 "$1" 2>/dev/null || true; }
+
+ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+sockets() { find "/proc/$1/fd" -lname 'socket:*' 2>/dev/null | wc -l; }
+hz=$(getconf CLK_TCK)
+
+# run_load NAME PID ARGS... -> appends "name sent recv lost transmit_s cpu_s" to $OUT/results
+run_load() {
+  local name=$1 pid=$2; shift 2
+  local t0 t1 log="$OUT/$name.log"
+  t0=$(ticks "$pid")
+  taskset -c "$CLIENT_CPU" turnutils_uclient -c -X -l 100 -e 127.0.0.1 -r $PEER_PORT -p $PORT \
+    -u alice -w wonderland "$@" 127.0.0.1 >"$log" 2>&1 || true
+  t1=$(ticks "$pid")
+  python3 - "$name" "$log" "$((t1 - t0))" "$hz" >>"$OUT/results" <<'PY'
+import re, sys
+name, log, ticks, hz = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+text = open(log, errors="replace").read()
+m = re.findall(r"start_mclient: tot_send_msgs=(\d+), tot_recv_msgs=(\d+)", text)
+sent, recv = (int(m[-1][0]), int(m[-1][1])) if m else (0, 0)
+t = re.findall(r"Total transmit time is (\d+)", text)
+secs = max(int(t[-1]), 1) if t else 1
+lost = re.findall(r"Total lost packets (\d+)", text)
+print(name, sent, recv, lost[-1] if lost else "?", secs, ticks / hz)
+PY
+  tail -1 "$OUT/results"
+}
+
+measure_memory() { # NAME PID -> appends "name allocs rss_delta_kb" to $OUT/memory
+  local name=$1 pid=$2 base_rss base_sock allocs=0 rss clients ucs=()
+  base_rss=$(rss_kb "$pid"); base_sock=$(sockets "$pid")
+  clients=$(( (MEM_ALLOCS / 2 + 9) / 10 + 10 ))   # uclient makes 2 allocations per client
+  for _ in $(seq 1 10); do
+    taskset -c "$CLIENT_CPU" turnutils_uclient -c -X -m "$clients" -n 1 -l 100 -z 1000 -h \
+      -e 127.0.0.1 -r $PEER_PORT -p $PORT -u alice -w wonderland 127.0.0.1 >/dev/null 2>&1 &
+    ucs+=($!); PIDS+=($!)
+  done
+  local last=-1 stable=0
+  for _ in $(seq 1 200); do
+    sleep 3
+    allocs=$(( $(sockets "$pid") - base_sock ))   # one relay socket per allocation
+    if (( allocs >= MEM_ALLOCS )); then break; fi
+    if (( allocs == last )); then stable=$((stable + 1)); else stable=0; fi
+    (( stable >= 5 )) && break
+    last=$allocs
+  done
+  sleep 2
+  allocs=$(( $(sockets "$pid") - base_sock )); rss=$(rss_kb "$pid")
+  echo "$name $allocs $((rss - base_rss)) $base_rss $rss" >>"$OUT/memory"
+  tail -1 "$OUT/memory"
+  for p in "${ucs[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+}
+
+: >"$OUT/results"; : >"$OUT/memory"
+taskset -c "$CLIENT_CPU" turnutils_peer -L 127.0.0.1 -p $PEER_PORT >/dev/null 2>&1 &
+PIDS+=($!)
+sleep 0.5
+
+for server in coturn geosteer; do
+  echo "== $server"
+  pid=$(start_server $server); PIDS+=("$pid"); sleep 1.5
+  run_load "$server-udp-fixed" "$pid" "${FIXED[@]}"
+  run_load "$server-tcp-fixed" "$pid" -t "${FIXED[@]}"
+  run_load "$server-udp-sat" "$pid" "${SAT[@]}"
+  run_load "$server-tcp-sat" "$pid" -t "${SAT[@]}"
+  stop_server "$pid"
+  if [[ "${SKIP_MEMORY:-0}" != 1 ]]; then
+    pid=$(start_server $server); PIDS+=("$pid"); sleep 1.5
+    measure_memory "$server" "$pid"
+    stop_server "$pid"
+  fi
+done
+
+python3 - "$OUT/results" "$OUT/memory" <<'PY'
+import sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+mem = {l.split()[0]: l.split() for l in open(sys.argv[2]) if l.strip()}
+print("\n| run | server | sent | received | lost | relayed pkt/s | server CPU µs/pkt |")
+print("|---|---|---:|---:|---:|---:|---:|")
+for name, sent, recv, lost, secs, cpu in rows:
+    server, rest = name.split("-", 1)
+    relayed = int(sent) + int(recv)
+    pps = relayed / float(secs)
+    us = float(cpu) * 1e6 / relayed if relayed else float("nan")
+    print(f"| {rest} | {server} | {sent} | {recv} | {lost} | {pps:,.0f} | {us:.2f} |")
+if mem:
+    print("\n| server | allocations | RSS growth (kB) | RSS per allocation (kB) |")
+    print("|---|---:|---:|---:|")
+    for s, (name, allocs, delta, base, rss) in mem.items():
+        a = max(int(allocs), 1)
+        print(f"| {name} | {allocs} | {delta} | {int(delta)/a:.2f} |")
+PY
