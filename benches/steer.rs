@@ -22,7 +22,9 @@ fn state() -> ServeState {
 fn query(a: u8, b: u8, c: u8) -> Vec<u8> {
     let mut p = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1];
     p.extend_from_slice(b"\x04turn\x07example\x03com\x00\x00\x01\x00\x01");
-    p.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 11, 0, 8, 0, 7, 0, 1, 24, 0, a, b, c]);
+    p.extend_from_slice(&[
+        0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 11, 0, 8, 0, 7, 0, 1, 24, 0, a, b, c,
+    ]);
     p
 }
 
@@ -42,11 +44,21 @@ fn bench(c: &mut Criterion) {
         let mut h = 0u64;
         b.iter(|| {
             h = h.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            decide(&st.steering, &health, pool, Placement::of(&st.steering, ip, Some(&paris)), h, 2)
+            decide(
+                &st.steering,
+                &health,
+                pool,
+                Placement::of(&st.steering, ip, Some(&paris)),
+                h,
+                2,
+            )
         })
     });
 
-    let shared = Shared::new(state(), HealthSnapshot::all_up(st.steering.members.len(), 1));
+    let shared = Shared::new(
+        state(),
+        HealthSnapshot::all_up(st.steering.members.len(), 1),
+    );
     let src: IpAddr = "127.0.0.1".parse().unwrap();
     let queries: Vec<Vec<u8>> = (0..10_000u32)
         .map(|i| query(193 + (i % 3) as u8 * 20, (i >> 8) as u8, i as u8))
