@@ -17,6 +17,9 @@ use crate::health::hub::Target;
 use crate::health::OperatorAction;
 use crate::node::Reloader;
 
+mod ice;
+mod status;
+
 /// What the handlers share.
 #[derive(Clone)]
 pub struct Api {
@@ -36,6 +39,8 @@ pub fn router(api: Api) -> Router {
         .route("/v1/members/{pool}/{member}/{action}", post(member_action))
         .route("/v1/regions/{region}/{action}", post(region_action))
         .route("/v1/reload", post(reload))
+        .route("/v1/ice-servers", post(ice::ice_servers))
+        .route("/", get(status::page))
         .with_state(api)
 }
 
@@ -45,7 +50,8 @@ pub async fn serve(
     api: Api,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    if let Err(e) = axum::serve(listener, router(api))
+    let app = router(api).into_make_service_with_connect_info::<SocketAddr>();
+    if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(stop)
         .await
     {
@@ -54,7 +60,7 @@ pub async fn serve(
 }
 
 /// An error answer: status and message, as `{"error": "..."}`.
-struct ApiError(StatusCode, String);
+pub(crate) struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {

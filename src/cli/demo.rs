@@ -120,6 +120,11 @@ fn run_in(a: &DemoArgs, dir: &Path) -> Result<(), String> {
             &format!("database = {:?}", abs.display().to_string()),
         );
     }
+    let secret = a.secret.clone().unwrap_or_else(|| random_hex(16));
+    let api_key = random_hex(16);
+    text.push_str(&format!(
+        "\n[ice]\napi_keys = [\"{api_key}\"]\nsecrets = [\"{secret}\"]\n"
+    ));
     let cfg_path = dir.join("zones/demo.toml");
     std::fs::write(&cfg_path, &text)
         .map_err(|e| format!("cannot write {}: {e}", cfg_path.display()))?;
@@ -127,7 +132,6 @@ fn run_in(a: &DemoArgs, dir: &Path) -> Result<(), String> {
         .and_then(|c| ServeState::load(c, 1))
         .map_err(|e| format!("configuration rejected:\n{e}"))?;
 
-    let secret = a.secret.clone().unwrap_or_else(|| random_hex(16));
     let mut relays: Vec<RelayHandle> = Vec::new();
     for (region, ip) in DEMO_RELAYS {
         let cfg = relay_config(region, ip, &secret, &token)?;
@@ -149,7 +153,10 @@ fn run_in(a: &DemoArgs, dir: &Path) -> Result<(), String> {
             .map_err(|e| format!("cannot listen on {} / {}: {e} (is another demo running? try --listen 127.0.0.1:5354 --api 127.0.0.1:8054)", a.listen, a.api))?;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let (user, pass) = geosteer_relay::auth::mint(secret.as_bytes(), 86_400, Some("demo"), now);
-        print_banner(a, &geo, &cfg_path, &secret, &user, &pass, &token);
+        print_banner(
+            a,
+            Banner { geo: &geo, cfg: &cfg_path, secret: &secret, user: &user, pass: &pass, token: &token, api_key: &api_key },
+        );
         node.run_until_signal().await;
         Ok::<(), String>(())
     });
@@ -159,16 +166,27 @@ fn run_in(a: &DemoArgs, dir: &Path) -> Result<(), String> {
     result
 }
 
-#[allow(clippy::too_many_arguments)]
-fn print_banner(
-    a: &DemoArgs,
-    geo: &str,
-    cfg: &Path,
-    secret: &str,
-    user: &str,
-    pass: &str,
-    token: &str,
-) {
+/// What the banner shows besides the arguments.
+struct Banner<'a> {
+    geo: &'a str,
+    cfg: &'a Path,
+    secret: &'a str,
+    user: &'a str,
+    pass: &'a str,
+    token: &'a str,
+    api_key: &'a str,
+}
+
+fn print_banner(a: &DemoArgs, b: Banner<'_>) {
+    let Banner {
+        geo,
+        cfg,
+        secret,
+        user,
+        pass,
+        token,
+        api_key,
+    } = b;
     let (ip, port) = (a.listen.ip(), a.listen.port());
     let api = a.api;
     println!(
@@ -193,6 +211,8 @@ Failover: drain eu-central, then ask again for London (answers come from the nex
   dig @{ip} -p {port} turn.example.com A +subnet=81.2.69.0/24
   curl -s -X POST -H 'Authorization: Bearer {token}' http://{api}/v1/regions/eu-central/release
   (or drain the relay itself: curl -s -X POST -H 'Authorization: Bearer {token}' http://127.0.2.1:8080/admin/drain)
+Status page: http://{api}/     ICE servers for a WebRTC app (TURN REST credentials, 1 h):
+  curl -s -X POST -H 'Authorization: Bearer {api_key}' -d '{{"ttl":3600}}' http://{api}/v1/ice-servers
 State and metrics:
   curl -s http://{api}/v1/state     curl -s http://{api}/metrics     curl -s 'http://{api}/v1/explain?ip=81.2.69.7'
 

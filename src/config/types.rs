@@ -37,6 +37,67 @@ pub struct ConfigFile {
     /// The admin HTTP API.
     #[serde(default)]
     pub api: ApiConfig,
+    /// The ICE-servers API (WebRTC `iceServers` with TURN REST credentials).
+    #[serde(default)]
+    pub ice: Option<IceConfig>,
+}
+
+/// `POST /v1/ice-servers` on the API listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IceConfig {
+    /// Bearer API keys accepted (several, for rotation).
+    #[serde(default)]
+    pub api_keys: Vec<String>,
+    /// TURN REST shared secrets of the relays; the first signs credentials.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// File with one secret per line (alternative to `secrets`).
+    #[serde(default)]
+    pub secrets_file: Option<PathBuf>,
+    /// Credential lifetime when the request gives none, seconds.
+    #[serde(default = "default_ice_ttl")]
+    pub default_ttl: u64,
+    /// Longest credential lifetime a request may ask for, seconds.
+    #[serde(default = "default_ice_max_ttl")]
+    pub max_ttl: u64,
+    /// `hostname`: URLs name the steered hostname (DNS decides);
+    /// `direct`: URLs carry the addresses steering picks for the client.
+    #[serde(default)]
+    pub mode: IceMode,
+    /// Hostname for `hostname` mode (default: the first steered name).
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// STUN/TURN port (UDP and TCP).
+    #[serde(default = "default_turn_port")]
+    pub port: u16,
+    /// TURN over TLS port; 0 leaves `turns:` URLs out.
+    #[serde(default = "default_turns_port")]
+    pub tls_port: u16,
+}
+
+fn default_ice_ttl() -> u64 {
+    86_400
+}
+fn default_ice_max_ttl() -> u64 {
+    172_800
+}
+fn default_turn_port() -> u16 {
+    3478
+}
+fn default_turns_port() -> u16 {
+    5349
+}
+
+/// How ICE-server URLs name the relays.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IceMode {
+    /// The steered hostname.
+    #[default]
+    Hostname,
+    /// Relay addresses chosen for the client.
+    Direct,
 }
 
 /// Health probing defaults (a pool's `health` table overrides them).

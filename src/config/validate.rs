@@ -20,6 +20,7 @@ pub(super) fn validate(c: &ConfigFile) -> Result<(), ConfigErrors> {
     zones(c, &mut e);
     health(c, &mut e);
     api(c, &mut e);
+    ice(c, &mut e);
     e.into_result()
 }
 
@@ -332,5 +333,47 @@ fn api(c: &ConfigFile, e: &mut ConfigErrors) {
         if t.len() < 16 {
             e.push("api.token", "must be at least 16 characters");
         }
+    }
+}
+
+fn ice(c: &ConfigFile, e: &mut ConfigErrors) {
+    let Some(i) = &c.ice else { return };
+    if i.api_keys.is_empty() {
+        e.push("ice.api_keys", "needs at least one key");
+    }
+    for (n, k) in i.api_keys.iter().enumerate() {
+        if k.len() < 16 {
+            e.push(
+                format!("ice.api_keys[{n}]"),
+                "must be at least 16 characters",
+            );
+        }
+    }
+    match (i.secrets.is_empty(), &i.secrets_file) {
+        (true, None) => e.push(
+            "ice",
+            "needs secrets or secrets_file (the relays' TURN REST shared secrets)",
+        ),
+        (false, Some(_)) => e.push("ice", "set secrets or secrets_file, not both"),
+        _ => {}
+    }
+    if i.default_ttl == 0 || i.default_ttl > i.max_ttl {
+        e.push("ice.default_ttl", "must be within 1..=max_ttl");
+    }
+    if i.port == 0 {
+        e.push("ice.port", "must be > 0");
+    }
+    if c.api.listen.is_none() {
+        e.push(
+            "ice",
+            "needs api.listen (the ICE-servers API is served there)",
+        );
+    }
+    if let Some(h) = &i.hostname {
+        if !h.trim_end_matches('.').split('.').all(is_label) {
+            e.push("ice.hostname", format!("{h:?} is not a valid hostname"));
+        }
+    } else if c.zones.iter().all(|z| z.steered.is_empty()) {
+        e.push("ice.hostname", "needed when no steered name is configured");
     }
 }

@@ -60,22 +60,27 @@ pub struct RankedOut {
     pub by_override: bool,
 }
 
-/// Explains the answer for `ip` on steered name number `steered` (A for
-/// IPv4 clients, AAAA for IPv6).
-pub fn explain(
+/// The steering decision for a client at `ip` on steered name number
+/// `steered` (what `direct` ICE-server URLs use).
+pub fn decide_for(
     st: &ServeState,
     health: &HealthSnapshot,
     ip: IpAddr,
     steered: usize,
-) -> Result<Explanation, String> {
-    let s = st
-        .steered
-        .get(steered)
-        .ok_or("no steered name configured")?;
+) -> Option<crate::steer::Decision> {
+    let s = st.steered.get(steered)?;
     let ip = ip.to_canonical();
-    let (bits, qtype): (u8, u16) = if ip.is_ipv4() { (32, 1) } else { (128, 28) };
-    // Build the query a resolver would send for this client.
-    let mut pkt = vec![0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1];
+    let bits = if ip.is_ipv4() { 32 } else { 128 };
+    let mut pkt = Vec::new();
+    build_query(&mut pkt, s, ip, bits);
+    let q = parse_query(&pkt).ok()?;
+    let client = Client::new(st, &q, ip);
+    Some(engine::steer_decision(st, health, s, &client))
+}
+
+fn build_query(pkt: &mut Vec<u8>, s: &super::state::SteeredName, ip: IpAddr, bits: u8) {
+    let qtype: u16 = if ip.is_ipv4() { 1 } else { 28 };
+    pkt.extend_from_slice(&[0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1]);
     pkt.extend_from_slice(&super::state::wire_name(&s.name));
     pkt.extend_from_slice(&qtype.to_be_bytes());
     pkt.extend_from_slice(&[0, 1]);
@@ -91,6 +96,25 @@ pub fn explain(
     pkt.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0]);
     pkt.extend_from_slice(&(ecs.len() as u16).to_be_bytes());
     pkt.extend_from_slice(&ecs);
+}
+
+/// Explains the answer for `ip` on steered name number `steered` (A for
+/// IPv4 clients, AAAA for IPv6).
+pub fn explain(
+    st: &ServeState,
+    health: &HealthSnapshot,
+    ip: IpAddr,
+    steered: usize,
+) -> Result<Explanation, String> {
+    let s = st
+        .steered
+        .get(steered)
+        .ok_or("no steered name configured")?;
+    let ip = ip.to_canonical();
+    let bits = if ip.is_ipv4() { 32 } else { 128 };
+    // The query a resolver would send for this client.
+    let mut pkt = Vec::new();
+    build_query(&mut pkt, s, ip, bits);
     let q = parse_query(&pkt).map_err(|e| format!("internal: {e:?}"))?;
     let client = Client::new(st, &q, ip);
     let cell = client.cell(st);

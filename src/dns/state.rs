@@ -72,6 +72,8 @@ pub struct ServeState {
     pub steered_ents: HashSet<LowerName>,
     /// The GeoIP database.
     pub geo: Arc<dyn Locate>,
+    /// TURN REST secrets for the ICE-servers API (first signs).
+    pub ice_secrets: Vec<String>,
     /// Identifies this snapshot in cached answers.
     pub generation: u64,
 }
@@ -247,8 +249,39 @@ impl ServeState {
                 }
             }
         }
+        let ice_secrets = match &config.file.ice {
+            Some(i) => match &i.secrets_file {
+                Some(f) => {
+                    let p = config.resolve(f);
+                    match std::fs::read_to_string(&p) {
+                        Ok(t) => {
+                            let v: Vec<String> = t
+                                .lines()
+                                .map(str::trim)
+                                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                                .map(String::from)
+                                .collect();
+                            if v.is_empty() {
+                                errors.push(
+                                    "ice.secrets_file",
+                                    format!("{}: no secret in the file", p.display()),
+                                );
+                            }
+                            v
+                        }
+                        Err(e) => {
+                            errors.push("ice.secrets_file", format!("{}: {e}", p.display()));
+                            Vec::new()
+                        }
+                    }
+                }
+                None => i.secrets.clone(),
+            },
+            None => Vec::new(),
+        };
         errors.clone().into_result()?;
         Ok(ServeState {
+            ice_secrets,
             config,
             steering,
             zones,

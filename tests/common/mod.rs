@@ -30,12 +30,16 @@ pub async fn start(config: &str) -> Node {
     Node::start(st).await.unwrap()
 }
 
-/// Replaces the `listen = [...]` line with an ephemeral loopback port.
+/// Replaces the DNS `listen = [...]` and the API `listen = "..."` addresses
+/// with ephemeral loopback ports.
 pub fn rewrite_listen(text: &str) -> String {
     text.lines()
         .map(|l| {
-            if l.trim_start().starts_with("listen") {
+            let t = l.trim_start();
+            if t.starts_with("listen = [") {
                 "listen = [\"127.0.0.1:0\"]"
+            } else if t.starts_with("listen = \"") {
+                "listen = \"127.0.0.1:0\""
             } else {
                 l
             }
