@@ -192,7 +192,11 @@ async fn a_killed_relay_stops_being_answered_and_returns_after_rise_probes() {
     let dir = tmp("kill");
     let n = node(&fleet.dns_config(&dir, "")).await;
     let eu = fleet.ips[1].clone();
-    assert_eq!(answer(&n).0, [eu.clone()], "London starts on eu-central");
+    assert_eq!(
+        answer(&n).0,
+        std::slice::from_ref(&eu),
+        "London starts on eu-central"
+    );
     assert_eq!(answer(&n).1, 30);
 
     fleet.stop(1);
@@ -459,6 +463,7 @@ async fn a_draining_relay_is_not_steered_to_and_keeps_its_sessions() {
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     let _ = p.kill();
+    let _ = p.wait();
     assert!(
         text.contains("Total lost packets 0 "),
         "the existing session lost packets:\n{text}"
@@ -488,5 +493,6 @@ async fn utilization_above_the_high_watermark_sheds_the_relay() {
     );
     let _ = session.wait_with_output();
     let _ = p.kill();
+    let _ = p.wait();
     n.shutdown().await;
 }
