@@ -16,7 +16,7 @@
 # by git) and a Markdown table is printed at the end.
 #
 # Environment knobs: SERVER_CPU (1), CLIENT_CPU (0), QUICK=1 (smaller runs),
-# SKIP_MEMORY=1, MEM_ALLOCS (10000).
+# SKIP_MEMORY=1, MEM_ALLOCS (10000), SERVERS ("coturn geosteer").
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -142,7 +142,7 @@ taskset -c "$CLIENT_CPU" turnutils_peer -L 127.0.0.1 -p $PEER_PORT >/dev/null 2>
 PIDS+=($!)
 sleep 0.5
 
-for server in coturn geosteer; do
+for server in ${SERVERS:-coturn geosteer}; do
   echo "== $server"
   pid=$(start_server $server); PIDS+=("$pid"); sleep 1.5
   run_load "$server-udp-fixed" "$pid" "${FIXED[@]}"

@@ -276,8 +276,20 @@ fn chromium_data_channel_through_relay() {
         assert_eq!(r["remoteType"], "relay", "{proto}: {r}");
         assert_eq!(r["relayProtocol"], proto, "{proto}: {r}");
     }
-    let (_, m) = http(relay.http, "GET", "/metrics", &[]);
-    assert!(metric(&m, "turn_sessions_total").unwrap() >= 2.0);
+    // Counters are published once a second.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let (_, m) = http(relay.http, "GET", "/metrics", &[]);
+        let sessions = metric(&m, "turn_sessions_total").unwrap_or(0.0);
+        if sessions >= 4.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expected >= 4 allocations, metrics:\n{m}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     relay.stop();
     let _ = std::fs::remove_dir_all(&profile);
 }

@@ -134,6 +134,27 @@ fn coturn_clients_interoperate() {
         eprintln!("{name}: {} sent, {} received", r.sent, r.recv);
     }
 
+    // TLS 1.2 and 1.3 only.
+    if let Some(openssl) = tool("openssl") {
+        let connect = format!("127.0.0.1:{tls_port}");
+        for (flag, ok) in [
+            ("-tls1_3", true),
+            ("-tls1_2", true),
+            ("-tls1_1", false),
+            ("-tls1", false),
+        ] {
+            let (out, _) = run_timeout(
+                Command::new(&openssl)
+                    .args(["s_client", "-connect", &connect, flag])
+                    .stdin(std::process::Stdio::null()),
+                Duration::from_secs(10),
+            );
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            let handshake = text.contains("Cipher is") && !text.contains("Cipher is (NONE)");
+            assert_eq!(handshake, ok, "TLS {flag}: handshake={handshake}\n{text}");
+        }
+    }
+
     // Wrong password: no relaying at all.
     let r = uclient(
         &uclient_bin,
@@ -196,6 +217,43 @@ fn loopback_peers_are_refused_by_default() {
     assert!(
         metric(&body, "turn_peer_denied_total").unwrap() >= 1.0,
         "{body}"
+    );
+    relay.stop();
+}
+
+#[test]
+fn ipv6_relay_addresses() {
+    let (Some(uclient_bin), Some(peer_bin)) = (tool("turnutils_uclient"), tool("turnutils_peer"))
+    else {
+        return;
+    };
+    if std::net::UdpSocket::bind("[::1]:0").is_err() {
+        eprintln!("\n!!!!!!!! SKIPPING: no IPv6 loopback on this host !!!!!!!!\n");
+        return;
+    }
+    let (relay, port) = start(|p| {
+        let mut c = config(p, None);
+        c.relay.ips = vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
+        c
+    });
+    let (_peer, peer_port) = start_peer_on(&peer_bin, "::1");
+    // -x: IPv6 relay address requested (REQUESTED-ADDRESS-FAMILY), peer on ::1.
+    let mut cmd = Command::new(&uclient_bin);
+    cmd.args(["-n", "10", "-m", "2", "-l", "120", "-z", "5", "-e", "::1"])
+        .args(["-r", &peer_port.to_string(), "-p", &port.to_string(), "-x"])
+        .args(["-v", "-u", "alice", "-w", "wonderland", "127.0.0.1"]);
+    let (out, timed_out) = run_timeout(&mut cmd, Duration::from_secs(40));
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!timed_out, "{text}");
+    let r = parse(&text);
+    assert!(
+        r.sent >= 20 && r.sent == r.recv,
+        "IPv6 relay lost messages\n{text}"
+    );
+    assert!(
+        text.contains("IPv6. Received relay addr: ::1"),
+        "expected an IPv6 relayed address:\n{text}"
     );
     relay.stop();
 }

@@ -9,8 +9,11 @@ use std::os::fd::RawFd;
 
 /// Datagrams per system call.
 pub const BATCH: usize = 32;
-/// Largest datagram handled; longer ones are dropped (MSG_TRUNC).
+/// Largest datagram received; longer ones are dropped (MSG_TRUNC).
 pub const SLOT: usize = 10_240;
+/// Send slots are larger so a received datagram plus TURN framing
+/// (Data indication overhead) always fits.
+pub const SEND_SLOT: usize = SLOT + 128;
 
 /// Decodes a kernel socket address.
 pub fn from_storage(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
@@ -82,6 +85,7 @@ pub fn to_storage(
 /// Pre-allocated buffers and headers for one `recvmmsg`/`sendmmsg` batch.
 /// The header arrays point into the buffers, so a `Batch` must stay boxed.
 pub struct Batch {
+    slot: usize,
     bufs: Box<[u8]>,
     addrs: Box<[libc::sockaddr_storage]>,
     iovs: Box<[libc::iovec]>,
@@ -91,19 +95,29 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// Allocates a batch.
+    /// Allocates a receive batch ([`SLOT`]-byte buffers).
     pub fn new() -> Box<Self> {
+        Self::with_slot(SLOT)
+    }
+
+    /// Allocates a send batch ([`SEND_SLOT`]-byte buffers).
+    pub fn new_send() -> Box<Self> {
+        Self::with_slot(SEND_SLOT)
+    }
+
+    fn with_slot(slot: usize) -> Box<Self> {
         // SAFETY: all-zero is a valid value for these plain C structs.
         let mut b = Box::new(Batch {
-            bufs: vec![0u8; BATCH * SLOT].into_boxed_slice(),
+            slot,
+            bufs: vec![0u8; BATCH * slot].into_boxed_slice(),
             addrs: (0..BATCH).map(|_| unsafe { zeroed() }).collect(),
             iovs: (0..BATCH).map(|_| unsafe { zeroed() }).collect(),
             hdrs: (0..BATCH).map(|_| unsafe { zeroed() }).collect(),
             count: 0,
         });
         for i in 0..BATCH {
-            b.iovs[i].iov_base = b.bufs[i * SLOT..].as_mut_ptr() as *mut libc::c_void;
-            b.iovs[i].iov_len = SLOT;
+            b.iovs[i].iov_base = b.bufs[i * slot..].as_mut_ptr() as *mut libc::c_void;
+            b.iovs[i].iov_len = slot;
             let iov = &mut b.iovs[i] as *mut libc::iovec;
             let addr = &mut b.addrs[i] as *mut libc::sockaddr_storage as *mut libc::c_void;
             let h = &mut b.hdrs[i].msg_hdr;
@@ -118,7 +132,7 @@ impl Batch {
     /// Receives up to [`BATCH`] datagrams; returns how many (0 when none are waiting).
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         for i in 0..BATCH {
-            self.iovs[i].iov_len = SLOT;
+            self.iovs[i].iov_len = self.slot;
             self.hdrs[i].msg_hdr.msg_namelen =
                 size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             self.hdrs[i].msg_hdr.msg_flags = 0;
@@ -152,9 +166,10 @@ impl Batch {
         if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
             return None;
         }
-        let len = (h.msg_len as usize).min(SLOT);
+        let slot = self.slot;
+        let len = (h.msg_len as usize).min(slot);
         let addr = from_storage(&self.addrs[i])?;
-        Some((addr, &self.bufs[i * SLOT..i * SLOT + len]))
+        Some((addr, &self.bufs[i * slot..i * slot + len]))
     }
 
     /// Whether the send batch is full.
@@ -169,11 +184,12 @@ impl Batch {
 
     /// Queues a datagram; returns false if it does not fit (too long or batch full).
     pub fn push(&mut self, to: SocketAddr, data: &[u8], v6_socket: bool) -> bool {
-        if data.len() > SLOT || self.count == BATCH {
+        if data.len() > self.slot || self.count == BATCH {
             return false;
         }
         let i = self.count;
-        self.bufs[i * SLOT..i * SLOT + data.len()].copy_from_slice(data);
+        let slot = self.slot;
+        self.bufs[i * slot..i * slot + data.len()].copy_from_slice(data);
         self.iovs[i].iov_len = data.len();
         let len = to_storage(to, &mut self.addrs[i], v6_socket);
         self.hdrs[i].msg_hdr.msg_namelen = len;

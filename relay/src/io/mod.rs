@@ -63,6 +63,8 @@ struct IoState {
     udp: Vec<UdpListener>,
     conns: HashMap<u32, Conn>,
     dirty: Vec<u32>,
+    /// Connections marked closed, reaped at the end of the loop iteration.
+    closing: Vec<u32>,
     relays: HashMap<AllocId, RelaySock>,
     ports: RelayPorts,
     now: Instant,
@@ -88,6 +90,9 @@ impl Io for IoState {
                 if c.queue(data) && !c.dirty {
                     c.dirty = true;
                     self.dirty.push(client.conn);
+                }
+                if c.closed {
+                    self.closing.push(client.conn);
                 }
             }
         }
@@ -149,6 +154,9 @@ impl IoState {
             if let Some(c) = self.conns.get_mut(&id) {
                 c.dirty = false;
                 c.flush();
+                if c.closed {
+                    self.closing.push(id);
+                }
             }
         }
     }
@@ -202,7 +210,7 @@ impl EventLoop {
             udp.push(UdpListener {
                 socket,
                 v6,
-                queue: Batch::new(),
+                queue: Batch::new_send(),
             });
         }
         let listeners =
@@ -226,6 +234,7 @@ impl EventLoop {
                 udp,
                 conns: HashMap::new(),
                 dirty: Vec::new(),
+                closing: Vec::new(),
                 relays: HashMap::new(),
                 ports,
                 now: Instant::now(),
@@ -441,6 +450,9 @@ impl EventLoop {
         };
         if writable {
             c.flush();
+            if c.closed {
+                self.io.closing.push(id);
+            }
         }
         if !readable {
             return;
@@ -459,7 +471,7 @@ impl EventLoop {
             let Some(c) = self.io.conns.get_mut(&id) else {
                 return;
             };
-            c.read_available();
+            let more = c.read_available();
             if c.dirty {
                 c.dirty = false;
                 c.flush();
@@ -496,22 +508,18 @@ impl EventLoop {
             if garbage {
                 c.closed = true;
             }
+            if c.closed {
+                self.io.closing.push(id);
+            }
             // read_available stops early when the buffer is full; continue then.
-            if c.closed || c.inbuf.len() <= 2 * (65_536 + 24) {
+            if c.closed || !more {
                 return;
             }
         }
     }
 
     fn reap_closed(&mut self) {
-        let closed: Vec<u32> = self
-            .io
-            .conns
-            .iter()
-            .filter(|(_, c)| c.closed)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in closed {
+        while let Some(id) = self.io.closing.pop() {
             self.close_conn(id);
         }
     }

@@ -12,7 +12,7 @@ use crate::proto::wire::{self, FrameKind};
 /// Largest frame: STUN header plus a 64 KiB body, padded.
 const MAX_FRAME: usize = 65_536 + 24;
 /// Output backlog after which frames to this client are dropped.
-pub const MAX_BACKLOG: usize = 1 << 20;
+pub const MAX_BACKLOG: usize = 128 * 1024;
 
 /// One client connection.
 pub struct Conn {
@@ -95,59 +95,60 @@ impl Conn {
     }
 
     /// Reads what the socket has into `inbuf` (decrypting TLS). Sets `closed`
-    /// on EOF or error.
-    pub fn read_available(&mut self) {
+    /// on EOF or error. Returns true when it stopped early because `inbuf` is
+    /// full: the caller must drain frames and call again (edge-triggered
+    /// readiness will not fire for data already waiting).
+    pub fn read_available(&mut self) -> bool {
         let mut chunk = [0u8; 16 * 1024];
         loop {
             if self.inbuf.len() > 2 * MAX_FRAME {
-                // Caller has not drained frames; stop reading until it does.
-                return;
+                return true;
             }
             match &mut self.tls {
                 None => match self.stream.read(&mut chunk) {
                     Ok(0) => {
                         self.closed = true;
-                        return;
+                        return false;
                     }
                     Ok(n) => self.inbuf.extend_from_slice(&chunk[..n]),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(_) => {
                         self.closed = true;
-                        return;
+                        return false;
                     }
                 },
                 Some(tls) => {
                     match tls.read_tls(&mut self.stream) {
                         Ok(0) => {
                             self.closed = true;
-                            return;
+                            return false;
                         }
                         Ok(_) => {}
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                         Err(_) => {
                             self.closed = true;
-                            return;
+                            return false;
                         }
                     }
                     if tls.process_new_packets().is_err() {
                         // Try to deliver the alert, then close.
                         let _ = tls.write_tls(&mut self.stream);
                         self.closed = true;
-                        return;
+                        return false;
                     }
                     loop {
                         match tls.reader().read(&mut chunk) {
                             Ok(0) => {
                                 self.closed = true;
-                                return;
+                                return false;
                             }
                             Ok(n) => self.inbuf.extend_from_slice(&chunk[..n]),
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                             Err(_) => {
                                 self.closed = true;
-                                return;
+                                return false;
                             }
                         }
                     }

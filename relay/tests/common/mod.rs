@@ -121,13 +121,18 @@ impl Drop for ChildGuard {
 
 /// Starts `turnutils_peer` on a free UDP port; returns the guard and port.
 pub fn start_peer(peer_bin: &Path) -> (ChildGuard, u16) {
-    let port = UdpSocket::bind("127.0.0.1:0")
+    start_peer_on(peer_bin, "127.0.0.1")
+}
+
+/// Starts `turnutils_peer` on `ip` and a free UDP port.
+pub fn start_peer_on(peer_bin: &Path, ip: &str) -> (ChildGuard, u16) {
+    let port = UdpSocket::bind((ip, 0))
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let child = Command::new(peer_bin)
-        .args(["-L", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-L", ip, "-p", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
