@@ -359,6 +359,9 @@ async fn operator_drain_is_token_protected_and_survives_a_restart() {
     );
     assert!(metrics.contains("geosteer_probes_total{pool=\"turn\",member=\"m0\",result=\"ok\"}"));
     assert!(metrics.contains("geosteer_dns_queries_total{transport=\"udp\"}"));
+    assert!(metrics.contains("geosteer_dns_answers_by_region_total{region=\"us-east\"}"));
+    assert!(metrics.contains("geosteer_dns_queries_by_type_total{qtype=\"A\"}"));
+    assert!(metrics.contains("geosteer_dns_answer_generation_seconds_count"));
     n.shutdown().await;
 }
 
@@ -494,5 +497,46 @@ async fn utilization_above_the_high_watermark_sheds_the_relay() {
     let _ = session.wait_with_output();
     let _ = p.kill();
     let _ = p.wait();
+    n.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stun_probe_catches_a_relay_whose_udp_side_does_not_answer() {
+    let fleet = Fleet::start(46, 1000);
+    // The STUN probe against a live relay's UDP listener succeeds…
+    let ok = geosteer::health::probe::stun(fleet.turn_addr(1), Duration::from_millis(500)).await;
+    assert!(ok.is_ok(), "{ok:?}");
+    // …and fails against a port where nothing answers.
+    let dead = SocketAddr::new(fleet.turn_addr(1).ip(), 9);
+    let err = geosteer::health::probe::stun(dead, Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(err.contains("STUN"), "{err}");
+    // A node whose STUN probes go to a dead UDP port takes the members down
+    // although their HTTP health endpoints answer.
+    let dir = tmp("stun");
+    let n = node(&fleet.dns_config(&dir, "")).await;
+    let cfg = std::fs::read_to_string(dir.join("g.toml"))
+        .unwrap()
+        .replace("[health]\n", "[health]\nstun = true\nstun_port = 9\n");
+    std::fs::write(dir.join("g.toml"), cfg).unwrap();
+    n.reload().unwrap();
+    until(&n, "members down by STUN", |_| {
+        n.core.hub.state().iter().all(|m| m.state == "down")
+    })
+    .await;
+    let st = n.core.hub.state();
+    assert!(
+        st[1]
+            .last_probe
+            .as_ref()
+            .unwrap()
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("STUN"),
+        "{:?}",
+        st[1]
+    );
     n.shutdown().await;
 }

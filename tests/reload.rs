@@ -109,3 +109,56 @@ async fn reload_swaps_config_without_losing_queries_and_rejects_bad_ones() {
     node.dns.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replacing_the_geoip_database_file_reloads_it() {
+    use geosteer::geo::build::{parse_source, write_mmdb};
+    let dir = std::env::temp_dir().join(format!("geosteer-geowatch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(repo("zones/example.com.zone"), dir.join("example.com.zone")).unwrap();
+    std::fs::copy(repo("geoip/demo.mmdb"), dir.join("geo.mmdb")).unwrap();
+    let cfg = rewrite_listen(&std::fs::read_to_string(repo("zones/demo.toml")).unwrap())
+        .replace("../geoip/demo.mmdb", "geo.mmdb");
+    std::fs::write(dir.join("g.toml"), cfg).unwrap();
+    let st = geosteer::dns::ServeState::load(
+        geosteer::config::Config::load(&dir.join("g.toml")).unwrap(),
+        1,
+    )
+    .unwrap();
+    let node = geosteer::node::Node::start(st).await.unwrap();
+    let s = node.dns.addrs[0];
+    assert_eq!(
+        addrs(&udp(
+            s,
+            "turn.example.com.",
+            RecordType::A,
+            ecs("81.2.69.0/24")
+        )),
+        ["127.0.2.1"]
+    );
+    // A new database that places 81.2.69.0/24 in Singapore, renamed over the old one.
+    let src = parse_source("81.2.69.0/24,AS,SG,1.29,103.85,Singapore\n", "new").unwrap();
+    let bytes = write_mmdb(&src, "test-City", "test", 1).unwrap();
+    std::fs::write(dir.join("geo.mmdb.new"), bytes).unwrap();
+    std::fs::rename(dir.join("geo.mmdb.new"), dir.join("geo.mmdb")).unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        if addrs(&udp(
+            s,
+            "turn.example.com.",
+            RecordType::A,
+            ecs("81.2.69.0/24"),
+        )) == ["127.0.3.1"]
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the new database was not picked up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(node.shared().state.load().generation, 2);
+    node.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

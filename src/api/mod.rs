@@ -100,6 +100,15 @@ async fn metrics(State(api): State<Api>) -> impl IntoResponse {
     let mut out = String::with_capacity(8192);
     let shared = &api.node.shared;
     shared.metrics.render(&mut out);
+    let names: Vec<String> = shared
+        .state
+        .load()
+        .steering
+        .regions
+        .iter()
+        .map(|r| r.name.clone())
+        .collect();
+    shared.metrics.render_regions(&names, &mut out);
     out.push_str(&format!(
         "# HELP geosteer_cache_entries Answers in the cache.\n# TYPE geosteer_cache_entries gauge\ngeosteer_cache_entries {}\n",
         shared.cache.len()

@@ -31,6 +31,8 @@ pub struct Cached {
     pub generation: (u64, u64),
     /// Its response code (for metrics on hits).
     pub rcode: u16,
+    /// The region a steered answer came from (for metrics on hits).
+    pub region: Option<u16>,
     /// The encoded response.
     pub template: Template,
 }

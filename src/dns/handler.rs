@@ -141,6 +141,7 @@ impl Shared {
                 return;
             }
         }
+        self.metrics.count_qtype(q.qtype);
         let client = Client::new(st, q, src);
         if client.ecs.is_some() {
             self.metrics.count_ecs();
@@ -152,18 +153,27 @@ impl Shared {
                 if c.generation == generation {
                     self.metrics.count_cache(true);
                     self.metrics.count_rcode(c.rcode);
+                    if let Some(r) = c.region {
+                        self.metrics.count_region(r);
+                    }
                     self.finish(&c.template, q, raw, &client, cell, st, limit, out);
                     return;
                 }
             }
             self.metrics.count_cache(false);
         }
+        let started = std::time::Instant::now();
         let r = engine::respond(st, health, q, &client);
+        let t = encode(q, &r, opt);
+        self.metrics.observe_generation(started.elapsed());
         self.metrics.count_rcode(r.rcode);
+        let region = r.decision.as_ref().and_then(|d| d.region);
         if let Some(d) = &r.decision {
             self.metrics.count_outcome(d.outcome);
         }
-        let t = encode(q, &r, opt);
+        if let Some(reg) = region {
+            self.metrics.count_region(reg);
+        }
         self.finish(&t, q, raw, &client, cell, st, limit, out);
         if let Some(k) = key {
             // Answers of names that are static by kind but turned out to
@@ -175,6 +185,7 @@ impl Shared {
                     k,
                     Arc::new(Cached {
                         generation,
+                        region,
                         rcode: r.rcode,
                         template: t,
                     }),

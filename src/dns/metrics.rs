@@ -18,7 +18,31 @@ pub struct Metrics {
     cache_misses: AtomicU64,
     rcodes: [AtomicU64; 24],
     outcomes: [AtomicU64; 6],
+    qtypes: [AtomicU64; QTYPES.len() + 1],
+    regions: [AtomicU64; MAX_REGIONS],
+    gen_latency: [AtomicU64; GEN_BUCKETS_US.len() + 1],
+    gen_latency_ns: AtomicU64,
 }
+
+/// Query types counted by name; the rest are "other".
+const QTYPES: [(u16, &str); 10] = [
+    (1, "A"),
+    (28, "AAAA"),
+    (33, "SRV"),
+    (6, "SOA"),
+    (2, "NS"),
+    (15, "MX"),
+    (16, "TXT"),
+    (5, "CNAME"),
+    (255, "ANY"),
+    (252, "AXFR"),
+];
+
+/// Regions tracked for "answered by region" (more are counted in the last slot).
+pub const MAX_REGIONS: usize = 32;
+
+/// Buckets of the answer-generation latency histogram, microseconds.
+const GEN_BUCKETS_US: [u64; 9] = [1, 2, 5, 10, 20, 50, 100, 500, 1000];
 
 const RCODE_NAMES: [(usize, &str); 7] = [
     (0, "NOERROR"),
@@ -87,6 +111,45 @@ impl Metrics {
         }
     }
 
+    /// A query of type `t`.
+    #[inline]
+    pub fn count_qtype(&self, t: u16) {
+        let i = QTYPES
+            .iter()
+            .position(|(q, _)| *q == t)
+            .unwrap_or(QTYPES.len());
+        self.qtypes[i].fetch_add(1, Relaxed);
+    }
+
+    /// A steered answer from region `r`.
+    #[inline]
+    pub fn count_region(&self, r: u16) {
+        self.regions[(r as usize).min(MAX_REGIONS - 1)].fetch_add(1, Relaxed);
+    }
+
+    /// Time the engine and encoder took for a cache miss.
+    pub fn observe_generation(&self, d: std::time::Duration) {
+        let us = d.as_micros() as u64;
+        let b = GEN_BUCKETS_US
+            .iter()
+            .position(|&x| us <= x)
+            .unwrap_or(GEN_BUCKETS_US.len());
+        self.gen_latency[b].fetch_add(1, Relaxed);
+        self.gen_latency_ns.fetch_add(d.as_nanos() as u64, Relaxed);
+    }
+
+    /// Prometheus lines for answers by region (names supplied by the caller).
+    pub fn render_regions(&self, names: &[String], out: &mut String) {
+        let _ = writeln!(out, "# HELP geosteer_dns_answers_by_region_total Steered answers by the region answering.\n# TYPE geosteer_dns_answers_by_region_total counter");
+        for (i, n) in names.iter().enumerate().take(MAX_REGIONS) {
+            let _ = writeln!(
+                out,
+                "geosteer_dns_answers_by_region_total{{region=\"{n}\"}} {}",
+                self.regions[i].load(Relaxed)
+            );
+        }
+    }
+
     /// Total queries so far (UDP + TCP).
     pub fn queries(&self) -> u64 {
         self.udp.load(Relaxed) + self.tcp.load(Relaxed)
@@ -146,6 +209,40 @@ impl Metrics {
                 v.load(Relaxed)
             );
         }
+        let _ = writeln!(out, "# HELP geosteer_dns_queries_by_type_total DNS queries by query type.\n# TYPE geosteer_dns_queries_by_type_total counter");
+        for (i, (_, name)) in QTYPES.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "geosteer_dns_queries_by_type_total{{qtype=\"{name}\"}} {}",
+                self.qtypes[i].load(Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "geosteer_dns_queries_by_type_total{{qtype=\"other\"}} {}",
+            self.qtypes[QTYPES.len()].load(Relaxed)
+        );
+        let _ = writeln!(out, "# HELP geosteer_dns_answer_generation_seconds Time to compute and encode an answer on a cache miss.\n# TYPE geosteer_dns_answer_generation_seconds histogram");
+        let mut cum = 0;
+        for (i, us) in GEN_BUCKETS_US.iter().enumerate() {
+            cum += self.gen_latency[i].load(Relaxed);
+            let _ = writeln!(
+                out,
+                "geosteer_dns_answer_generation_seconds_bucket{{le=\"{}\"}} {cum}",
+                *us as f64 / 1e6
+            );
+        }
+        cum += self.gen_latency[GEN_BUCKETS_US.len()].load(Relaxed);
+        let _ = writeln!(
+            out,
+            "geosteer_dns_answer_generation_seconds_bucket{{le=\"+Inf\"}} {cum}"
+        );
+        let _ = writeln!(
+            out,
+            "geosteer_dns_answer_generation_seconds_sum {}",
+            self.gen_latency_ns.load(Relaxed) as f64 / 1e9
+        );
+        let _ = writeln!(out, "geosteer_dns_answer_generation_seconds_count {cum}");
         let _ = writeln!(out, "# HELP geosteer_steering_decisions_total Steering decisions made (cache misses) by outcome.\n# TYPE geosteer_steering_decisions_total counter");
         for (i, (_, name)) in OUTCOMES.iter().enumerate() {
             let _ = writeln!(
