@@ -27,9 +27,11 @@
 #   GEOSTEER_BIN=path   binary to test (default: cargo build --release, then
 #                       target/release/geosteer); NO_BUILD=1 skips the build
 #   WARMUP=2            seconds of unmeasured load per server and file first
-#   NICE=-10            scheduling priority of the servers and dnsperf (root
-#                       only; lessens interference from other jobs on a shared
-#                       machine; NICE=0 to run at normal priority)
+#   RT=1                run the servers and dnsperf SCHED_FIFO (chrt -f 10;
+#                       root only, the default for root): other jobs on a
+#                       shared machine then barely disturb the figures (the
+#                       kernel's RT throttling still leaves them 5% of a core)
+#   NICE=-10            priority when RT=0 (root only; 0 = normal priority)
 #   PROFILE=1           also perf-record each server during a fixed-rate
 #                       mixed-ECS run and print its hottest symbols
 #   CALLGRIND=1         also count each server's user-space instructions per
@@ -57,7 +59,22 @@ SEED=${SEED:-20261128}
 WARMUP=${WARMUP:-2}
 PROFILE=${PROFILE:-0}
 CALLGRIND=${CALLGRIND:-0}
-if [[ $(id -u) == 0 ]]; then NICE=${NICE:--10}; else NICE=${NICE:-0}; fi
+if [[ $(id -u) == 0 ]]; then
+	NICE=${NICE:--10} RT=${RT:-1}
+else
+	NICE=${NICE:-0} RT=${RT:-0}
+fi
+if [[ $RT == 1 ]] && ! chrt -f 10 true 2>/dev/null; then
+	printf 'dns.sh: chrt -f 10 is not permitted here; running with nice instead (RT=0)\n' >&2
+	RT=0
+fi
+if [[ $RT == 1 ]]; then
+	PRIO=(chrt -f 10)
+	PRIO_NOTE="SCHED_FIFO 10 (chrt -f 10)"
+else
+	PRIO=(nice -n "$NICE")
+	PRIO_NOTE="nice $NICE"
+fi
 ADDR=127.0.0.1 # the only address any traffic of this script goes to
 BENCH=$ROOT/.bench
 WORK=$BENCH/dns
@@ -70,6 +87,7 @@ cpu_ticks() { # "utime stime" of the whole process (all threads), in clock ticks
 	local s
 	s=$(<"/proc/$1/stat") || return 1
 	s=${s##*) }
+	# shellcheck disable=SC2086 # split the fields on purpose
 	set -- $s
 	echo "${12} ${13}"
 }
@@ -166,7 +184,7 @@ ln -sf "$DB" "$GD_DIR/etc/geoip/GeoIP.mmdb"
 gdnsd -c "$GD_DIR/etc" checkconf >"$GD_DIR/checkconf.log" 2>&1 || { cat "$GD_DIR/checkconf.log"; die "gdnsd checkconf failed"; }
 
 # ---------------------------------------------------------------- servers
-GS_PID= GD_PID= EXTRA_PIDS=
+GS_PID='' GD_PID='' EXTRA_PIDS=''
 stop_servers() {
 	for p in $GS_PID $GD_PID $EXTRA_PIDS; do kill "$p" 2>/dev/null || true; done
 	for p in $GS_PID $GD_PID $EXTRA_PIDS; do wait "$p" 2>/dev/null || true; done
@@ -174,9 +192,9 @@ stop_servers() {
 trap stop_servers EXIT
 trap 'exit 130' INT TERM
 
-nice -n "$NICE" taskset -c "$SERVER_CPU" "$GS_BIN" serve --config "$GS_DIR/geosteer.toml" >"$GS_DIR/server.log" 2>&1 &
+"${PRIO[@]}" taskset -c "$SERVER_CPU" "$GS_BIN" serve --config "$GS_DIR/geosteer.toml" >"$GS_DIR/server.log" 2>&1 &
 GS_PID=$!
-nice -n "$NICE" taskset -c "$SERVER_CPU" gdnsd -c "$GD_DIR/etc" start >"$GD_DIR/server.log" 2>&1 &
+"${PRIO[@]}" taskset -c "$SERVER_CPU" gdnsd -c "$GD_DIR/etc" start >"$GD_DIR/server.log" 2>&1 &
 GD_PID=$!
 wait_up() { # name pid port log
 	for _ in $(seq 100); do
@@ -205,7 +223,8 @@ else
 fi
 say "geosteer:  $("$GS_BIN" --version 2>/dev/null || echo '?') ($GS_BIN, $GS_SRC), udp_workers=1, pid $GS_PID on core $SERVER_CPU"
 say "gdnsd:     $(gdnsd -h 2>&1 | grep -m1 -o 'version [0-9.]*'), udp_threads=1, pid $GD_PID on core $SERVER_CPU"
-say "dnsperf:   $(dnsperf -h 2>&1 | grep -m1 -o 'Version [0-9.]*') on core $CLIENT_CPU; peak -c $PEAK_CLIENTS -q $PEAK_OUTSTANDING, rate -Q $RATE -c $RATE_CLIENTS -q $RATE_OUTSTANDING; ${DURATION}s per run, $ROUNDS round(s); nice $NICE"
+say "dnsperf:   $(dnsperf -h 2>&1 | grep -m1 -o 'Version [0-9.]*') on core $CLIENT_CPU; peak -c $PEAK_CLIENTS -q $PEAK_OUTSTANDING, rate -Q $RATE -c $RATE_CLIENTS -q $RATE_OUTSTANDING; ${DURATION}s per run, $ROUNDS round(s)"
+say "priority:  servers and dnsperf $PRIO_NOTE"
 say "GeoIP:     $DB"
 say "           $DB_NOTE"
 say "queries:   plain = turn.example.com A without EDNS; one-ecs = ECS 81.2.69.0/24; mixed-ecs = $SUBNETS /24s (seed $SEED) from geoip/demo-networks.txt RIR space"
@@ -227,7 +246,7 @@ run_dnsperf() { # port file mode seconds -> dnsperf output on stdout
 	else
 		args+=(-c "$PEAK_CLIENTS" -q "$PEAK_OUTSTANDING")
 	fi
-	nice -n "$NICE" taskset -c "$CLIENT_CPU" dnsperf "${args[@]}" 2>&1
+	"${PRIO[@]}" taskset -c "$CLIENT_CPU" dnsperf "${args[@]}" 2>&1
 }
 
 measure() { # round server pid port file mode
@@ -334,6 +353,7 @@ say "raw results: $RESULTS (dnsperf outputs beside it)"
 if [[ $PROFILE == 1 ]]; then
 	if command -v perf >/dev/null; then
 		for sv in "geosteer $GS_PID $GS_PORT" "gdnsd $GD_PID $GD_PORT"; do
+			# shellcheck disable=SC2086 # "name pid port"
 			set -- $sv
 			say
 			say "== perf profile of $1: mixed-ecs at ${RATE}/s for ${DURATION}s (perf record -F 999 -g -p $2)"
