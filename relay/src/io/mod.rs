@@ -33,6 +33,8 @@ const TLS_BASE: usize = 1 << 21;
 /// Connections without an allocation are closed after this long.
 const IDLE_CONN: Duration = Duration::from_secs(60);
 const TICK: Duration = Duration::from_secs(1);
+/// recvmmsg batches read from one listener before other sockets get a turn.
+const LISTENER_BATCHES: usize = 4;
 
 /// Sockets handed to the loop (already bound).
 pub struct Sockets {
@@ -171,6 +173,7 @@ pub struct EventLoop {
     tls: Vec<mio::net::TcpListener>,
     tls_config: Option<Arc<rustls::ServerConfig>>,
     rx: Box<Batch>,
+    pending_udp: Vec<usize>,
     next_conn: u32,
     max_conns: usize,
     control: Arc<Control>,
@@ -243,6 +246,7 @@ impl EventLoop {
             tls,
             tls_config: sockets.tls_config,
             rx: Batch::new(),
+            pending_udp: Vec::new(),
             next_conn: 1,
             max_conns,
             control,
@@ -257,7 +261,11 @@ impl EventLoop {
         let mut drain_deadline: Option<Instant> = None;
         loop {
             let now = Instant::now();
-            let timeout = next_tick.saturating_duration_since(now);
+            let timeout = if self.pending_udp.is_empty() {
+                next_tick.saturating_duration_since(now)
+            } else {
+                Duration::ZERO
+            };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     tracing::error!("poll failed: {e}");
@@ -265,6 +273,9 @@ impl EventLoop {
                 }
             }
             self.io.now = Instant::now();
+            // Listeners left with data last turn get their next share after
+            // this turn's events.
+            let pending = std::mem::take(&mut self.pending_udp);
             for ev in events.iter() {
                 let t = ev.token();
                 match t.0 {
@@ -278,6 +289,11 @@ impl EventLoop {
                         ev.is_writable(),
                     ),
                     i => self.relay_readable((i - RELAY_BASE) as AllocId),
+                }
+            }
+            for i in pending {
+                if !self.pending_udp.contains(&i) {
+                    self.udp_readable(i);
                 }
             }
             self.io.flush();
@@ -320,12 +336,16 @@ impl EventLoop {
         self.control.finished();
     }
 
+    /// Reads a UDP listener, at most [`LISTENER_BATCHES`] batches per turn so
+    /// that relay sockets (the peer → client direction) are not starved under
+    /// overload. A listener that may still hold data is revisited on the next
+    /// loop turn (readiness is edge-triggered, so it would not be reported again).
     fn udp_readable(&mut self, i: usize) {
         let Some(l) = self.io.udp.get(i) else {
             return;
         };
         let fd = l.socket.as_raw_fd();
-        loop {
+        for _ in 0..LISTENER_BATCHES {
             let n = match self.rx.recv(fd) {
                 Ok(n) => n,
                 Err(e) => {
@@ -352,6 +372,9 @@ impl EventLoop {
             if n < batch::BATCH {
                 return;
             }
+        }
+        if !self.pending_udp.contains(&i) {
+            self.pending_udp.push(i);
         }
     }
 
