@@ -78,7 +78,10 @@ fn explain_uses_the_server_logic() {
     assert_eq!(v["geoip"]["country"], "GB");
     assert_eq!(v["region"], "eu-central");
     assert_eq!(v["answer"][0], "127.0.2.1");
-    assert_eq!(v["ecs_scope"], 24);
+    // London's /24 and all the RIPE /8s from 80/8 to 95/8 rank the regions alike.
+    assert_eq!(v["ecs_scope"], 4);
+    assert_eq!(v["scope_network"], "80.0.0.0/4");
+    assert_eq!(v["network"], "81.2.69.0/24");
     assert_eq!(v["subnet"], "81.2.69.0/24");
     assert_eq!(v["ranking"][0]["region"], "eu-central");
     assert_eq!(v["ranking"].as_array().unwrap().len(), 3);

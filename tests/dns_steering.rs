@@ -13,7 +13,6 @@ const CFG: &str = "tests/data/test.toml";
 async fn ecs_subnets_steer_to_their_nearest_region_with_the_network_scope() {
     let node = start(CFG).await;
     let s = node.dns.addrs[0];
-    let st = node.shared().state.load_full();
     for (subnet, want) in [
         ("81.2.69.0/24", "127.0.2.1"),    // London → Frankfurt
         ("8.8.8.0/24", "127.0.1.1"),      // US → Ashburn
@@ -30,18 +29,40 @@ async fn ecs_subnets_steer_to_their_nearest_region_with_the_network_scope() {
         assert!(!m.metadata.recursion_available, "{subnet}: RA");
         assert_eq!(addrs(&m), [want], "{subnet}");
         let (addr, source, scope) = ecs_of(&m).expect("ECS echoed");
+        if subnet == "203.0.113.0/24" {
+            assert_eq!(scope, 24, "the override CIDR decides");
+        }
+        if subnet == "81.2.69.0/24" {
+            assert_eq!(scope, 4, "London and the RIPE /8s 80-95 rank regions alike");
+        }
         let (a, p) = subnet.split_once('/').unwrap();
         assert_eq!(
             (addr.to_string().as_str(), source),
             (a, p.parse().unwrap()),
             "{subnet}: echo"
         );
-        let expected_scope = if subnet == "203.0.113.0/24" {
-            24
+        // The scope is the widest block around the subnet with the same
+        // decision: every /24 inside it must get the same answer.
+        assert!(scope <= 24, "{subnet}: scope /{scope}");
+        let base = u32::from(a.parse::<std::net::Ipv4Addr>().unwrap());
+        let block = if scope == 0 {
+            u32::MAX
         } else {
-            st.geo.lookup(a.parse().unwrap()).network.prefix_len()
+            !(u32::MAX << (32 - scope))
         };
-        assert_eq!(scope, expected_scope, "{subnet}: scope = deciding network");
+        for other in [
+            base & !block,
+            (base | block) & !0xFF,
+            (base & !block) | (block & 0x00A5_5A00),
+        ] {
+            let o = format!("{}/24", std::net::Ipv4Addr::from(other));
+            let m2 = udp(s, "turn.example.com.", RecordType::A, ecs(&o));
+            assert_eq!(
+                addrs(&m2),
+                [want],
+                "{subnet} scope /{scope}: {o} inside it answered differently"
+            );
+        }
         assert_eq!(m.answers[0].ttl, 30);
     }
     node.dns.shutdown().await;

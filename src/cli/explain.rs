@@ -82,7 +82,10 @@ fn print_text(x: &Explanation) {
         ),
         None => println!("geoip       not in the database"),
     }
-    println!("network     {} (decided by {})", x.network, x.decided_by);
+    println!(
+        "network     {} (decided by {}); same decision for {}",
+        x.network, x.decided_by, x.scope_network
+    );
     println!("regions:");
     for r in &x.ranking {
         let d = r

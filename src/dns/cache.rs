@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use moka::sync::Cache;
 
-use super::client::CellKind;
 use super::encode::Template;
 
 /// What decides an answer: the name, the type, the EDNS shape (none, EDNS,
@@ -18,8 +17,8 @@ pub struct CacheKey {
     pub qtype: u16,
     /// 0 = no EDNS, 1 = EDNS, 2 = EDNS with DO.
     pub edns: u8,
-    /// Decision cell for steered answers.
-    pub cell: Option<(CellKind, u32)>,
+    /// Placement class for steered answers.
+    pub cell: Option<u32>,
     /// Client subnet hash, when the answer depends on it (else 0).
     pub bucket: u64,
 }

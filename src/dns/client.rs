@@ -8,25 +8,13 @@ use super::wire::{Ecs, Query};
 use crate::geo::Location;
 use crate::steer::client_hash;
 
-/// What decided a client's placement; part of the answer cache key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CellKind {
-    /// A CIDR override (id = override index).
-    Override,
-    /// A GeoIP data record (id = record offset).
-    Geo,
-    /// The database does not know the address.
-    Unknown,
-}
-
-/// The decision cell of a client and the prefix length of the network it covers.
+/// The decision cell of a client: its placement class and the widest prefix
+/// around it with the same class (the ECS scope of cell-wide answers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Cell {
-    /// What kind of cell.
-    pub kind: CellKind,
-    /// Identity within the kind.
-    pub id: u32,
-    /// Prefix length of the deciding network (the ECS scope for cell-wide answers).
+    /// Placement class (index into the compiled map).
+    pub class: u32,
+    /// Prefix length of the block the decision holds for.
     pub prefix: u8,
 }
 
@@ -96,30 +84,14 @@ impl Client {
         }
     }
 
-    /// The decision cell (hot path: a tree walk, no decoding).
+    /// The decision cell (hot path: a binary search in the compiled map).
     #[inline]
     pub fn cell(&self, st: &ServeState) -> Cell {
-        if let Some((i, net)) = st.steering.cidr_override(self.addr) {
-            return Cell {
-                kind: CellKind::Override,
-                id: i as u32,
-                prefix: net.prefix_len(),
-            };
-        }
-        let l = st.geo.lookup(self.addr);
+        let h = st.cells.lookup(self.addr);
         let max = if self.addr.is_ipv4() { 32 } else { 128 };
-        let prefix = l.network.prefix_len().min(max);
-        match l.record {
-            Some(off) => Cell {
-                kind: CellKind::Geo,
-                id: off,
-                prefix,
-            },
-            None => Cell {
-                kind: CellKind::Unknown,
-                id: 0,
-                prefix,
-            },
+        Cell {
+            class: h.class,
+            prefix: h.prefix.min(max),
         }
     }
 

@@ -11,7 +11,7 @@ use super::client::Client;
 use super::state::{NameKind, ServeState, SteeredName};
 use super::wire::Query;
 use crate::health::HealthSnapshot;
-use crate::steer::{decide, Decision, Placement};
+use crate::steer::{decide_ranked, Decision};
 
 /// How the answer depends on the client, for caching and the ECS scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,13 +264,12 @@ pub fn steer_decision(
     s: &SteeredName,
     client: &Client,
 ) -> Decision {
-    let loc = client.location(st);
-    let placement = Placement::of(&st.steering, client.addr, loc.as_ref());
-    decide(
+    let class = st.cells.class(client.cell(st).class);
+    decide_ranked(
         &st.steering,
         health,
         s.pool,
-        placement,
+        class.ranking.clone(),
         client.hash,
         s.count,
     )

@@ -8,7 +8,7 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RData;
 use serde::Serialize;
 
-use super::client::{CellKind, Client};
+use super::client::Client;
 use super::engine::{self, Dependence};
 use super::state::ServeState;
 use super::wire::{parse_query, Ecs};
@@ -27,8 +27,10 @@ pub struct Explanation {
     pub name: String,
     /// What the GeoIP database says.
     pub geoip: Option<Location>,
-    /// The deciding network (GeoIP network or override CIDR).
+    /// The database network of the address, or the override CIDR.
     pub network: String,
+    /// The widest network with the same decision (what the ECS scope covers).
+    pub scope_network: String,
     /// `geoip`, `override` or `unknown`.
     pub decided_by: &'static str,
     /// Regions best first.
@@ -119,14 +121,14 @@ pub fn explain(
     let client = Client::new(st, &q, ip);
     let cell = client.cell(st);
     let r = engine::respond(st, health, &q, &client);
-    let network = match cell.kind {
-        CellKind::Override => st
-            .steering
-            .cidr_override(client.addr)
-            .map(|(_, n)| n.to_string())
-            .unwrap_or_default(),
+    let class = st.cells.class(cell.class);
+    let network = match (class.override_idx, st.steering.cidr_override(client.addr)) {
+        (Some(_), Some((_, n))) => n.to_string(),
         _ => st.geo.lookup(client.addr).network.to_string(),
     };
+    let scope_network = ipnet::IpNet::new(client.addr, cell.prefix)
+        .map(|n| n.trunc().to_string())
+        .unwrap_or_default();
     let d = r.decision.as_ref();
     let region_name = |r: u16| st.steering.regions[r as usize].name.clone();
     Ok(Explanation {
@@ -135,10 +137,11 @@ pub fn explain(
         name: s.name.to_string(),
         geoip: client.location(st),
         network,
-        decided_by: match cell.kind {
-            CellKind::Override => "override",
-            CellKind::Geo => "geoip",
-            CellKind::Unknown => "unknown",
+        scope_network,
+        decided_by: match (class.override_idx, class.located) {
+            (Some(_), _) => "override",
+            (None, true) => "geoip",
+            (None, false) => "unknown",
         },
         ranking: d
             .map(|d| {

@@ -256,7 +256,7 @@ impl Shared {
             return (Some(key), None, None);
         };
         let cell = client.cell(st);
-        key.cell = Some((cell.kind, cell.id));
+        key.cell = Some(cell.class);
         let s = &st.steered[sid as usize];
         if s.hash_sensitive || health.any_shedding() {
             key.bucket = client.hash;

@@ -1,7 +1,10 @@
 //! The serving snapshot: everything a query needs, built once per (re)load
 //! and swapped whole.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+
+/// The name table's map: ahash, since it is probed on every query.
+pub type NameMap = std::collections::HashMap<Box<[u8]>, NameEntry, ahash::RandomState>;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -10,7 +13,7 @@ use hickory_proto::serialize::binary::{BinDecodable, BinEncodable};
 
 use crate::config::{Config, ConfigError, ConfigErrors};
 use crate::geo::{Locate, MaxMind};
-use crate::steer::{MemberId, PoolId, Steering};
+use crate::steer::{CellMap, MemberId, PoolId, Steering};
 use crate::zone::{self, Zone};
 
 /// A steered name and its settings.
@@ -67,11 +70,13 @@ pub struct ServeState {
     /// Steered names.
     pub steered: Vec<SteeredName>,
     /// Every owned name by lower-case wire form.
-    pub names: HashMap<Box<[u8]>, NameEntry>,
+    pub names: NameMap,
     /// Names that exist only as ancestors of steering-owned names.
     pub steered_ents: HashSet<LowerName>,
     /// The GeoIP database.
     pub geo: Arc<dyn Locate>,
+    /// The address space compiled into placement classes (hot-path lookup).
+    pub cells: CellMap,
     /// TURN REST secrets for the ICE-servers API (first signs).
     pub ice_secrets: Vec<String>,
     /// Identifies this snapshot in cached answers.
@@ -113,7 +118,7 @@ impl ServeState {
         let steering = Steering::from_config(&config.file);
         let mut zones = Vec::new();
         let mut steered = Vec::new();
-        let mut names: HashMap<Box<[u8]>, NameEntry> = HashMap::new();
+        let mut names = NameMap::default();
         let mut steered_ents = HashSet::new();
         for (zi, zc) in config.file.zones.iter().enumerate() {
             let origin = match Name::from_ascii(&zc.origin) {
@@ -280,15 +285,27 @@ impl ServeState {
             None => Vec::new(),
         };
         errors.clone().into_result()?;
+        let geo = geo.expect("no errors means the database opened");
+        let started = std::time::Instant::now();
+        let cells = CellMap::build(&steering, geo.as_ref());
+        let (classes, r4, r6) = cells.sizes();
+        tracing::info!(
+            classes,
+            ipv4_ranges = r4,
+            ipv6_ranges = r6,
+            ms = started.elapsed().as_millis() as u64,
+            "compiled the GeoIP database into placement classes"
+        );
         Ok(ServeState {
             ice_secrets,
+            cells,
             config,
             steering,
             zones,
             steered,
             names,
             steered_ents,
-            geo: geo.expect("no errors means the database opened"),
+            geo,
             generation,
         })
     }
@@ -308,7 +325,7 @@ impl ServeState {
 /// would make answers ambiguous.
 #[allow(clippy::too_many_arguments)]
 fn claim(
-    names: &mut HashMap<Box<[u8]>, NameEntry>,
+    names: &mut NameMap,
     zone: &Zone,
     name: &Name,
     kind: NameKind,

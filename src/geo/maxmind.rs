@@ -7,7 +7,7 @@ use ipnet::IpNet;
 use maxminddb::{Mmap, Reader};
 use serde::Deserialize;
 
-use super::{GeoLookup, Locate, Location};
+use super::{GeoLookup, Locate, Location, NetworkSource};
 
 /// A GeoIP2/GeoLite2 City or Country database (or any database in that layout).
 pub struct MaxMind {
@@ -136,6 +136,33 @@ impl Locate for MaxMind {
             m.node_count,
             m.build_epoch
         )
+    }
+}
+
+impl NetworkSource for MaxMind {
+    fn for_each_network(&self, v6: bool, f: &mut dyn FnMut(IpNet, Option<u32>)) {
+        let cidr: ipnetwork::IpNetwork = if v6 {
+            "::/0".parse().expect("literal")
+        } else {
+            "0.0.0.0/0".parse().expect("literal")
+        };
+        if v6 && self.reader.metadata().ip_version == 4 {
+            return;
+        }
+        let Ok(iter) = self.reader.within(cidr, Default::default()) else {
+            return;
+        };
+        for r in iter.flatten() {
+            if let Ok(n) = r.network() {
+                if let Ok(net) = IpNet::new(n.network(), n.prefix()) {
+                    f(net, r.offset().map(|o| o as u32));
+                }
+            }
+        }
+    }
+
+    fn location_at(&self, ip: IpAddr) -> Option<Location> {
+        self.locate(ip)
     }
 }
 

@@ -48,8 +48,17 @@ pub struct GeoLookup {
     pub record: Option<u32>,
 }
 
+/// A database that can be enumerated: what [`crate::steer::CellMap`] compiles.
+pub trait NetworkSource {
+    /// Calls `f` for every network of the family that has data, with the
+    /// identity of its data record.
+    fn for_each_network(&self, v6: bool, f: &mut dyn FnMut(IpNet, Option<u32>));
+    /// Decodes the location of the record at `ip`.
+    fn location_at(&self, ip: IpAddr) -> Option<Location>;
+}
+
 /// A source of client locations. Implemented by [`MaxMind`]; tests may supply their own.
-pub trait Locate: Send + Sync {
+pub trait Locate: NetworkSource + Send + Sync {
     /// Walks the tree for `ip` (hot path: no allocation, no decoding).
     fn lookup(&self, ip: IpAddr) -> GeoLookup;
     /// Decodes the location of `ip`, if the database knows it.

@@ -57,7 +57,19 @@ pub fn decide(
     client: u64,
     count: usize,
 ) -> Decision {
-    let ranking = rank_regions(s, placement);
+    decide_ranked(s, health, pool, rank_regions(s, placement), client, count)
+}
+
+/// [`decide`] with the ranking already computed (the server takes it from
+/// its compiled [`super::CellMap`]).
+pub fn decide_ranked(
+    s: &Steering,
+    health: &HealthSnapshot,
+    pool: PoolId,
+    ranking: Vec<RankedRegion>,
+    client: u64,
+    count: usize,
+) -> Decision {
     let p = &s.pools[pool as usize];
     let usable = |m: MemberId| {
         let h = health.get(m);

@@ -26,9 +26,15 @@ impl<'a> Placement<'a> {
         if let Some((idx, _)) = s.cidr_override(ip) {
             return Placement::Override(idx, loc);
         }
-        let Some(loc) = loc else {
-            return Placement::Unknown;
-        };
+        match loc {
+            Some(loc) => Placement::of_location(s, loc),
+            None => Placement::Unknown,
+        }
+    }
+
+    /// Places a located client: country, then continent override, then the
+    /// location itself (no CIDR overrides: see [`super::CellMap`]).
+    pub fn of_location(s: &Steering, loc: &'a Location) -> Placement<'a> {
         let by_country = loc
             .country
             .as_deref()
