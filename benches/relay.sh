@@ -98,6 +98,8 @@ run_load() {
   taskset -c "$CLIENT_CPU" turnutils_uclient -c -X -l 100 -e 127.0.0.1 -r $PEER_PORT -p $PORT \
     -u alice -w wonderland "$@" 127.0.0.1 >"$log" 2>&1 || true
   t1=$(ticks "$pid")
+  # Other work on the machine distorts the figures: record the load average.
+  echo "$name $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/loadavg"
   python3 - "$name" "$log" "$((t1 - t0))" "$hz" >>"$OUT/results" <<'PY'
 import re, sys
 name, log, ticks, hz = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
@@ -137,7 +139,7 @@ measure_memory() { # NAME PID -> appends "name allocs rss_delta_kb" to $OUT/memo
   for p in "${ucs[@]}"; do kill -9 "$p" 2>/dev/null || true; done
 }
 
-: >"$OUT/results"; : >"$OUT/memory"
+: >"$OUT/results"; : >"$OUT/memory"; : >"$OUT/loadavg"
 taskset -c "$CLIENT_CPU" turnutils_peer -L 127.0.0.1 -p $PEER_PORT >/dev/null 2>&1 &
 PIDS+=($!)
 sleep 0.5
@@ -157,6 +159,8 @@ for server in ${SERVERS:-coturn geosteer}; do
   fi
 done
 
+echo; echo "load average (1/5/15 min) after each run — should be ≈ 2 (server + load) on a quiet 2-core machine:"
+cat "$OUT/loadavg"
 python3 - "$OUT/results" "$OUT/memory" <<'PY'
 import sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
