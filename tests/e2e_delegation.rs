@@ -241,6 +241,17 @@ impl Lab {
         let ns = self.ns(short);
         ip(&["netns", "add", &ns]);
         self.namespaces.push(ns.clone());
+        // IPv4 only: no IPv6 link-local addresses either (kernels without
+        // IPv6 have no such files, hence no check).
+        let _ = self.exec(
+            short,
+            &[
+                "sh",
+                "-c",
+                "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6; \
+                 echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6",
+            ],
+        );
         ip(&["-n", &ns, "link", "set", "lo", "up"]);
         ns
     }
@@ -624,6 +635,20 @@ fn delegated_steering_through_unbound_with_ecs_fails_over_per_region() {
         lab.host(short, addr);
     }
 
+    // Test hosts carry 198.18.0.0/15 (and loopback) addresses only.
+    for ns in &lab.namespaces {
+        let out = run("ip", &["-n", ns, "-o", "addr", "show"]);
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let addr = line.split_whitespace().nth(3).unwrap_or("");
+            assert!(
+                (line.contains(" inet ")
+                    && (addr.starts_with("198.18.") || addr.starts_with("127.0.0.1/")))
+                    || line.contains(" inet6 ") && addr == "::1/128",
+                "unexpected address in {ns}: {line}"
+            );
+        }
+    }
+
     // --- files
     let src: String = CLIENTS.iter().map(|c| format!("{}\n", c.2)).collect();
     let src = lab.write("geo.txt", &src);
@@ -751,7 +776,8 @@ ns2 3600 IN A {NODE_B}
     for (node, addr) in [("A", NODE_A), ("B", NODE_B)] {
         // Directly, with an ECS option as Unbound would send it.
         for (client, _, line, want) in CLIENTS {
-            let subnet = format!("+subnet={}", line.split(',').next().unwrap());
+            let net = line.split(',').next().unwrap();
+            let subnet = format!("+subnet={net}");
             let r = lab.until(
                 up,
                 || lab.dig(client, addr, &["+norecurse", &subnet, NAME, "A"]),
@@ -762,6 +788,15 @@ ns2 3600 IN A {NODE_B}
                 "node {node} does not steer {subnet} to {}: {r:?}\n{}",
                 REGIONS[want].1,
                 lab.diagnostics()
+            );
+            // The scope is the GeoIP network's /24, so Unbound caches the
+            // answer for that /24 only.
+            let at = format!("@{addr}");
+            let out = lab.exec(client, &["dig", &at, "+norecurse", &subnet, NAME, "A"]);
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                text.contains(&format!("CLIENT-SUBNET: {net}/24")),
+                "node {node}: ECS scope for {net}:\n{text}"
             );
         }
     }
@@ -841,13 +876,11 @@ ns2 3600 IN A {NODE_B}
         ),
     };
     // Before the switch, answers are EU (or a failed lookup); never a third region.
-    for a in &seen {
-        if let Ok(a) = a {
-            assert!(
-                a == &[REGIONS[0].4] || a == &[REGIONS[1].4],
-                "EU client got {a:?} during failover"
-            );
-        }
+    for a in seen.iter().flatten() {
+        assert!(
+            a == &[REGIONS[0].4] || a == &[REGIONS[1].4],
+            "EU client got {a:?} during failover"
+        );
     }
     say!("failover: EU client moved eu-central -> us-east {failover:.2?} after `ip link set eth0 down` ({} lookups)", seen.len());
     // It stays moved, and the others never moved.
@@ -905,20 +938,32 @@ ns2 3600 IN A {NODE_B}
         "node A down: 15/15 lookups answered correctly via node B over {:.1?}, slowest {worst:.2?}",
         killed.elapsed()
     );
-    // Node B alone still follows health: cut EU again.
+    // Node B alone still follows health. Cut Asia: Tokyo's next region is
+    // eu-central (9,300 km) rather than us-east (10,900 km), although
+    // us-east leads `default_regions`: the ranking is by distance.
+    let ap_ns = lab.ns("ap");
     let cut = Instant::now();
-    ip(&["-n", &eu_ns, "link", "set", "eth0", "down"]);
+    ip(&["-n", &ap_ns, "link", "set", "eth0", "down"]);
     let r = lab.until(
         FAILOVER_LIMIT,
-        || lab.resolve("ceu"),
-        |r| r.as_ref().map(|a| a == &[REGIONS[1].4]).unwrap_or(false),
+        || lab.resolve("cap"),
+        |r| r.as_ref().map(|a| a == &[REGIONS[0].4]).unwrap_or(false),
     );
+    let ap_failover = cut.elapsed();
     assert!(
         r.is_ok(),
-        "node B alone: EU client did not fail over: {r:?}\n{}",
+        "node B alone: the Tokyo client did not move to eu-central: {r:?}\n{}",
         lab.diagnostics()
     );
-    say!("failover with only node B: {:.2?}", cut.elapsed());
+    for (client, _, _, want) in CLIENTS {
+        let want = if want == 2 { 0 } else { want };
+        assert_eq!(
+            lab.resolve(client).as_deref(),
+            Ok(&[REGIONS[want].4.to_string()][..]),
+            "client {client} while Asia is cut (node B alone)"
+        );
+    }
+    say!("failover with only node B: Tokyo client moved ap-southeast -> eu-central {ap_failover:.2?} after link down");
 
     // Control: with both nodes gone, answers stop once Unbound's cache
     // expires (TTL 1 s, served down to TTL 0, so about 2 s): the answers
@@ -937,18 +982,14 @@ ns2 3600 IN A {NODE_B}
     );
 
     // Everything but the killed nodes ran throughout.
-    let mut others: Vec<_> = lab
-        .children
-        .iter_mut()
-        .filter(|(l, _)| !l.starts_with("node"))
-        .collect();
-    for (label, c) in others.iter_mut() {
-        assert!(matches!(c.try_wait(), Ok(None)), "{label} exited");
+    for (label, c) in lab.children.iter_mut() {
+        if !label.starts_with("node") {
+            assert!(matches!(c.try_wait(), Ok(None)), "{label} exited");
+        }
     }
     say!(
-        "summary: failover {failover:.2?} (limit {FAILOVER_LIMIT:?}), recovery {recovery:.2?}, total wall time {:.1?}",
+        "summary: failover {failover:.2?} (EU, two nodes), {ap_failover:.2?} (Asia, node B alone), limit {FAILOVER_LIMIT:?}; recovery {recovery:.2?}; total wall time {:.1?}",
         wall.elapsed()
     );
-    drop(others);
     drop(lab);
 }
