@@ -67,7 +67,7 @@ fn bench(c: &mut Criterion) {
     {
         let (s, h) = (shared.state.load(), shared.health.load());
         for q in &queries {
-            shared.handle(&s, &h, q, src, Transport::Udp, &mut out);
+            shared.handle(&s, &h, q, src, Transport::Udp, None, &mut out);
         }
     }
     c.bench_function("handle/cache hit, 10k mixed ECS subnets", |b| {
@@ -75,14 +75,34 @@ fn bench(c: &mut Criterion) {
         let mut i = 0;
         b.iter(|| {
             i = (i + 1) % queries.len();
-            shared.handle(&s, &h, &queries[i], src, Transport::Udp, &mut out)
+            shared.handle(&s, &h, &queries[i], src, Transport::Udp, None, &mut out)
         })
     });
+    c.bench_function(
+        "handle/worker-local cache hit, 10k mixed ECS subnets",
+        |b| {
+            let (s, h) = (shared.state.load(), shared.health.load());
+            let mut local = geosteer::dns::cache::LocalCache::new();
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) % queries.len();
+                shared.handle(
+                    &s,
+                    &h,
+                    &queries[i],
+                    src,
+                    Transport::Udp,
+                    Some(&mut local),
+                    &mut out,
+                )
+            })
+        },
+    );
     c.bench_function("handle/cache miss (engine + encode)", |b| {
         let (s, h) = (shared.state.load(), shared.health.load());
         b.iter_batched(
             || shared.cache.clear(),
-            |_| shared.handle(&s, &h, &queries[7], src, Transport::Udp, &mut out),
+            |_| shared.handle(&s, &h, &queries[7], src, Transport::Udp, None, &mut out),
             BatchSize::SmallInput,
         )
     });

@@ -53,9 +53,10 @@ async fn dig_over_udp_and_tcp_with_ecs() {
     let node = start("zones/demo.toml").await;
     let a = node.dns.addrs[0];
     for (subnet, want, scope) in [
-        ("81.2.69.0/24", "127.0.2.1", "/24/24"),
+        // source /24; scope = widest block with the same decision in the demo DB
+        ("81.2.69.0/24", "127.0.2.1", "/24/4"),
         ("1.0.0.0/24", "127.0.3.1", "/24/24"),
-        ("8.8.8.0/24", "127.0.1.1", "/24/24"),
+        ("8.8.8.0/24", "127.0.1.1", "/24/7"),
     ] {
         for transport in ["+notcp", "+tcp"] {
             let out = run(
@@ -129,7 +130,7 @@ async fn kdig_with_ecs_and_srv() {
     );
     assert!(out.contains("status: NOERROR"), "{out}");
     assert!(out.contains("3478 euc1-a.turn.example.com."), "{out}");
-    assert!(out.contains("CLIENT-SUBNET: 81.2.69.0/24/24"), "{out}");
+    assert!(out.contains("CLIENT-SUBNET: 81.2.69.0/24/4"), "{out}");
     assert!(
         out.contains("127.0.2.1"),
         "target address in additional: {out}"

@@ -77,3 +77,54 @@ impl AnswerCache {
         self.len() == 0
     }
 }
+
+/// A small direct-mapped cache in front of the shared one, owned by one UDP
+/// worker: no lock, no atomic, no reference-count traffic on a hit.
+pub struct LocalCache {
+    slots: Box<[Option<(CacheKey, Arc<Cached>)>]>,
+}
+
+impl LocalCache {
+    /// Slots (a power of two).
+    pub const SLOTS: usize = 8192;
+
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self {
+            slots: (0..Self::SLOTS).map(|_| None).collect(),
+        }
+    }
+
+    #[inline]
+    fn slot(k: &CacheKey) -> usize {
+        let h = crate::steer::client_hash(
+            (k.name as u128) << 64
+                | (k.qtype as u128) << 32
+                | (k.edns as u128) << 24
+                | k.cell.map_or(0, |c| c as u128 + 1),
+            0,
+        ) ^ k.bucket;
+        h as usize & (Self::SLOTS - 1)
+    }
+
+    /// The entry for `k`, if this slot holds it.
+    #[inline]
+    pub fn get(&self, k: &CacheKey) -> Option<&Arc<Cached>> {
+        match &self.slots[Self::slot(k)] {
+            Some((key, v)) if key == k => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Stores `v` for `k`, evicting whatever shared the slot.
+    #[inline]
+    pub fn insert(&mut self, k: CacheKey, v: Arc<Cached>) {
+        self.slots[Self::slot(&k)] = Some((k, v));
+    }
+}
+
+impl Default for LocalCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-use super::cache::{AnswerCache, CacheKey, Cached};
+use super::cache::{AnswerCache, CacheKey, Cached, LocalCache};
 use super::client::{Cell, Client};
 use super::encode::{encode, finish, header_only, OptOut, Template};
 use super::engine::{self, Dependence, Response};
@@ -69,6 +69,8 @@ impl Shared {
     }
 
     /// Answers one packet into `out`. Returns false when nothing must be sent.
+    /// `local` is the calling worker's own cache in front of the shared one.
+    #[allow(clippy::too_many_arguments)]
     pub fn handle(
         &self,
         st: &ServeState,
@@ -76,12 +78,13 @@ impl Shared {
         raw: &[u8],
         src: IpAddr,
         transport: Transport,
+        local: Option<&mut LocalCache>,
         out: &mut Vec<u8>,
     ) -> bool {
         self.metrics.count_query(transport);
         match parse_query(raw) {
             Ok(q) => {
-                self.answer(st, health, &q, raw, src, transport, out);
+                self.answer(st, health, &q, raw, src, transport, local, out);
                 true
             }
             Err(WireError::Drop) => {
@@ -110,6 +113,7 @@ impl Shared {
         raw: &[u8],
         src: IpAddr,
         transport: Transport,
+        mut local: Option<&mut LocalCache>,
         out: &mut Vec<u8>,
     ) {
         let server_max = st.config.file.server.max_udp_payload as usize;
@@ -149,14 +153,18 @@ impl Shared {
         let (key, cell, pool) = self.cache_key(st, health, q, &client);
         let generation = (st.generation, pool.map_or(0, |p| health.pool_epoch(p)));
         if let Some(k) = &key {
+            if let Some(c) = local.as_deref().and_then(|l| l.get(k)) {
+                if c.generation == generation {
+                    self.served_from_cache(c, q, raw, &client, cell, st, limit, out);
+                    return;
+                }
+            }
             if let Some(c) = self.cache.get(k) {
                 if c.generation == generation {
-                    self.metrics.count_cache(true);
-                    self.metrics.count_rcode(c.rcode);
-                    if let Some(r) = c.region {
-                        self.metrics.count_region(r);
+                    self.served_from_cache(&c, q, raw, &client, cell, st, limit, out);
+                    if let Some(l) = local.as_deref_mut() {
+                        l.insert(*k, c);
                     }
-                    self.finish(&c.template, q, raw, &client, cell, st, limit, out);
                     return;
                 }
             }
@@ -181,17 +189,38 @@ impl Shared {
             // under a client-independent key.
             let kind_static = k.cell.is_none();
             if r.cacheable() && !(kind_static && t.dependence != Dependence::None) {
-                self.cache.insert(
-                    k,
-                    Arc::new(Cached {
-                        generation,
-                        region,
-                        rcode: r.rcode,
-                        template: t,
-                    }),
-                );
+                let c = Arc::new(Cached {
+                    generation,
+                    region,
+                    rcode: r.rcode,
+                    template: t,
+                });
+                if let Some(l) = local {
+                    l.insert(k, c.clone());
+                }
+                self.cache.insert(k, c);
             }
         }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn served_from_cache(
+        &self,
+        c: &Cached,
+        q: &Query,
+        raw: &[u8],
+        client: &Client,
+        cell: Option<Cell>,
+        st: &ServeState,
+        limit: usize,
+        out: &mut Vec<u8>,
+    ) {
+        self.metrics.count_cache(true);
+        self.metrics.count_rcode(c.rcode);
+        if let Some(r) = c.region {
+            self.metrics.count_region(r);
+        }
+        self.finish(&c.template, q, raw, client, cell, st, limit, out);
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -31,6 +31,7 @@ impl RequestHandler for Handler {
                 request.as_slice(),
                 request.src().ip(),
                 Transport::Tcp,
+                None,
                 &mut out,
             )
         };

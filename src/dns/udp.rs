@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::cache::LocalCache;
 use super::handler::{Shared, Transport};
 
 /// Datagrams per system call.
@@ -64,6 +65,7 @@ fn worker(sock: UdpSocket, shared: &Shared, stop: &AtomicBool) {
     let mut hdr_rx: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
     let mut iov_tx: [libc::iovec; BATCH] = unsafe { zeroed() };
     let mut hdr_tx: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
+    let mut local = LocalCache::new();
     while !stop.load(Ordering::Relaxed) {
         for i in 0..BATCH {
             iov_rx[i] = libc::iovec {
@@ -110,7 +112,15 @@ fn worker(sock: UdpSocket, shared: &Shared, stop: &AtomicBool) {
             };
             let pkt = &rx[i * RX_SIZE..i * RX_SIZE + len];
             let buf = &mut tx[out];
-            if !shared.handle(&st, &health, pkt, src, Transport::Udp, buf) {
+            if !shared.handle(
+                &st,
+                &health,
+                pkt,
+                src,
+                Transport::Udp,
+                Some(&mut local),
+                buf,
+            ) {
                 continue;
             }
             iov_tx[out] = libc::iovec {

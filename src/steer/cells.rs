@@ -81,6 +81,9 @@ trait Bits: Copy + Ord + Default + std::fmt::Debug {
     fn pred(self) -> Self;
     /// Whether the /`p` block around `x` lies inside [s, e].
     fn block_within(x: Self, p: u32, s: Self, e: Self) -> bool;
+    /// Leading zeros of `e - s`: no block around an address of [s, e] can
+    /// be wider than this prefix allows.
+    fn min_prefix(s: Self, e: Self) -> u32;
 }
 
 impl Bits for u32 {
@@ -102,6 +105,9 @@ impl Bits for u32 {
         let m = if p == 0 { 0 } else { u32::MAX << (32 - p) };
         x & m >= s && (x | !m) <= e
     }
+    fn min_prefix(s: u32, e: u32) -> u32 {
+        (e - s).leading_zeros()
+    }
 }
 
 impl Bits for u128 {
@@ -122,6 +128,9 @@ impl Bits for u128 {
     fn block_within(x: u128, p: u32, s: u128, e: u128) -> bool {
         let m = if p == 0 { 0 } else { u128::MAX << (128 - p) };
         x & m >= s && (x | !m) <= e
+    }
+    fn min_prefix(s: u128, e: u128) -> u32 {
+        (e - s).leading_zeros()
     }
 }
 
@@ -196,7 +205,7 @@ impl<T: Bits> Ranges<T> {
         let i = self.starts.partition_point(|&s| s <= x).saturating_sub(1);
         let s = self.starts[i];
         let e = self.starts.get(i + 1).map_or(T::MAX, |n| n.pred());
-        let mut p = 0;
+        let mut p = T::min_prefix(s, e);
         while p < T::BITS && !T::block_within(x, p, s, e) {
             p += 1;
         }
