@@ -81,8 +81,11 @@ impl AnswerCache {
 /// A small direct-mapped cache in front of the shared one, owned by one UDP
 /// worker: no lock, no atomic, no reference-count traffic on a hit.
 pub struct LocalCache {
-    slots: Box<[Option<(CacheKey, Arc<Cached>)>]>,
+    slots: Box<[Slot]>,
 }
+
+/// One slot of a [`LocalCache`].
+type Slot = Option<(CacheKey, Arc<Cached>)>;
 
 impl LocalCache {
     /// Slots (a power of two).
