@@ -35,7 +35,7 @@ if [[ "${QUICK:-0}" == 1 ]]; then
   SAT=(-m 100 -n 1000 -z 1)
 else
   FIXED=(-m 100 -n 2000 -z 5)   # 100 clients x 200 msg/s = 20k msg/s offered
-  SAT=(-m 200 -n 5000 -z 1)     # 200 clients x ~1000 msg/s: saturating
+  SAT=(-m 200 -n 3000 -z 1)     # 200 clients x up to 1000 msg/s: as fast as uclient goes
 fi
 
 for t in turnserver turnutils_uclient turnutils_peer taskset curl python3 bc; do
@@ -86,6 +86,9 @@ start_server() { # $1 = coturn|geosteer ; prints pid
 stop_server() { kill -TERM "$1" 2>/dev/null || true; sleep 0.3; kill -TERM "$1" 2>/dev/null || true; sleep 1; kill -9 "$1" 2>/dev/null || true; }
 
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+# Kernel drop counter of turnutils_peer's socket: loss that happens in the load
+# generator (peer and uclient share one core), not in the server.
+peer_drops() { awk -v p=":$(printf '%04X' $PEER_PORT)" 'substr($2, length($2) - 4) == p {d += $NF} END {print d + 0}' /proc/net/udp; }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 sockets() { find "/proc/$1/fd" -lname 'socket:*' 2>/dev/null | wc -l; }
 hz=$(getconf CLK_TCK)
@@ -93,23 +96,23 @@ hz=$(getconf CLK_TCK)
 # run_load NAME PID ARGS... -> appends "name sent recv lost transmit_s cpu_s" to $OUT/results
 run_load() {
   local name=$1 pid=$2; shift 2
-  local t0 t1 log="$OUT/$name.log"
-  t0=$(ticks "$pid")
+  local t0 t1 d0 d1 log="$OUT/$name.log"
+  t0=$(ticks "$pid"); d0=$(peer_drops)
   taskset -c "$CLIENT_CPU" turnutils_uclient -c -X -l 100 -e 127.0.0.1 -r $PEER_PORT -p $PORT \
     -u alice -w wonderland "$@" 127.0.0.1 >"$log" 2>&1 || true
-  t1=$(ticks "$pid")
+  t1=$(ticks "$pid"); d1=$(peer_drops)
   # Other work on the machine distorts the figures: record the load average.
   echo "$name $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/loadavg"
-  python3 - "$name" "$log" "$((t1 - t0))" "$hz" >>"$OUT/results" <<'PY'
+  python3 - "$name" "$log" "$((t1 - t0))" "$hz" "$((d1 - d0))" >>"$OUT/results" <<'PY'
 import re, sys
-name, log, ticks, hz = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+name, log, ticks, hz, drops = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 text = open(log, errors="replace").read()
 m = re.findall(r"start_mclient: tot_send_msgs=(\d+), tot_recv_msgs=(\d+)", text)
 sent, recv = (int(m[-1][0]), int(m[-1][1])) if m else (0, 0)
 t = re.findall(r"Total transmit time is (\d+)", text)
 secs = max(int(t[-1]), 1) if t else 1
 lost = re.findall(r"Total lost packets (\d+)", text)
-print(name, sent, recv, lost[-1] if lost else "?", secs, ticks / hz)
+print(name, sent, recv, lost[-1] if lost else "?", secs, ticks / hz, drops)
 PY
   tail -1 "$OUT/results"
 }
@@ -165,14 +168,14 @@ python3 - "$OUT/results" "$OUT/memory" <<'PY'
 import sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 mem = {l.split()[0]: l.split() for l in open(sys.argv[2]) if l.strip()}
-print("\n| run | server | sent | received | lost | relayed pkt/s | server CPU µs/pkt |")
+print("\n| run | server | sent | received | lost (of which dropped at turnutils_peer's socket) | relayed pkt/s | server CPU µs/pkt |")
 print("|---|---|---:|---:|---:|---:|---:|")
-for name, sent, recv, lost, secs, cpu in rows:
+for name, sent, recv, lost, secs, cpu, drops in rows:
     server, rest = name.split("-", 1)
     relayed = int(sent) + int(recv)
     pps = relayed / float(secs)
     us = float(cpu) * 1e6 / relayed if relayed else float("nan")
-    print(f"| {rest} | {server} | {sent} | {recv} | {lost} | {pps:,.0f} | {us:.2f} |")
+    print(f"| {rest} | {server} | {sent} | {recv} | {lost} ({drops}) | {pps:,.0f} | {us:.2f} |")
 if mem:
     print("\n| server | allocations | RSS growth (kB) | RSS per allocation (kB) |")
     print("|---|---:|---:|---:|")
