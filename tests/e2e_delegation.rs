@@ -571,6 +571,8 @@ fn unbound_conf(dir: &Path) -> String {
     prefetch: no
     serve-expired: no
     qname-minimisation: no
+    # 0x20: geosteer must echo the question's case.
+    use-caps-for-id: yes
 remote-control:
     control-enable: no
 "
