@@ -166,7 +166,12 @@ fn binaries() -> (PathBuf, PathBuf) {
     let geosteer = PathBuf::from(env!("CARGO_BIN_EXE_geosteer"));
     let dir = geosteer.parent().unwrap().to_path_buf();
     let relay = dir.join("geosteer-relay");
-    let newest_src = newest_mtime(&Path::new(env!("CARGO_MANIFEST_DIR")).join("relay/src"));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let newest_src = ["relay/src", "relay/Cargo.toml", "Cargo.lock"]
+        .iter()
+        .map(|p| newest_mtime(&root.join(p)))
+        .max()
+        .flatten();
     let fresh = std::fs::metadata(&relay)
         .and_then(|m| m.modified())
         .map(|t| Some(t) >= newest_src)
@@ -185,14 +190,19 @@ fn binaries() -> (PathBuf, PathBuf) {
         if profile == "release" {
             c.arg("--release");
         }
+        let t = Instant::now();
         let st = c.status().expect("cargo build -p geosteer-relay");
         assert!(st.success(), "cargo build -p geosteer-relay failed");
+        say!("built geosteer-relay in {:.1?}", t.elapsed());
     }
     assert!(relay.exists(), "{} missing", relay.display());
     (geosteer, relay)
 }
 
 fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
+    if dir.is_file() {
+        return std::fs::metadata(dir).and_then(|m| m.modified()).ok();
+    }
     let mut newest = None;
     for e in std::fs::read_dir(dir).ok()?.flatten() {
         let p = e.path();
