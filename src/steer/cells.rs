@@ -36,6 +36,9 @@ struct Ranges<T> {
 #[derive(Debug, Clone)]
 pub struct CellMap {
     v4: Ranges<u32>,
+    /// For each IPv4 /16: index of the range holding its first address, so a
+    /// lookup searches only the ranges of one /16 (usually one or a few).
+    v4_index: Vec<u32>,
     v6: Ranges<u128>,
     classes: Vec<Class>,
 }
@@ -203,6 +206,12 @@ impl<T: Bits> Ranges<T> {
     #[inline]
     fn lookup(&self, x: T) -> CellHit {
         let i = self.starts.partition_point(|&s| s <= x).saturating_sub(1);
+        self.hit(i, x)
+    }
+
+    /// The hit for `x`, which lies in range `i`.
+    #[inline]
+    fn hit(&self, i: usize, x: T) -> CellHit {
         let s = self.starts[i];
         let e = self.starts.get(i + 1).map_or(T::MAX, |n| n.pred());
         let mut p = T::min_prefix(s, e);
@@ -308,20 +317,36 @@ impl CellMap {
                 _ => {}
             }
         }
+        let v4_index = (0..=u16::MAX as u32)
+            .map(|hi| (v4.starts.partition_point(|&s| s <= hi << 16) - 1) as u32)
+            .collect();
         CellMap {
             v4,
+            v4_index,
             v6,
             classes: int.classes,
         }
+    }
+
+    #[inline]
+    fn lookup_v4(&self, x: u32) -> CellHit {
+        let hi = (x >> 16) as usize;
+        let lo = self.v4_index[hi] as usize;
+        let end = self
+            .v4_index
+            .get(hi + 1)
+            .map_or(self.v4.starts.len(), |&e| e as usize + 1);
+        let i = lo + self.v4.starts[lo..end].partition_point(|&s| s <= x) - 1;
+        self.v4.hit(i, x)
     }
 
     /// The class and ECS scope of an address (hot path: a binary search).
     #[inline]
     pub fn lookup(&self, ip: IpAddr) -> CellHit {
         match ip {
-            IpAddr::V4(a) => self.v4.lookup(u32::from(a)),
+            IpAddr::V4(a) => self.lookup_v4(u32::from(a)),
             IpAddr::V6(a) => match a.to_ipv4_mapped() {
-                Some(v4) => self.v4.lookup(u32::from(v4)),
+                Some(v4) => self.lookup_v4(u32::from(v4)),
                 None => self.v6.lookup(u128::from(a)),
             },
         }
@@ -392,5 +417,68 @@ mod tests {
         overlay(&mut r, u32::MAX - 9, u32::MAX, |_| 5);
         assert_eq!(r.lookup(u32::MAX).class, 5);
         assert_eq!(r.lookup(0).class, 0);
+    }
+
+    struct Fake(Vec<(IpNet, u32)>);
+
+    impl NetworkSource for Fake {
+        fn for_each_network(&self, v6: bool, f: &mut dyn FnMut(IpNet, Option<u32>)) {
+            for (n, r) in &self.0 {
+                if n.addr().is_ipv6() == v6 {
+                    f(*n, Some(*r));
+                }
+            }
+        }
+        fn location_at(&self, ip: IpAddr) -> Option<crate::geo::Location> {
+            let (_, r) = self.0.iter().find(|(n, _)| n.contains(&ip))?;
+            let (lat, lon) = [(50.0, 8.0), (1.3, 103.8), (39.0, -77.0)][*r as usize % 3];
+            Some(crate::geo::Location {
+                latitude: Some(lat),
+                longitude: Some(lon),
+                ..Default::default()
+            })
+        }
+    }
+
+    #[test]
+    fn the_v4_index_agrees_with_a_plain_binary_search() {
+        let c: crate::config::ConfigFile = toml::from_str(
+            "[geoip]\ndatabase=\"x\"\n[regions.a]\nlatitude=50.0\nlongitude=8.0\n[regions.b]\nlatitude=1.3\nlongitude=103.8\n[regions.c]\nlatitude=39.0\nlongitude=-77.0\n[pools.p]\nmembers=[{name=\"m\",region=\"a\",addresses=[\"192.0.2.1\"]}]\n[[overrides]]\ncidr=\"10.1.2.0/23\"\nregions=[\"c\"]\n[[zones]]\norigin=\"e.com\"\nfile=\"z\"\n",
+        )
+        .unwrap();
+        let s = Steering::from_config(&c);
+        let mut nets = Vec::new();
+        let mut x: u32 = 7;
+        for i in 0..3000u32 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let len = 8 + (x % 17) as u8;
+            let n = IpNet::new(IpAddr::from(x.to_be_bytes()), len)
+                .unwrap()
+                .trunc();
+            if !nets
+                .iter()
+                .any(|(m, _): &(IpNet, u32)| m.contains(&n.addr()) || n.contains(&m.addr()))
+            {
+                nets.push((n, i));
+            }
+        }
+        let m = CellMap::build(&s, &Fake(nets));
+        for _ in 0..20000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            assert_eq!(
+                m.lookup_v4(x),
+                m.v4.lookup(x),
+                "{}",
+                std::net::Ipv4Addr::from(x)
+            );
+        }
+        // The override sits on top of whatever was there.
+        let o = m.lookup("10.1.3.9".parse().unwrap());
+        assert_eq!(m.class(o.class).override_idx, Some(0));
+        assert!(o.prefix >= 23);
     }
 }
