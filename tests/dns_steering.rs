@@ -80,6 +80,18 @@ async fn ipv6_subnets_and_aaaa() {
     );
     assert_eq!(addrs(&m), ["2001:db8:3::1"], "Singapore test prefix");
     assert_eq!(ecs_of(&m).unwrap().2, 48);
+    // A region without IPv6 relays: NODATA, cached no longer than a steered answer.
+    let m = udp(
+        s,
+        "wide.example.com.",
+        RecordType::AAAA,
+        ecs("81.2.69.0/24"),
+    );
+    assert!(m.answers.is_empty());
+    assert_eq!(
+        m.authorities[0].ttl, 20,
+        "negative TTL capped at the steered TTL"
+    );
     // An IPv6 client is capped at /56 for privacy: a /64 source uses /56.
     let m = udp(
         s,

@@ -11,6 +11,9 @@ declare -A PKG=(
   [kdig]=knot-dnsutils
   [turnutils_uclient]=coturn
   [chromium]=chromium
+  [nsd]=nsd
+  [unbound]=unbound
+  [ip]=iproute2
 )
 missing=()
 for cmd in "${!PKG[@]}"; do

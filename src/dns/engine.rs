@@ -41,6 +41,10 @@ pub struct Response {
     pub dependence: Dependence,
     /// The steering decision, when one was made (for `explain` and metrics).
     pub decision: Option<Decision>,
+    /// Cap on the negative-caching TTL: a steered name without records of
+    /// the asked type (no IPv6 relays in the chosen region, say) must not be
+    /// cached as "no data" longer than a steered answer would be.
+    pub negative_cap: Option<u32>,
 }
 
 impl Response {
@@ -53,6 +57,7 @@ impl Response {
             additional: Vec::new(),
             dependence: Dependence::None,
             decision: None,
+            negative_cap: None,
         }
     }
 
@@ -127,7 +132,7 @@ enum Step {
 fn negative(st: &ServeState, zi: u16, r: &mut Response) {
     let z = &st.zones[zi as usize];
     let mut soa = z.soa().clone();
-    soa.ttl = z.negative_ttl();
+    soa.ttl = z.negative_ttl().min(r.negative_cap.unwrap_or(u32::MAX));
     r.authority.push(soa);
 }
 
@@ -323,6 +328,7 @@ fn steer_addresses(
     for &m in &d.members {
         push_addresses(st, m, name, ttl, qtype, &mut r.answers);
     }
+    r.negative_cap = Some(ttl);
     note_decision(d, r);
 }
 
@@ -337,6 +343,7 @@ fn steer_srv(
     let (owner, port) = &s.srv[k];
     let d = steer_decision(st, health, s, client);
     let ttl = answer_ttl(st, health, s, &d);
+    r.negative_cap = Some(ttl);
     for &m in &d.members {
         let member = &st.steering.members[m as usize];
         let Ok(target) = Name::from_ascii(&member.name).and_then(|n| n.append_domain(&s.name))

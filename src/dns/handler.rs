@@ -137,6 +137,7 @@ impl Shared {
                     additional: Vec::new(),
                     dependence: Dependence::None,
                     decision: None,
+                    negative_cap: None,
                 };
                 r.rcode = 16;
                 let t = encode(q, &r, opt);
