@@ -148,19 +148,9 @@ async fn explain_ip(State(api): State<Api>, Query(q): Query<ExplainQuery>) -> Re
     };
     let st = api.node.shared.state.load();
     let h = api.node.shared.health.load();
-    let idx = match q.name {
-        None => 0,
-        Some(n) => {
-            let want = n.trim_end_matches('.').to_ascii_lowercase();
-            match st
-                .steered
-                .iter()
-                .position(|s| s.name.to_string().trim_end_matches('.') == want)
-            {
-                Some(i) => i,
-                None => return error(StatusCode::NOT_FOUND, format!("{n} is not a steered name")),
-            }
-        }
+    let idx = match st.steered_index(q.name.as_deref()) {
+        Ok(i) => i,
+        Err(e) => return error(StatusCode::NOT_FOUND, e),
     };
     match explain(&st, &h, ip, idx) {
         Ok(x) => Json(x).into_response(),
@@ -186,19 +176,8 @@ async fn member_action(
     headers: HeaderMap,
     Path((pool, member, action)): Path<(String, String, String)>,
 ) -> Response {
-    if let Err(r) = authorize(&api, &headers) {
-        return r.into_response();
-    }
-    let action = match parse_action(&action) {
-        Ok(a) => a,
-        Err(r) => return r.into_response(),
-    };
     let key = format!("{pool}/{}", member.to_ascii_lowercase());
-    match api.node.hub.apply(Target::Member(&key), action) {
-        Ok(()) => Json(json!({ "member": key, "action": action })).into_response(),
-        Err(e) if e.starts_with("no such") => error(StatusCode::NOT_FOUND, e),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
-    }
+    operator(&api, &headers, Target::Member(&key), &action)
 }
 
 async fn region_action(
@@ -206,15 +185,21 @@ async fn region_action(
     headers: HeaderMap,
     Path((region, action)): Path<(String, String)>,
 ) -> Response {
-    if let Err(r) = authorize(&api, &headers) {
-        return r.into_response();
-    }
-    let action = match parse_action(&action) {
+    operator(&api, &headers, Target::Region(&region), &action)
+}
+
+/// Authorizes and applies an operator action.
+fn operator(api: &Api, headers: &HeaderMap, target: Target<'_>, action: &str) -> Response {
+    let action = match authorize(api, headers).and_then(|()| parse_action(action)) {
         Ok(a) => a,
         Err(r) => return r.into_response(),
     };
-    match api.node.hub.apply(Target::Region(&region), action) {
-        Ok(()) => Json(json!({ "region": region, "action": action })).into_response(),
+    let what = match target {
+        Target::Member(m) => json!({ "member": m, "action": action }),
+        Target::Region(r) => json!({ "region": r, "action": action }),
+    };
+    match api.node.hub.apply(target, action) {
+        Ok(()) => Json(what).into_response(),
         Err(e) if e.starts_with("no such") => error(StatusCode::NOT_FOUND, e),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }

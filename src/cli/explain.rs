@@ -34,21 +34,11 @@ pub(super) fn run(a: ExplainArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let idx = match &a.name {
-        None => 0,
-        Some(n) => {
-            let want = n.trim_end_matches('.').to_ascii_lowercase();
-            match st
-                .steered
-                .iter()
-                .position(|s| s.name.to_string().trim_end_matches('.') == want)
-            {
-                Some(i) => i,
-                None => {
-                    eprintln!("{n} is not a steered name in {}", a.config.display());
-                    return ExitCode::FAILURE;
-                }
-            }
+    let idx = match st.steered_index(a.name.as_deref()) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("{e} in {}", a.config.display());
+            return ExitCode::FAILURE;
         }
     };
     let health = HealthSnapshot::all_up(st.steering.members.len(), 0);

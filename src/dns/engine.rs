@@ -48,7 +48,8 @@ pub struct Response {
 }
 
 impl Response {
-    fn new(rcode: ResponseCode, aa: bool) -> Self {
+    /// An empty response.
+    pub fn new(rcode: ResponseCode, aa: bool) -> Self {
         Response {
             rcode: u16::from(rcode),
             aa,

@@ -129,17 +129,7 @@ impl Shared {
         if let Some(e) = q.edns {
             if e.version > 0 {
                 // RFC 6891 §6.1.3: BADVERS, answered with our version (0).
-                let mut r = Response {
-                    rcode: 16,
-                    aa: false,
-                    answers: Vec::new(),
-                    authority: Vec::new(),
-                    additional: Vec::new(),
-                    dependence: Dependence::None,
-                    decision: None,
-                    negative_cap: None,
-                };
-                r.rcode = 16;
+                let r = Response::new(ResponseCode::from(1, 0), false);
                 let t = encode(q, &r, opt);
                 finish(&t, q, raw, None, limit, out);
                 self.metrics.count_rcode(16);

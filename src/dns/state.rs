@@ -310,6 +310,16 @@ impl ServeState {
         })
     }
 
+    /// The index of steered name `name` (the first when `None`).
+    pub fn steered_index(&self, name: Option<&str>) -> Result<usize, String> {
+        let Some(n) = name else { return Ok(0) };
+        let want = n.trim_end_matches('.').to_ascii_lowercase();
+        self.steered
+            .iter()
+            .position(|s| s.name.to_string().trim_end_matches('.') == want)
+            .ok_or_else(|| format!("{n} is not a steered name"))
+    }
+
     /// The zone `name` falls in (longest origin match).
     pub fn zone_for(&self, name: &LowerName) -> Option<(u16, &Zone)> {
         self.zones
