@@ -243,6 +243,12 @@ pub fn render_metrics(stats: &Stats, capacity: u64) -> String {
         &[("", c.bandwidth_drops)],
     );
     metric(
+        "turn_tcp_backlog_drops_total",
+        "counter",
+        "Frames to TCP/TLS clients dropped because the client did not read.",
+        &[("", stats.tcp_backlog_drops.load(Relaxed))],
+    );
+    metric(
         "turn_malformed_packets_total",
         "counter",
         "Malformed packets dropped or answered with 400/420.",

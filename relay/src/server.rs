@@ -91,6 +91,10 @@ impl Control {
         self.wake();
     }
 
+    pub(crate) fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
     pub(crate) fn heartbeat(&self) {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)

@@ -105,6 +105,9 @@ pub struct Stats {
     pub last_tick_unix: AtomicU64,
     /// Set when the core loop has exited.
     pub stopped: AtomicBool,
+    /// Frames to TCP/TLS clients dropped because the client did not read
+    /// (backlog above the per-connection limit). Written by the IO layer.
+    pub tcp_backlog_drops: AtomicU64,
     sessions_total: AtomicU64,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,

@@ -70,6 +70,7 @@ struct IoState {
     relays: HashMap<AllocId, RelaySock>,
     ports: RelayPorts,
     now: Instant,
+    stats: Arc<crate::stats::Stats>,
 }
 
 impl Io for IoState {
@@ -89,7 +90,9 @@ impl Io for IoState {
                 let Some(c) = self.conns.get_mut(&client.conn) else {
                     return;
                 };
-                if c.queue(data) && !c.dirty {
+                if !c.queue(data) {
+                    self.stats.tcp_backlog_drops.fetch_add(1, Relaxed);
+                } else if !c.dirty {
                     c.dirty = true;
                     self.dirty.push(client.conn);
                 }
@@ -241,6 +244,7 @@ impl EventLoop {
                 relays: HashMap::new(),
                 ports,
                 now: Instant::now(),
+                stats: control.stats().clone(),
             },
             tcp,
             tls,

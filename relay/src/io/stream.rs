@@ -12,7 +12,7 @@ use crate::proto::wire::{self, FrameKind};
 /// Largest frame: STUN header plus a 64 KiB body, padded.
 const MAX_FRAME: usize = 65_536 + 24;
 /// Output backlog after which frames to this client are dropped.
-pub const MAX_BACKLOG: usize = 128 * 1024;
+pub const MAX_BACKLOG: usize = 256 * 1024;
 
 /// One client connection.
 pub struct Conn {
