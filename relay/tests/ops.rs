@@ -320,3 +320,32 @@ fn binary_check_creds_and_sigterm_drain() {
     assert!(t.elapsed() < Duration::from_secs(8));
     assert!(guard.0.wait().unwrap().success());
 }
+
+#[test]
+fn run_drains_and_returns_when_shutdown_resolves() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let port = free_port();
+    let t = Instant::now();
+    rt.block_on(async {
+        let cfg = config(port, None);
+        let shutdown = tokio::time::sleep(Duration::from_millis(300));
+        geosteer_relay::run(cfg, shutdown).await.unwrap();
+    });
+    // No allocations: the drain ends at the next tick, well before drain_timeout.
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    // The ports are free again.
+    assert!(UdpSocket::bind(("127.0.0.1", port)).is_ok());
+    // Invalid configuration is reported, not served.
+    let mut bad = config(free_port(), None);
+    bad.limits.capacity = 0;
+    let err = rt
+        .block_on(geosteer_relay::run(bad, std::future::pending()))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("limits.capacity: must be > 0"),
+        "{err}"
+    );
+}
