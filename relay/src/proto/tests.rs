@@ -60,8 +60,12 @@ impl Io for MockIo {
         }
         self.opened.push((alloc, req.clone()));
         self.next_port += 2;
+        let ip: IpAddr = match req.family {
+            Family::V4 => "10.0.0.5".parse().unwrap(),
+            Family::V6 => "2001:db8::5".parse().unwrap(),
+        };
         Ok(RelayGranted {
-            local: SocketAddr::new("10.0.0.5".parse().unwrap(), 50_000 + self.next_port),
+            local: SocketAddr::new(ip, 50_000 + self.next_port),
             reservation_token: req.reserve_next.then_some(0xfeed),
         })
     }
@@ -926,4 +930,82 @@ fn malformed_input_never_panics() {
     // The allocation still works.
     assert_eq!(h.s.allocations(), 1);
     assert!(h.s.counters().malformed > 0);
+}
+
+#[test]
+fn address_families() {
+    let mut setup = Setup::default();
+    setup.cfg.has_v6 = true;
+    let mut h = H::new(setup);
+    // IPv6 relay on request (RFC 6156 / 8656).
+    let c = client(1);
+    let n = h.nonce(c);
+    let m = h
+        .send(
+            c,
+            &signed(ALLOCATE, "alice", "wonderland", &n, |w, t| {
+                udp_transport(w, t);
+                w.add_attribute(&RequestedAddressFamily::new(
+                    stun_types::AddressFamily::IPV6,
+                ))
+                .unwrap();
+            }),
+        )
+        .unwrap();
+    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 200);
+    assert_eq!(h.io.opened[0].1.family, Family::V6);
+    // Refresh naming the other family: 443.
+    let m = h
+        .send(
+            c,
+            &signed(REFRESH, "alice", "wonderland", &n, |w, _| {
+                w.add_attribute(&RequestedAddressFamily::new(
+                    stun_types::AddressFamily::IPV4,
+                ))
+                .unwrap();
+            }),
+        )
+        .unwrap();
+    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 443);
+    // Dual allocation request: IPv4 granted, IPv6 part refused with ADDRESS-ERROR-CODE 440.
+    let c2 = client(2);
+    let m = h
+        .send(
+            c2,
+            &signed(ALLOCATE, "alice", "wonderland", &n, |w, t| {
+                udp_transport(w, t);
+                w.add_attribute(&turn_types::attribute::AdditionalAddressFamily::new(
+                    stun_types::AddressFamily::IPV6,
+                ))
+                .unwrap();
+            }),
+        )
+        .unwrap();
+    let m = Message::from_bytes(&m).unwrap();
+    assert_eq!(code(&m), 200);
+    let aec = m
+        .attribute::<turn_types::attribute::AddressErrorCode>()
+        .unwrap();
+    assert_eq!(aec.family(), stun_types::AddressFamily::IPV6);
+    assert_eq!(aec.error().code(), 440);
+    assert_eq!(h.io.opened[1].1.family, Family::V4);
+    // ADDITIONAL-ADDRESS-FAMILY with REQUESTED-ADDRESS-FAMILY: 400.
+    let c3 = client(3);
+    let m = h
+        .send(
+            c3,
+            &signed(ALLOCATE, "alice", "wonderland", &n, |w, t| {
+                udp_transport(w, t);
+                w.add_attribute(&RequestedAddressFamily::new(
+                    stun_types::AddressFamily::IPV4,
+                ))
+                .unwrap();
+                w.add_attribute(&turn_types::attribute::AdditionalAddressFamily::new(
+                    stun_types::AddressFamily::IPV6,
+                ))
+                .unwrap();
+            }),
+        )
+        .unwrap();
+    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 400);
 }
