@@ -137,7 +137,15 @@ pub fn start_peer_on(peer_bin: &Path, ip: &str) -> (ChildGuard, u16) {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn turnutils_peer");
-    std::thread::sleep(Duration::from_millis(300));
+    // Wait until the peer owns its port (binding it ourselves then fails).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while UdpSocket::bind((ip, port)).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "turnutils_peer did not bind {ip}:{port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     (ChildGuard(child), port)
 }
 
