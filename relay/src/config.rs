@@ -341,7 +341,12 @@ impl RelayConfig {
         toml::from_str(text).map_err(|e| ConfigError {
             path: e
                 .span()
-                .map(|s| format!("byte {}", s.start))
+                .map(|s| {
+                    let before = &text[..s.start.min(text.len())];
+                    let line = before.matches('\n').count() + 1;
+                    let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+                    format!("line {line}, column {col}")
+                })
                 .unwrap_or_else(|| "<toml>".into()),
             message: e.message().to_string(),
         })
@@ -623,7 +628,9 @@ high_watermark = 1.5
 
     #[test]
     fn unknown_keys_and_bad_types_are_errors() {
-        assert!(RelayConfig::from_toml("region = \"x\"\nbogus = 1").is_err());
+        let e = RelayConfig::from_toml("region = \"x\"\nbogus = 1").unwrap_err();
+        assert!(e.path.starts_with("line 2"), "{e}");
+        assert!(e.message.contains("bogus"), "{e}");
         assert!(RelayConfig::from_toml("region = 5").is_err());
         assert!(RelayConfig::from_toml("region = \"x\"\n[limits]\ncapacity = -1").is_err());
     }
