@@ -42,7 +42,7 @@ http = "$ip:8080"
 [relay]
 ips = ["$ip"]
 [auth]
-secrets = ["bench"]
+secrets = ["bench-secret"]
 EOR
 	"$RELAY" serve --config "$WORK/relay$i.toml" >"$WORK/relay$i.log" 2>&1 &
 	pids+=($!)
