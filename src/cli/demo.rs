@@ -123,7 +123,7 @@ fn run_in(a: &DemoArgs, dir: &Path) -> Result<(), String> {
     let secret = a.secret.clone().unwrap_or_else(|| random_hex(16));
     let api_key = random_hex(16);
     text.push_str(&format!(
-        "\n[ice]\napi_keys = [\"{api_key}\"]\nsecrets = [\"{secret}\"]\n"
+        "\n[ice]\napi_keys = [\"{api_key}\"]\nsecrets = [\"{secret}\"]\n# The demo relays are IP addresses on this machine and have no TLS listener.\nmode = \"direct\"\ntls_port = 0\n"
     ));
     let cfg_path = dir.join("zones/demo.toml");
     std::fs::write(&cfg_path, &text)
@@ -212,7 +212,7 @@ Failover: drain eu-central, then ask again for London (answers come from the nex
   curl -s -X POST -H 'Authorization: Bearer {token}' http://{api}/v1/regions/eu-central/release
   (or drain the relay itself: curl -s -X POST -H 'Authorization: Bearer {token}' http://127.0.2.1:8080/admin/drain)
 Status page: http://{api}/     ICE servers for a WebRTC app (TURN REST credentials, 1 h):
-  curl -s -X POST -H 'Authorization: Bearer {api_key}' -d '{{"ttl":3600}}' http://{api}/v1/ice-servers
+  curl -s -X POST -H 'Authorization: Bearer {api_key}' -d '{{"ttl":3600,"client_ip":"81.2.69.7"}}' http://{api}/v1/ice-servers
 State and metrics:
   curl -s http://{api}/v1/state     curl -s http://{api}/metrics     curl -s 'http://{api}/v1/explain?ip=81.2.69.7'
 
