@@ -710,7 +710,7 @@ fn permissions_channels_and_relaying() {
     };
     for (ch, p, want) in [
         (0x3fff, peer, 400),
-        (0x7fff, peer, 400),
+        (0x8000, peer, 400),
         (0x4001, peer, 200),
         (0x4001, peer, 200), // refresh
         (0x4002, peer, 400), // peer already bound to 0x4001

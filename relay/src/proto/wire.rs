@@ -18,9 +18,10 @@ pub const DATA_INDICATION_OVERHEAD: usize = 20 + 24 + 4 + 3 + 8;
 /// Lowest channel number.
 pub const CHANNEL_MIN: u16 = 0x4000;
 /// Highest channel number accepted. RFC 8656 narrowed the range to 0x4FFF,
-/// but RFC 5766 clients (coturn's test client among them) use up to 0x7FFE,
-/// so the RFC 5766 range is accepted.
-pub const CHANNEL_MAX: u16 = 0x7FFE;
+/// but RFC 5766 clients use up to 0x7FFE and coturn (server and test client)
+/// treats 0x4000–0x7FFF as valid: its uclient picks channel numbers at random
+/// from that whole range, so 0x7FFF is accepted too.
+pub const CHANNEL_MAX: u16 = 0x7FFF;
 
 /// What kind of frame a client packet starts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,7 +194,7 @@ mod tests {
             Some(12)
         );
         assert!(write_channel_data(&mut buf, 0x4001, &[0; 13], false).is_none());
-        assert_eq!(classify(&[0x7f, 0xff, 0, 0]), FrameKind::Invalid);
+        assert_eq!(classify(&[0x7f, 0xff, 0, 0]), FrameKind::Channel(0x7fff, 4));
         assert_eq!(classify(&[0x50, 0, 0, 0]), FrameKind::Channel(0x5000, 4));
         assert_eq!(classify(&[0x80, 0, 0, 0]), FrameKind::Invalid);
         assert_eq!(classify(&[0, 1, 0, 3]), FrameKind::Invalid);
