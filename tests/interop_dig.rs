@@ -26,8 +26,14 @@ fn tool(name: &str) -> Option<String> {
     None
 }
 
-fn run(bin: &str, args: &[String]) -> String {
-    let out = Command::new(bin).args(args).output().unwrap();
+/// Runs `bin @server -p port ARGS…` and returns its standard output.
+fn query(bin: &str, server: std::net::SocketAddr, args: &[&str]) -> String {
+    let out = Command::new(bin)
+        .arg(format!("@{}", server.ip()))
+        .args(["-p", &server.port().to_string()])
+        .args(args)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{bin} {args:?}: {}",
@@ -59,17 +65,15 @@ async fn dig_over_udp_and_tcp_with_ecs() {
         ("8.8.8.0/24", "127.0.1.1", "/24/7"),
     ] {
         for transport in ["+notcp", "+tcp"] {
-            let out = run(
+            let out = query(
                 &dig,
+                a,
                 &[
-                    format!("@{}", a.ip()),
-                    "-p".into(),
-                    a.port().to_string(),
-                    "turn.example.com".into(),
-                    "A".into(),
-                    format!("+subnet={subnet}"),
-                    transport.into(),
-                    "+norec".into(),
+                    "turn.example.com",
+                    "A",
+                    &format!("+subnet={subnet}"),
+                    transport,
+                    "+norec",
                 ],
             );
             assert!(out.contains("status: NOERROR"), "{out}");
@@ -84,30 +88,12 @@ async fn dig_over_udp_and_tcp_with_ecs() {
             );
         }
     }
-    let out = run(
-        &dig,
-        &[
-            format!("@{}", a.ip()),
-            "-p".into(),
-            a.port().to_string(),
-            "nope.example.com".into(),
-            "+norec".into(),
-        ],
-    );
+    let out = query(&dig, a, &["nope.example.com", "+norec"]);
     assert!(
         out.contains("status: NXDOMAIN") && out.contains("SOA"),
         "{out}"
     );
-    let out = run(
-        &dig,
-        &[
-            format!("@{}", a.ip()),
-            "-p".into(),
-            a.port().to_string(),
-            "example.com".into(),
-            "AXFR".into(),
-        ],
-    );
+    let out = query(&dig, a, &["example.com", "AXFR"]);
     assert!(out.contains("Transfer failed"), "{out}");
     node.dns.shutdown().await;
 }
@@ -117,16 +103,10 @@ async fn kdig_with_ecs_and_srv() {
     let Some(kdig) = tool("kdig") else { return };
     let node = start("zones/demo.toml").await;
     let a = node.dns.addrs[0];
-    let out = run(
+    let out = query(
         &kdig,
-        &[
-            format!("@{}", a.ip()),
-            "-p".into(),
-            a.port().to_string(),
-            "_turn._udp.turn.example.com".into(),
-            "SRV".into(),
-            "+subnet=81.2.69.0/24".into(),
-        ],
+        a,
+        &["_turn._udp.turn.example.com", "SRV", "+subnet=81.2.69.0/24"],
     );
     assert!(out.contains("status: NOERROR"), "{out}");
     assert!(out.contains("3478 euc1-a.turn.example.com."), "{out}");
