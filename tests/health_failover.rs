@@ -7,8 +7,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
-use geosteer::config::Config;
-use geosteer::dns::ServeState;
 use geosteer::node::Node;
 use geosteer_relay::{RelayConfig, RelayHandle};
 use hickory_proto::op::ResponseCode;
@@ -137,19 +135,6 @@ impl Drop for Fleet {
     }
 }
 
-fn tmp(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("geosteer-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-async fn node(cfg: &std::path::Path) -> Node {
-    Node::start(ServeState::load(Config::load(cfg).unwrap(), 1).unwrap())
-        .await
-        .unwrap()
-}
-
 const LONDON: &str = "81.2.69.0/24";
 
 fn answer(n: &Node) -> (Vec<String>, u32, ResponseCode) {
@@ -189,8 +174,8 @@ async fn until(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_relay_stops_being_answered_and_returns_after_rise_probes() {
     let mut fleet = Fleet::start(41, 1000);
-    let dir = tmp("kill");
-    let n = node(&fleet.dns_config(&dir, "")).await;
+    let dir = tmp_dir("kill");
+    let n = start_file(&fleet.dns_config(&dir, "")).await;
     let eu = fleet.ips[1].clone();
     assert_eq!(
         answer(&n).0,
@@ -227,8 +212,8 @@ async fn a_killed_relay_stops_being_answered_and_returns_after_rise_probes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_down_follows_the_policy() {
     let mut fleet = Fleet::start(42, 1000);
-    let dir = tmp("alldown");
-    let n = node(&fleet.dns_config(&dir, "[steering]\nall_down = \"fail-open\"")).await;
+    let dir = tmp_dir("alldown");
+    let n = start_file(&fleet.dns_config(&dir, "[steering]\nall_down = \"fail-open\"")).await;
     for i in 0..3 {
         fleet.stop(i);
     }
@@ -240,7 +225,7 @@ async fn all_down_follows_the_policy() {
     assert_eq!(answer(&n).0, [fleet.ips[1].clone()]);
     n.shutdown().await;
 
-    let n = node(&fleet.dns_config(&dir, "[steering]\nall_down = \"servfail\"")).await;
+    let n = start_file(&fleet.dns_config(&dir, "[steering]\nall_down = \"servfail\"")).await;
     until(&n, "servfail", |a| a.2 == ResponseCode::ServFail).await;
     n.shutdown().await;
 }
@@ -248,45 +233,23 @@ async fn all_down_follows_the_policy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_drain_is_token_protected_and_survives_a_restart() {
     let fleet = Fleet::start(43, 1000);
-    let dir = tmp("operator");
+    let dir = tmp_dir("operator");
     let cfg = fleet.dns_config(&dir, "");
-    let n = node(&cfg).await;
+    let n = start_file(&cfg).await;
     let api = format!("http://{}", n.api_addr.unwrap());
     let http = reqwest::Client::new();
-    let r = http
-        .post(format!("{api}/v1/members/turn/m1/drain"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-    let r = http
-        .post(format!("{api}/v1/members/turn/m1/drain"))
-        .bearer_auth("wrong-token-wrong-token")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-    let r = http
-        .post(format!("{api}/v1/members/turn/nope/drain"))
-        .bearer_auth(API_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
-    let r = http
-        .post(format!("{api}/v1/members/turn/m1/explode"))
-        .bearer_auth(API_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    let r = http
-        .post(format!("{api}/v1/members/turn/m1/drain"))
-        .bearer_auth(API_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let drain = format!("{api}/v1/members/turn/m1/drain");
+    let auth = Some(API_TOKEN);
+    let r = post(&http, &drain, None).await;
+    assert_eq!(r.status, 401);
+    let r = post(&http, &drain, Some("wrong-token-wrong-token")).await;
+    assert_eq!(r.status, 401);
+    let r = post(&http, &format!("{api}/v1/members/turn/nope/drain"), auth).await;
+    assert_eq!(r.status, 404);
+    let r = post(&http, &format!("{api}/v1/members/turn/m1/explode"), auth).await;
+    assert_eq!(r.status, 400);
+    let r = post(&http, &drain, auth).await;
+    assert_eq!(r.status, 200);
     until(&n, "drained", |a| a.0 == [fleet.ips[0].clone()]).await;
     n.shutdown().await;
 
@@ -294,63 +257,30 @@ async fn operator_drain_is_token_protected_and_survives_a_restart() {
     assert!(std::fs::read_to_string(dir.join("state.json"))
         .unwrap()
         .contains("turn/m1"));
-    let n = node(&cfg).await;
+    let n = start_file(&cfg).await;
     assert_eq!(
         answer(&n).0,
         [fleet.ips[0].clone()],
         "still drained after restart"
     );
     let api = format!("http://{}", n.api_addr.unwrap());
-    let r = http
-        .post(format!("{api}/v1/members/turn/m1/release"))
-        .bearer_auth(API_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let r = post(&http, &format!("{api}/v1/members/turn/m1/release"), auth).await;
+    assert_eq!(r.status, 200);
     until(&n, "released", |a| a.0 == [fleet.ips[1].clone()]).await;
     // Region-wide force-down, then the read endpoints.
-    let r = http
-        .post(format!("{api}/v1/regions/eu-central/down"))
-        .bearer_auth(API_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let r = post(&http, &format!("{api}/v1/regions/eu-central/down"), auth).await;
+    assert_eq!(r.status, 200);
     until(&n, "region down", |a| a.0 == [fleet.ips[0].clone()]).await;
-    let state: serde_json::Value = http
-        .get(format!("{api}/v1/state"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let state = get(&http, &format!("{api}/v1/state")).await.json();
     assert_eq!(state["members"][1]["state"], "forced-down");
-    let x: serde_json::Value = http
-        .get(format!("{api}/v1/explain?ip=81.2.69.7"))
-        .send()
+    let x = get(&http, &format!("{api}/v1/explain?ip=81.2.69.7"))
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json();
     assert_eq!(x["region"], "us-east");
     assert_eq!(x["outcome"], "failover");
-    let r = http
-        .get(format!("{api}/v1/explain?ip=nope"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    let metrics = http
-        .get(format!("{api}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let r = get(&http, &format!("{api}/v1/explain?ip=nope")).await;
+    assert_eq!(r.status, 400);
+    let metrics = get(&http, &format!("{api}/metrics")).await.body;
     assert!(
         metrics.contains(
             "geosteer_member_usable{pool=\"turn\",member=\"m1\",region=\"eu-central\"} 0"
@@ -385,13 +315,26 @@ fn uclient() -> Option<&'static str> {
     None
 }
 
-fn peer(port: u16) -> std::process::Child {
-    std::process::Command::new("turnutils_peer")
+/// A `turnutils_peer` (UDP echo) on 127.0.0.1, killed on drop.
+struct Peer(std::process::Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a [`Peer`] on `port` and gives it 200 ms to bind.
+fn peer(port: u16) -> Peer {
+    let child = std::process::Command::new("turnutils_peer")
         .args(["-L", "127.0.0.1", "-p", &port.to_string()])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .unwrap()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    Peer(child)
 }
 
 /// Runs uclient against `relay` for about `secs` seconds; returns its output.
@@ -443,20 +386,15 @@ async fn a_draining_relay_is_not_steered_to_and_keeps_its_sessions() {
         return;
     }
     let fleet = Fleet::start(44, 1000);
-    let dir = tmp("drain");
-    let n = node(&fleet.dns_config(&dir, "")).await;
-    let mut p = peer(34_401);
-    std::thread::sleep(Duration::from_millis(200));
+    let dir = tmp_dir("drain");
+    let n = start_file(&fleet.dns_config(&dir, "")).await;
+    let _peer = peer(34_401);
     // A session of ~4 s through eu-central, drained 1 s in.
     let session = uclient_run(fleet.turn_addr(1), 34_401, 1, 40, 100);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let r = reqwest::Client::new()
-        .post(format!("http://{}/admin/drain", fleet.https[1]))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.status());
+    let relay_drain = format!("http://{}/admin/drain", fleet.https[1]);
+    let r = post(&reqwest::Client::new(), &relay_drain, Some(ADMIN)).await;
+    assert!(r.status.is_success(), "{r:?}");
     until(&n, "drained relay not steered", |a| {
         a.0 == [fleet.ips[0].clone()]
     })
@@ -465,8 +403,6 @@ async fn a_draining_relay_is_not_steered_to_and_keeps_its_sessions() {
     let out = session.wait_with_output().unwrap();
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    let _ = p.kill();
-    let _ = p.wait();
     assert!(
         text.contains("Total lost packets 0 "),
         "the existing session lost packets:\n{text}"
@@ -482,11 +418,10 @@ async fn utilization_above_the_high_watermark_sheds_the_relay() {
     // Capacity 4: one client's allocations put utilization at ≥ 0.25, above
     // the test's high watermark (0.2).
     let fleet = Fleet::start(45, 4);
-    let dir = tmp("shed");
-    let n = node(&fleet.dns_config(&dir, "")).await;
+    let dir = tmp_dir("shed");
+    let n = start_file(&fleet.dns_config(&dir, "")).await;
     assert_eq!(answer(&n).0, [fleet.ips[1].clone()]);
-    let mut p = peer(34_402);
-    std::thread::sleep(Duration::from_millis(200));
+    let _peer = peer(34_402);
     let session = uclient_run(fleet.turn_addr(1), 34_402, 1, 60, 100);
     until(&n, "shed", |a| a.0 == [fleet.ips[0].clone()]).await;
     assert!(
@@ -495,8 +430,6 @@ async fn utilization_above_the_high_watermark_sheds_the_relay() {
         n.core.hub.state()[1]
     );
     let _ = session.wait_with_output();
-    let _ = p.kill();
-    let _ = p.wait();
     n.shutdown().await;
 }
 
@@ -514,8 +447,8 @@ async fn the_stun_probe_catches_a_relay_whose_udp_side_does_not_answer() {
     assert!(err.contains("STUN"), "{err}");
     // A node whose STUN probes go to a dead UDP port takes the members down
     // although their HTTP health endpoints answer.
-    let dir = tmp("stun");
-    let n = node(&fleet.dns_config(&dir, "")).await;
+    let dir = tmp_dir("stun");
+    let n = start_file(&fleet.dns_config(&dir, "")).await;
     let cfg = std::fs::read_to_string(dir.join("g.toml"))
         .unwrap()
         .replace("[health]\n", "[health]\nstun = true\nstun_port = 9\n");

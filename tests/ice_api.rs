@@ -3,8 +3,6 @@
 mod common;
 
 use common::*;
-use geosteer::config::Config;
-use geosteer::dns::ServeState;
 use geosteer::node::Node;
 
 const KEY: &str = "ice-api-key-0123456789";
@@ -12,17 +10,10 @@ const OLD_KEY: &str = "ice-api-key-rotated-out-1";
 const SECRET: &str = "relay-shared-secret";
 
 async fn node(mode: &str, test: &str) -> Node {
-    let dir = std::env::temp_dir().join(format!("geosteer-ice-{test}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::copy(repo("zones/example.com.zone"), dir.join("example.com.zone")).unwrap();
-    let text = rewrite_listen(&std::fs::read_to_string(repo("zones/demo.toml")).unwrap())
-        .replace("../geoip/demo.mmdb", repo("geoip/demo.mmdb").to_str().unwrap())
+    let text = demo_toml(&demo_mmdb())
         + &format!("\n[ice]\napi_keys = [\"{KEY}\", \"{OLD_KEY}\"]\nsecrets = [\"{SECRET}\"]\nmax_ttl = 7200\ndefault_ttl = 1800\nmode = \"{mode}\"\n");
-    let cfg = dir.join("g.toml");
-    std::fs::write(&cfg, text).unwrap();
-    Node::start(ServeState::load(Config::load(&cfg).unwrap(), 1).unwrap())
-        .await
-        .unwrap()
+    let dir = demo_dir(&format!("ice-{test}"), &text);
+    start_file(&dir.join("g.toml")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -30,16 +21,10 @@ async fn ice_servers_in_hostname_mode() {
     let n = node("hostname", "hostname").await;
     let url = format!("http://{}/v1/ice-servers", n.api_addr.unwrap());
     let c = reqwest::Client::new();
-    let r = c.post(&url).body("{\"ttl\":600}").send().await.unwrap();
-    assert_eq!(r.status(), 401);
-    let r = c
-        .post(&url)
-        .bearer_auth("not-a-key-not-a-key")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
+    let r = post_body(&c, &url, None, "{\"ttl\":600}").await;
+    assert_eq!(r.status, 401);
+    let r = post_body(&c, &url, Some("not-a-key-not-a-key"), "{}").await;
+    assert_eq!(r.status, 401);
     for (body, want) in [
         ("{\"ttl\":", "body:"),
         ("{\"ttl\":-5}", "body:"),
@@ -50,15 +35,9 @@ async fn ice_servers_in_hostname_mode() {
         ("{\"colour\":1}", "unknown field"),
         ("[]", "body:"),
     ] {
-        let r = c
-            .post(&url)
-            .bearer_auth(KEY)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 400, "{body}");
-        let v: serde_json::Value = r.json().await.unwrap();
+        let r = post_body(&c, &url, Some(KEY), body).await;
+        assert_eq!(r.status, 400, "{body}");
+        let v = r.json();
         assert!(v["error"].as_str().unwrap().contains(want), "{body}: {v}");
     }
     let before = std::time::SystemTime::now()
@@ -66,15 +45,9 @@ async fn ice_servers_in_hostname_mode() {
         .unwrap()
         .as_secs();
     for key in [KEY, OLD_KEY] {
-        let r = c
-            .post(&url)
-            .bearer_auth(key)
-            .body("{\"ttl\":3600,\"user\":\"alice\"}")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
-        let v: serde_json::Value = r.json().await.unwrap();
+        let r = post_body(&c, &url, Some(key), "{\"ttl\":3600,\"user\":\"alice\"}").await;
+        assert_eq!(r.status, 201);
+        let v = r.json();
         let s = &v["iceServers"];
         assert_eq!(s[0]["urls"][0], "stun:turn.example.com:3478");
         assert_eq!(
@@ -99,9 +72,9 @@ async fn ice_servers_in_hostname_mode() {
         );
     }
     // An empty body gets the default TTL.
-    let r = c.post(&url).bearer_auth(KEY).send().await.unwrap();
-    assert_eq!(r.status(), 201);
-    let v: serde_json::Value = r.json().await.unwrap();
+    let r = post(&c, &url, Some(KEY)).await;
+    assert_eq!(r.status, 201);
+    let v = r.json();
     assert_eq!(v["ttl"], 1800);
     n.shutdown().await;
 }
@@ -116,15 +89,10 @@ async fn ice_servers_in_direct_mode_name_the_steered_relays() {
         ("1.0.0.9", "127.0.3.1"),
         ("8.8.8.8", "127.0.1.1"),
     ] {
-        let r = c
-            .post(&url)
-            .bearer_auth(KEY)
-            .body(format!("{{\"ttl\":60,\"client_ip\":\"{ip}\"}}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
-        let v: serde_json::Value = r.json().await.unwrap();
+        let body = format!("{{\"ttl\":60,\"client_ip\":\"{ip}\"}}");
+        let r = post_body(&c, &url, Some(KEY), &body).await;
+        assert_eq!(r.status, 201);
+        let v = r.json();
         assert_eq!(
             v["iceServers"][1]["urls"][0],
             format!("turn:{relay}:3478?transport=udp"),
@@ -132,16 +100,7 @@ async fn ice_servers_in_direct_mode_name_the_steered_relays() {
         );
     }
     // Without client_ip the caller (loopback: unknown to GeoIP, default order) is used.
-    let v: serde_json::Value = c
-        .post(&url)
-        .bearer_auth(KEY)
-        .body("{\"ttl\":60}")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = post_body(&c, &url, Some(KEY), "{\"ttl\":60}").await.json();
     assert_eq!(v["iceServers"][0]["urls"][0], "stun:127.0.1.1:3478");
     n.shutdown().await;
 }
@@ -149,12 +108,10 @@ async fn ice_servers_in_direct_mode_name_the_steered_relays() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_page_lists_regions_and_members() {
     let n = node("hostname", "status").await;
-    let html = reqwest::get(format!("http://{}/", n.api_addr.unwrap()))
+    let c = reqwest::Client::new();
+    let html = get(&c, &format!("http://{}/", n.api_addr.unwrap()))
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .body;
     for want in [
         "<table id=\"regions\">",
         "data-region=\"eu-central\"",

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,30 +11,26 @@ use std::time::Duration;
 use common::*;
 use hickory_proto::rr::RecordType;
 
+const LONDON: &str = "81.2.69.0/24";
+
+/// The A addresses `server` answers a London client for turn.example.com.
+fn london(server: SocketAddr) -> Vec<String> {
+    addrs(&udp(
+        server,
+        "turn.example.com.",
+        RecordType::A,
+        ecs(LONDON),
+    ))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_swaps_config_without_losing_queries_and_rejects_bad_ones() {
-    let dir = std::env::temp_dir().join(format!("geosteer-reload-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::copy(repo("zones/example.com.zone"), dir.join("example.com.zone")).unwrap();
-    let base = rewrite_listen(&std::fs::read_to_string(repo("zones/demo.toml")).unwrap()).replace(
-        "../geoip/demo.mmdb",
-        repo("geoip/demo.mmdb").to_str().unwrap(),
-    );
+    let base = demo_toml(&demo_mmdb());
+    let dir = demo_dir("reload", &base);
     let cfg = dir.join("g.toml");
-    std::fs::write(&cfg, &base).unwrap();
-    let st =
-        geosteer::dns::ServeState::load(geosteer::config::Config::load(&cfg).unwrap(), 1).unwrap();
-    let node = geosteer::node::Node::start(st).await.unwrap();
+    let node = start_file(&cfg).await;
     let s = node.dns.addrs[0];
-    assert_eq!(
-        addrs(&udp(
-            s,
-            "turn.example.com.",
-            RecordType::A,
-            ecs("81.2.69.0/24")
-        )),
-        ["127.0.2.1"]
-    );
+    assert_eq!(london(s), ["127.0.2.1"]);
 
     // Load: a client thread sending queries back to back, counting answers.
     let stop = Arc::new(AtomicBool::new(false));
@@ -43,7 +40,7 @@ async fn reload_swaps_config_without_losing_queries_and_rejects_bad_ones() {
         std::thread::spawn(move || {
             let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
             sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-            let q = build("turn.example.com.", RecordType::A, ecs("81.2.69.0/24"));
+            let q = build("turn.example.com.", RecordType::A, ecs(LONDON));
             let mut buf = [0u8; 1500];
             while !stop.load(Ordering::Relaxed) {
                 sock.send_to(&q, s).unwrap();
@@ -63,15 +60,7 @@ async fn reload_swaps_config_without_losing_queries_and_rejects_bad_ones() {
     }
     std::fs::write(&cfg, &moved).unwrap();
     node.reload().unwrap();
-    assert_eq!(
-        addrs(&udp(
-            s,
-            "turn.example.com.",
-            RecordType::A,
-            ecs("81.2.69.0/24")
-        )),
-        ["127.0.2.9"]
-    );
+    assert_eq!(london(s), ["127.0.2.9"]);
 
     // A broken config is rejected with its errors; the old one keeps serving.
     std::fs::write(
@@ -88,15 +77,7 @@ async fn reload_swaps_config_without_losing_queries_and_rejects_bad_ones() {
     std::fs::write(&cfg, &base).unwrap();
     let err = node.reload().unwrap_err();
     assert!(err.to_string().contains("example.com.zone:1"), "{err}");
-    assert_eq!(
-        addrs(&udp(
-            s,
-            "turn.example.com.",
-            RecordType::A,
-            ecs("81.2.69.0/24")
-        )),
-        ["127.0.2.9"]
-    );
+    assert_eq!(london(s), ["127.0.2.9"]);
 
     stop.store(true, Ordering::Relaxed);
     load.join().unwrap();
@@ -113,29 +94,11 @@ async fn reload_swaps_config_without_losing_queries_and_rejects_bad_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replacing_the_geoip_database_file_reloads_it() {
     use geosteer::geo::build::{parse_source, write_mmdb};
-    let dir = std::env::temp_dir().join(format!("geosteer-geowatch-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::copy(repo("zones/example.com.zone"), dir.join("example.com.zone")).unwrap();
+    let dir = demo_dir("geowatch", &demo_toml("geo.mmdb"));
     std::fs::copy(repo("geoip/demo.mmdb"), dir.join("geo.mmdb")).unwrap();
-    let cfg = rewrite_listen(&std::fs::read_to_string(repo("zones/demo.toml")).unwrap())
-        .replace("../geoip/demo.mmdb", "geo.mmdb");
-    std::fs::write(dir.join("g.toml"), cfg).unwrap();
-    let st = geosteer::dns::ServeState::load(
-        geosteer::config::Config::load(&dir.join("g.toml")).unwrap(),
-        1,
-    )
-    .unwrap();
-    let node = geosteer::node::Node::start(st).await.unwrap();
+    let node = start_file(&dir.join("g.toml")).await;
     let s = node.dns.addrs[0];
-    assert_eq!(
-        addrs(&udp(
-            s,
-            "turn.example.com.",
-            RecordType::A,
-            ecs("81.2.69.0/24")
-        )),
-        ["127.0.2.1"]
-    );
+    assert_eq!(london(s), ["127.0.2.1"]);
     // A new database that places 81.2.69.0/24 in Singapore, renamed over the old one.
     let src = parse_source("81.2.69.0/24,AS,SG,1.29,103.85,Singapore\n", "new").unwrap();
     let bytes = write_mmdb(&src, "test-City", "test", 1).unwrap();
@@ -143,13 +106,7 @@ async fn replacing_the_geoip_database_file_reloads_it() {
     std::fs::rename(dir.join("geo.mmdb.new"), dir.join("geo.mmdb")).unwrap();
     let start = std::time::Instant::now();
     loop {
-        if addrs(&udp(
-            s,
-            "turn.example.com.",
-            RecordType::A,
-            ecs("81.2.69.0/24"),
-        )) == ["127.0.3.1"]
-        {
+        if london(s) == ["127.0.3.1"] {
             break;
         }
         assert!(

@@ -1,5 +1,6 @@
 //! Shared helpers for integration tests: start a server on loopback, query
-//! it with a real DNS message codec (hickory-proto) over UDP and TCP.
+//! it with a real DNS message codec (hickory-proto) over UDP and TCP, call
+//! its HTTP API.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -28,6 +29,41 @@ pub async fn start(config: &str) -> Node {
     let cfg = Config::from_str(&text, &path).unwrap();
     let st = ServeState::load(cfg, 1).unwrap();
     Node::start(st).await.unwrap()
+}
+
+/// Starts a node for the config file at `path`, as written (no rewriting).
+pub async fn start_file(path: &Path) -> Node {
+    let st = ServeState::load(Config::load(path).unwrap(), 1).unwrap();
+    Node::start(st).await.unwrap()
+}
+
+/// A fresh, empty temporary directory `geosteer-{name}-{pid}`.
+pub fn tmp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("geosteer-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The demo config (`zones/demo.toml`) on ephemeral loopback ports, with its
+/// GeoIP database path replaced by `geoip`.
+pub fn demo_toml(geoip: &str) -> String {
+    rewrite_listen(&std::fs::read_to_string(repo("zones/demo.toml")).unwrap())
+        .replace("../geoip/demo.mmdb", geoip)
+}
+
+/// The repository's demo GeoIP database, as an absolute path.
+pub fn demo_mmdb() -> String {
+    repo("geoip/demo.mmdb").to_str().unwrap().to_string()
+}
+
+/// A fresh [`tmp_dir`] holding the demo zone file (`example.com.zone`) and
+/// `config` as `g.toml`; returns the directory.
+pub fn demo_dir(name: &str, config: &str) -> PathBuf {
+    let dir = tmp_dir(name);
+    std::fs::copy(repo("zones/example.com.zone"), dir.join("example.com.zone")).unwrap();
+    std::fs::write(dir.join("g.toml"), config).unwrap();
+    dir
 }
 
 /// Replaces the DNS `listen = [...]` and the API `listen = "..."` addresses
@@ -154,5 +190,52 @@ pub fn ecs_of(m: &Message) -> Option<(IpAddr, u8, u8)> {
     match e.option(hickory_proto::rr::rdata::opt::EdnsCode::Subnet)? {
         EdnsOption::Subnet(s) => Some((s.addr(), s.source_prefix(), s.scope_prefix())),
         _ => None,
+    }
+}
+
+/// Status and body of an HTTP response.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: reqwest::StatusCode,
+    pub body: String,
+}
+
+impl Reply {
+    /// The body parsed as JSON (panics, showing the body, when it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.body))
+    }
+}
+
+/// Sends `req` and reads the whole response.
+pub async fn send(req: reqwest::RequestBuilder) -> Reply {
+    let r = req.send().await.unwrap();
+    let status = r.status();
+    Reply {
+        status,
+        body: r.text().await.unwrap(),
+    }
+}
+
+/// `GET url`.
+pub async fn get(c: &reqwest::Client, url: &str) -> Reply {
+    send(c.get(url)).await
+}
+
+/// `POST url` without a body, with `Authorization: Bearer token` when given.
+pub async fn post(c: &reqwest::Client, url: &str, token: Option<&str>) -> Reply {
+    send(authorized(c.post(url), token)).await
+}
+
+/// `POST url` with `body`, with `Authorization: Bearer token` when given.
+pub async fn post_body(c: &reqwest::Client, url: &str, token: Option<&str>, body: &str) -> Reply {
+    send(authorized(c.post(url), token).body(body.to_string())).await
+}
+
+fn authorized(req: reqwest::RequestBuilder, token: Option<&str>) -> reqwest::RequestBuilder {
+    match token {
+        Some(t) => req.bearer_auth(t),
+        None => req,
     }
 }
