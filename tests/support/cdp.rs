@@ -1,9 +1,12 @@
 //! Headless Chromium (Debian's `chromium`) driven over the DevTools protocol
 //! on a pipe (`--remote-debugging-pipe`): no extra packages, no network
-//! beyond loopback. Shared by the browser tests of both crates.
+//! beyond loopback. Shared by the browser tests of both crates, with the
+//! page script they run ([`trial_page`]) and a tiny HTTP server for it
+//! ([`serve`]).
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -224,4 +227,95 @@ impl Drop for Browser {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.profile);
     }
+}
+
+/// `trial(iceServers, waitMs)`: two RTCPeerConnections with
+/// `iceTransportPolicy: 'relay'` and the given ICE servers open a data channel;
+/// `a` sends msg0..msg4, `b` echoes each back as `echo:msgN`. After all five
+/// echoes (or `waitMs`) it reads `getStats()` and resolves to `{ echoes,
+/// errors, localType, remoteType, relayProtocol, localAddress }`, where the
+/// last four describe the selected candidate pair (null without one) and
+/// `errors` holds ICE candidate errors as `"<code> <text>"`.
+pub const TRIAL_JS: &str = r#"
+async function trial(iceServers, waitMs) {
+  const cfg = { iceServers, iceTransportPolicy: 'relay' };
+  const a = new RTCPeerConnection(cfg), b = new RTCPeerConnection(cfg);
+  const errors = [];
+  for (const [pc, other] of [[a, b], [b, a]]) {
+    pc.onicecandidate = e => { if (e.candidate) other.addIceCandidate(e.candidate).catch(x => errors.push(String(x))); };
+    pc.onicecandidateerror = e => errors.push(e.errorCode + ' ' + e.errorText);
+  }
+  const echoes = [];
+  b.ondatachannel = e => { e.channel.onmessage = m => e.channel.send('echo:' + m.data); };
+  const dc = a.createDataChannel('t');
+  dc.onmessage = m => echoes.push(m.data);
+  dc.onopen = () => { for (let i = 0; i < 5; i++) dc.send('msg' + i); };
+  const offer = await a.createOffer(); await a.setLocalDescription(offer); await b.setRemoteDescription(offer);
+  const answer = await b.createAnswer(); await b.setLocalDescription(answer); await a.setRemoteDescription(answer);
+  const t0 = Date.now();
+  while (echoes.length < 5 && Date.now() - t0 < waitMs) await new Promise(r => setTimeout(r, 50));
+  const stats = await a.getStats();
+  let local = null, remote = null;
+  stats.forEach(s => {
+    if (s.type === 'transport' && s.selectedCandidatePairId) {
+      const pair = stats.get(s.selectedCandidatePairId);
+      local = stats.get(pair.localCandidateId);
+      remote = stats.get(pair.remoteCandidateId);
+    }
+  });
+  a.close(); b.close();
+  return { echoes, errors, localType: local && local.candidateType, remoteType: remote && remote.candidateType,
+           relayProtocol: local && local.relayProtocol, localAddress: local && local.address };
+}
+"#;
+
+/// Asserts that a [`TRIAL_JS`] result `r` got all five echoes back and that
+/// its selected candidate pair's local side is a relay candidate; `what`
+/// names the trial in the failure message.
+pub fn assert_relayed(r: &serde_json::Value, what: &str) {
+    let echoes: Vec<&str> = r["echoes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{what}: no echoes in {r}"))
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        echoes,
+        (0..5).map(|i| format!("echo:msg{i}")).collect::<Vec<_>>(),
+        "{what}: {r}"
+    );
+    assert_eq!(r["localType"], "relay", "{what}: {r}");
+}
+
+/// An HTML page defining [`TRIAL_JS`]'s `trial()` and running `main_js`,
+/// which must define `async function main()` that sets `window.result` (a
+/// JSON string); if `main()` throws, `window.result` is `{"error": ...}`.
+pub fn trial_page(main_js: &str) -> String {
+    format!(
+        "<!doctype html><html><body><script>{TRIAL_JS}{main_js}\nmain().catch(e => {{ window.result = JSON.stringify({{ error: String(e) }}); }});\n</script></body></html>"
+    )
+}
+
+/// Serves HTTP/1.1 on 127.0.0.1 (one request per connection) from a thread:
+/// `route(path)` gives the content type and body of a 200 response. Returns
+/// the port.
+pub fn serve(route: impl Fn(&str) -> (&'static str, String) + Send + 'static) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut first = String::new();
+            let _ = r.read_line(&mut first);
+            let mut line = String::new();
+            while r.read_line(&mut line).map(|n| n > 2).unwrap_or(false) {
+                line.clear();
+            }
+            let path = first.split_whitespace().nth(1).unwrap_or("/");
+            let (ctype, body) = route(path);
+            let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        }
+    });
+    port
 }
