@@ -23,7 +23,8 @@ use turn_types::message::{ALLOCATE, CHANNEL_BIND, CREATE_PERMISSION, REFRESH, SE
 
 use super::wire::{CHANNEL_MAX, CHANNEL_MIN};
 use super::{
-    secs, Allocation, Channel, ClientId, Clock, Family, Io, RelayError, RelayRequest, Server,
+    secs, AllocId, Allocation, Channel, ClientId, Clock, Family, Io, RelayError, RelayRequest,
+    Server,
 };
 use crate::auth::{AuthFailure, NonceCheck};
 use crate::limits::{QuotaError, TokenBucket};
@@ -54,11 +55,22 @@ const KNOWN: &[u16] = &[
     0x0022, // RESERVATION-TOKEN
 ];
 
+/// Why an Allocate was refused: the counted reason and the STUN error code.
+type Refusal = (AllocError, u16);
+
 /// Credentials that authenticated a request; responses are signed with them.
 pub(super) struct Cred {
     username: Arc<str>,
     password: String,
     algorithm: IntegrityAlgorithm,
+}
+
+/// An authenticated TURN request: what its handler reads and answers with.
+struct Req<'a> {
+    client: ClientId,
+    msg: &'a Message<'a>,
+    cred: &'a Cred,
+    now: Clock,
 }
 
 /// Answers an unparseable request with 400 when its header allows it.
@@ -140,14 +152,27 @@ impl Server {
         let Some(cred) = self.authenticate(client, msg, now, deleting, io) else {
             return;
         };
+        let r = Req {
+            client,
+            msg,
+            cred: &cred,
+            now,
+        };
         if method == ALLOCATE {
-            self.allocate(client, msg, &cred, now, io);
-        } else if method == REFRESH {
-            self.refresh(client, msg, &cred, now, io);
+            if let Err(refusal) = self.allocate(&r, io) {
+                self.alloc_error(&r, refusal, io);
+            }
+            return;
+        }
+        let done = if method == REFRESH {
+            self.refresh(&r, io)
         } else if method == CREATE_PERMISSION {
-            self.create_permission(client, msg, &cred, now, io);
+            self.create_permission(&r, io)
         } else {
-            self.channel_bind(client, msg, &cred, now, io);
+            self.channel_bind(&r, io)
+        };
+        if let Err(code) = done {
+            self.reply_error(client, msg, code, Some(&cred), io, |_| {});
         }
     }
 
@@ -221,6 +246,18 @@ impl Server {
         let _ = w.add_attribute(&error_code(code));
         extra(&mut w);
         self.finish_and_send(client, w, cred, io);
+    }
+
+    /// Sends a signed success response with the attributes `extra` adds.
+    fn reply_success(
+        &self,
+        r: &Req<'_>,
+        io: &mut impl Io,
+        extra: impl FnOnce(&mut MessageWriteVec),
+    ) {
+        let mut w = Message::builder_success(r.msg, MessageWriteVec::new());
+        extra(&mut w);
+        self.finish_and_send(r.client, w, Some(r.cred), io);
     }
 
     /// Sends 401 (or 438) with REALM and a fresh NONCE, subject to the per-IP limit.
@@ -333,75 +370,40 @@ impl Server {
         }
     }
 
-    fn alloc_error(
-        &mut self,
-        reason: AllocError,
-        code: u16,
-        client: ClientId,
-        msg: &Message<'_>,
-        cred: &Cred,
-        io: &mut impl Io,
-    ) {
+    fn alloc_error(&mut self, r: &Req<'_>, (reason, code): Refusal, io: &mut impl Io) {
         self.counters.alloc_errors[reason as usize] += 1;
         let alt = if code == ErrorCode::TRY_ALTERNATE {
             self.cfg.alternate_server
         } else {
             None
         };
-        self.reply_error(client, msg, code, Some(cred), io, |w| {
+        self.reply_error(r.client, r.msg, code, Some(r.cred), io, |w| {
             if let Some(a) = alt {
                 let _ = w.add_attribute(&AlternateServer::new(a));
             }
         });
     }
 
-    fn allocate(
-        &mut self,
-        client: ClientId,
-        msg: &Message<'_>,
-        cred: &Cred,
-        now: Clock,
-        io: &mut impl Io,
-    ) {
-        if let Some(&id) = self.by_client.get(&client) {
-            let same = self.allocs.get(&id).map(|a| a.allocate_txid) == Some(msg.transaction_id());
-            if same {
-                // Retransmission: answer again with the current state.
-                self.allocate_success(client, id, msg, cred, now, io);
-            } else {
-                self.alloc_error(
-                    AllocError::Mismatch,
-                    ErrorCode::ALLOCATION_MISMATCH,
-                    client,
-                    msg,
-                    cred,
-                    io,
-                );
+    /// Allocate; an `Err` is answered by [`Self::alloc_error`].
+    fn allocate(&mut self, r: &Req<'_>, io: &mut impl Io) -> Result<(), Refusal> {
+        const BAD: Refusal = (AllocError::BadRequest, ErrorCode::BAD_REQUEST);
+        if let Some(&id) = self.by_client.get(&r.client) {
+            if self.allocs.get(&id).map(|a| a.allocate_txid) != Some(r.msg.transaction_id()) {
+                return Err((AllocError::Mismatch, ErrorCode::ALLOCATION_MISMATCH));
             }
-            return;
+            // Retransmission: answer again with the current state.
+            self.allocate_success(r, id, io);
+            return Ok(());
         }
-        match msg.attribute::<RequestedTransport>() {
+        match r.msg.attribute::<RequestedTransport>() {
             Ok(t) if t.protocol() == RequestedTransport::UDP => {}
             Ok(_) => {
-                return self.alloc_error(
+                return Err((
                     AllocError::Transport,
                     ErrorCode::UNSUPPORTED_TRANSPORT_PROTOCOL,
-                    client,
-                    msg,
-                    cred,
-                    io,
-                )
+                ))
             }
-            Err(_) => {
-                return self.alloc_error(
-                    AllocError::BadRequest,
-                    ErrorCode::BAD_REQUEST,
-                    client,
-                    msg,
-                    cred,
-                    io,
-                )
-            }
+            Err(_) => return Err(BAD),
         }
         let alt_or_508 = if self.cfg.alternate_server.is_some() {
             ErrorCode::TRY_ALTERNATE
@@ -409,97 +411,40 @@ impl Server {
             ErrorCode::INSUFFICIENT_CAPACITY
         };
         if self.draining {
-            return self.alloc_error(AllocError::Draining, alt_or_508, client, msg, cred, io);
+            return Err((AllocError::Draining, alt_or_508));
         }
-        match self.quotas.check(&cred.username, client.remote.ip()) {
-            Ok(()) => {}
-            Err(QuotaError::PerUser) => {
-                return self.alloc_error(
-                    AllocError::QuotaUser,
-                    ErrorCode::ALLOCATION_QUOTA_REACHED,
-                    client,
-                    msg,
-                    cred,
-                    io,
-                )
-            }
-            Err(QuotaError::PerIp) => {
-                return self.alloc_error(
-                    AllocError::QuotaIp,
-                    ErrorCode::ALLOCATION_QUOTA_REACHED,
-                    client,
-                    msg,
-                    cred,
-                    io,
-                )
-            }
-            Err(QuotaError::Capacity) => {
-                return self.alloc_error(AllocError::Capacity, alt_or_508, client, msg, cred, io)
-            }
-        }
-        let even = msg.attribute::<EvenPort>().ok();
-        let token = msg.has_attribute(ReservationToken::TYPE);
-        let requested = msg.has_attribute(RequestedAddressFamily::TYPE);
-        let additional = msg.has_attribute(AdditionalAddressFamily::TYPE);
+        let quota = self.quotas.check(&r.cred.username, r.client.remote.ip());
+        quota.map_err(|e| match e {
+            QuotaError::PerUser => (AllocError::QuotaUser, ErrorCode::ALLOCATION_QUOTA_REACHED),
+            QuotaError::PerIp => (AllocError::QuotaIp, ErrorCode::ALLOCATION_QUOTA_REACHED),
+            QuotaError::Capacity => (AllocError::Capacity, alt_or_508),
+        })?;
+        let even = r.msg.attribute::<EvenPort>().ok();
+        let token = r.msg.has_attribute(ReservationToken::TYPE);
+        let requested = r.msg.has_attribute(RequestedAddressFamily::TYPE);
+        let additional = r.msg.has_attribute(AdditionalAddressFamily::TYPE);
         if (token && (even.is_some() || requested)) || (requested && additional) {
-            return self.alloc_error(
-                AllocError::BadRequest,
-                ErrorCode::BAD_REQUEST,
-                client,
-                msg,
-                cred,
-                io,
-            );
+            return Err(BAD);
         }
+        let no_family = (AllocError::Family, ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED);
         let family = if requested {
-            match msg.attribute::<RequestedAddressFamily>() {
-                Ok(f) => family_of(f.family()),
-                Err(_) => {
-                    return self.alloc_error(
-                        AllocError::Family,
-                        ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED,
-                        client,
-                        msg,
-                        cred,
-                        io,
-                    )
-                }
-            }
+            let f = r.msg.attribute::<RequestedAddressFamily>();
+            family_of(f.map_err(|_| no_family)?.family())
         } else {
             Family::V4
         };
         let mut ipv6_refused = false;
         if additional {
-            match msg.attribute::<AdditionalAddressFamily>() {
+            match r.msg.attribute::<AdditionalAddressFamily>() {
                 // Dual allocations are not offered: the IPv4 relay is granted and
                 // the IPv6 part is refused with ADDRESS-ERROR-CODE (RFC 8656 §7.2).
                 Ok(f) if f.family() == AddressFamily::IPV6 => ipv6_refused = true,
-                _ => {
-                    return self.alloc_error(
-                        AllocError::BadRequest,
-                        ErrorCode::BAD_REQUEST,
-                        client,
-                        msg,
-                        cred,
-                        io,
-                    )
-                }
+                _ => return Err(BAD),
             }
         }
         let reservation = if token {
-            match msg.attribute::<ReservationToken>() {
-                Ok(t) => Some(t.token()),
-                Err(_) => {
-                    return self.alloc_error(
-                        AllocError::BadRequest,
-                        ErrorCode::BAD_REQUEST,
-                        client,
-                        msg,
-                        cred,
-                        io,
-                    )
-                }
-            }
+            let t = r.msg.attribute::<ReservationToken>().map_err(|_| BAD)?;
+            Some(t.token())
         } else {
             None
         };
@@ -508,14 +453,7 @@ impl Server {
             Family::V6 => self.cfg.has_v6,
         };
         if !available && reservation.is_none() {
-            return self.alloc_error(
-                AllocError::Family,
-                ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED,
-                client,
-                msg,
-                cred,
-                io,
-            );
+            return Err(no_family);
         }
         let id = self.next_id;
         self.next_id += 1;
@@ -524,122 +462,92 @@ impl Server {
             even_port: even.is_some(),
             reserve_next: even.map(|e| e.requested()).unwrap_or(false),
             reservation,
-            dont_fragment: msg.has_attribute(DontFragment::TYPE),
+            dont_fragment: r.msg.has_attribute(DontFragment::TYPE),
         };
         let granted = match io.open_relay(id, &req) {
             Ok(g) => g,
             Err(RelayError::NoPorts | RelayError::BadToken) => {
-                return self.alloc_error(
-                    AllocError::Ports,
-                    ErrorCode::INSUFFICIENT_CAPACITY,
-                    client,
-                    msg,
-                    cred,
-                    io,
-                )
+                return Err((AllocError::Ports, ErrorCode::INSUFFICIENT_CAPACITY));
             }
         };
-        let lifetime = self.lifetime(msg.attribute::<Lifetime>().ok().map(|l| l.seconds()));
-        self.quotas.acquire(&cred.username, client.remote.ip());
+        let lifetime = self.lifetime(r.msg.attribute::<Lifetime>().ok().map(|l| l.seconds()));
+        self.quotas.acquire(&r.cred.username, r.client.remote.ip());
         self.allocs.insert(
             id,
             Allocation {
-                client,
-                username: cred.username.clone(),
-                password: cred.password.clone(),
-                algorithm: cred.algorithm,
+                client: r.client,
+                username: r.cred.username.clone(),
+                password: r.cred.password.clone(),
+                algorithm: r.cred.algorithm,
                 relay_local: granted.local,
                 relay_public: self.public_addr(granted.local),
-                expires: now.mono + secs(lifetime),
+                expires: r.now.mono + secs(lifetime),
                 permissions: Vec::new(),
                 channels: Vec::new(),
-                bucket: TokenBucket::new(self.cfg.max_bps, now.mono),
-                allocate_txid: msg.transaction_id(),
+                bucket: TokenBucket::new(self.cfg.max_bps, r.now.mono),
+                allocate_txid: r.msg.transaction_id(),
                 reservation_token: granted.reservation_token,
                 ipv6_refused,
             },
         );
-        self.by_client.insert(client, id);
+        self.by_client.insert(r.client, id);
         self.counters.sessions_total += 1;
-        self.allocate_success(client, id, msg, cred, now, io);
+        self.allocate_success(r, id, io);
+        Ok(())
     }
 
-    fn allocate_success(
-        &mut self,
-        client: ClientId,
-        id: u64,
-        msg: &Message<'_>,
-        cred: &Cred,
-        now: Clock,
-        io: &mut impl Io,
-    ) {
+    fn allocate_success(&self, r: &Req<'_>, id: AllocId, io: &mut impl Io) {
         let Some(a) = self.allocs.get(&id) else {
             return;
         };
-        let txid = msg.transaction_id();
-        let remaining = a.expires.saturating_duration_since(now.mono).as_secs() as u32;
-        let mut w = Message::builder_success(msg, MessageWriteVec::new());
-        let _ = w.add_attribute(&XorRelayedAddress::new(a.relay_public, txid));
-        let _ = w.add_attribute(&Lifetime::new(remaining));
-        let _ = w.add_attribute(&XorMappedAddress::new(client.remote, txid));
-        if let Some(t) = a.reservation_token {
-            let _ = w.add_attribute(&ReservationToken::new(t));
-        }
-        if a.ipv6_refused {
-            let _ = w.add_attribute(&AddressErrorCode::new(
-                AddressFamily::IPV6,
-                error_code(ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED),
-            ));
-        }
-        self.add_software(&mut w);
-        self.finish_and_send(client, w, Some(cred), io);
+        let txid = r.msg.transaction_id();
+        let remaining = a.expires.saturating_duration_since(r.now.mono).as_secs() as u32;
+        self.reply_success(r, io, |w| {
+            let _ = w.add_attribute(&XorRelayedAddress::new(a.relay_public, txid));
+            let _ = w.add_attribute(&Lifetime::new(remaining));
+            let _ = w.add_attribute(&XorMappedAddress::new(r.client.remote, txid));
+            if let Some(t) = a.reservation_token {
+                let _ = w.add_attribute(&ReservationToken::new(t));
+            }
+            if a.ipv6_refused {
+                let _ = w.add_attribute(&AddressErrorCode::new(
+                    AddressFamily::IPV6,
+                    error_code(ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED),
+                ));
+            }
+            self.add_software(w);
+        });
     }
 
-    fn refresh(
-        &mut self,
-        client: ClientId,
-        msg: &Message<'_>,
-        cred: &Cred,
-        now: Clock,
-        io: &mut impl Io,
-    ) {
-        let Some(&id) = self.by_client.get(&client) else {
-            return self.reply_error(
-                client,
-                msg,
-                ErrorCode::ALLOCATION_MISMATCH,
-                Some(cred),
-                io,
-                |_| {},
-            );
-        };
-        if let Ok(f) = msg.attribute::<RequestedAddressFamily>() {
+    fn refresh(&mut self, r: &Req<'_>, io: &mut impl Io) -> Result<(), u16> {
+        let id = self.alloc_of(&r.client)?;
+        if let Ok(f) = r.msg.attribute::<RequestedAddressFamily>() {
             let ours = self.allocs.get(&id).map(|a| Family::of(&a.relay_local));
             if Some(family_of(f.family())) != ours {
-                return self.reply_error(
-                    client,
-                    msg,
-                    ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH,
-                    Some(cred),
-                    io,
-                    |_| {},
-                );
+                return Err(ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH);
             }
         }
-        let requested = msg.attribute::<Lifetime>().ok().map(|l| l.seconds());
+        let requested = r.msg.attribute::<Lifetime>().ok().map(|l| l.seconds());
         let lifetime = if requested == Some(0) {
             self.remove(id, io);
             0
         } else {
             let lt = self.lifetime(requested);
             if let Some(a) = self.allocs.get_mut(&id) {
-                a.expires = now.mono + secs(lt);
+                a.expires = r.now.mono + secs(lt);
             }
             lt
         };
-        let mut w = Message::builder_success(msg, MessageWriteVec::new());
-        let _ = w.add_attribute(&Lifetime::new(lifetime));
-        self.finish_and_send(client, w, Some(cred), io);
+        self.reply_success(r, io, |w| {
+            let _ = w.add_attribute(&Lifetime::new(lifetime));
+        });
+        Ok(())
+    }
+
+    /// The allocation of `client`, or 437 (Allocation Mismatch).
+    fn alloc_of(&self, client: &ClientId) -> Result<AllocId, u16> {
+        let id = self.by_client.get(client).copied();
+        id.ok_or(ErrorCode::ALLOCATION_MISMATCH)
     }
 
     /// Checks a peer for an allocation; returns the STUN error code on refusal.
@@ -657,104 +565,61 @@ impl Server {
         Ok(())
     }
 
-    fn create_permission(
-        &mut self,
-        client: ClientId,
-        msg: &Message<'_>,
-        cred: &Cred,
-        now: Clock,
-        io: &mut impl Io,
-    ) {
-        let Some(&id) = self.by_client.get(&client) else {
-            return self.reply_error(
-                client,
-                msg,
-                ErrorCode::ALLOCATION_MISMATCH,
-                Some(cred),
-                io,
-                |_| {},
-            );
-        };
-        let txid = msg.transaction_id();
+    fn create_permission(&mut self, r: &Req<'_>, io: &mut impl Io) -> Result<(), u16> {
+        let id = self.alloc_of(&r.client)?;
+        let txid = r.msg.transaction_id();
         let mut peers: Vec<IpAddr> = Vec::new();
         let mut n = 0;
-        while let Ok(p) = msg.nth_attribute::<XorPeerAddress>(n) {
+        while let Ok(p) = r.msg.nth_attribute::<XorPeerAddress>(n) {
             n += 1;
             let addr = p.addr(txid);
-            if let Err(code) = self.check_peer(id, addr) {
-                return self.reply_error(client, msg, code, Some(cred), io, |_| {});
-            }
+            self.check_peer(id, addr)?;
             if !peers.contains(&addr.ip()) {
                 peers.push(addr.ip());
             }
         }
         if peers.is_empty() {
-            return self.reply_error(client, msg, ErrorCode::BAD_REQUEST, Some(cred), io, |_| {});
+            return Err(ErrorCode::BAD_REQUEST);
         }
         let max = self.cfg.max_permissions;
-        let expires = now.mono + secs(self.cfg.permission_lifetime);
+        let expires = r.now.mono + secs(self.cfg.permission_lifetime);
         let Some(a) = self.allocs.get_mut(&id) else {
-            return;
+            return Err(ErrorCode::ALLOCATION_MISMATCH);
         };
         let new = peers
             .iter()
             .filter(|ip| !a.permissions.iter().any(|(p, _)| p == *ip))
             .count();
         if a.permissions.len() + new > max {
-            return self.reply_error(
-                client,
-                msg,
-                ErrorCode::INSUFFICIENT_CAPACITY,
-                Some(cred),
-                io,
-                |_| {},
-            );
+            return Err(ErrorCode::INSUFFICIENT_CAPACITY);
         }
         for ip in peers {
             install_permission(a, ip, expires);
         }
-        let w = Message::builder_success(msg, MessageWriteVec::new());
-        self.finish_and_send(client, w, Some(cred), io);
+        self.reply_success(r, io, |_| {});
+        Ok(())
     }
 
-    fn channel_bind(
-        &mut self,
-        client: ClientId,
-        msg: &Message<'_>,
-        cred: &Cred,
-        now: Clock,
-        io: &mut impl Io,
-    ) {
-        let Some(&id) = self.by_client.get(&client) else {
-            return self.reply_error(
-                client,
-                msg,
-                ErrorCode::ALLOCATION_MISMATCH,
-                Some(cred),
-                io,
-                |_| {},
-            );
-        };
+    fn channel_bind(&mut self, r: &Req<'_>, io: &mut impl Io) -> Result<(), u16> {
+        let id = self.alloc_of(&r.client)?;
         let (Ok(ch), Ok(peer)) = (
-            msg.attribute::<ChannelNumber>(),
-            msg.attribute::<XorPeerAddress>(),
+            r.msg.attribute::<ChannelNumber>(),
+            r.msg.attribute::<XorPeerAddress>(),
         ) else {
-            return self.reply_error(client, msg, ErrorCode::BAD_REQUEST, Some(cred), io, |_| {});
+            return Err(ErrorCode::BAD_REQUEST);
         };
         let number = ch.channel();
-        let peer = peer.addr(msg.transaction_id());
+        let peer = peer.addr(r.msg.transaction_id());
         if !(CHANNEL_MIN..=CHANNEL_MAX).contains(&number) {
-            return self.reply_error(client, msg, ErrorCode::BAD_REQUEST, Some(cred), io, |_| {});
+            return Err(ErrorCode::BAD_REQUEST);
         }
-        if let Err(code) = self.check_peer(id, peer) {
-            return self.reply_error(client, msg, code, Some(cred), io, |_| {});
-        }
+        self.check_peer(id, peer)?;
         let max = self.cfg.max_channels;
         let max_perms = self.cfg.max_permissions;
-        let ch_exp = now.mono + secs(self.cfg.channel_lifetime);
-        let perm_exp = now.mono + secs(self.cfg.permission_lifetime);
+        let ch_exp = r.now.mono + secs(self.cfg.channel_lifetime);
+        let perm_exp = r.now.mono + secs(self.cfg.permission_lifetime);
         let Some(a) = self.allocs.get_mut(&id) else {
-            return;
+            return Err(ErrorCode::ALLOCATION_MISMATCH);
         };
         let by_number = a.channels.iter().position(|c| c.number == number);
         let by_peer = a.channels.iter().position(|c| c.peer == peer);
@@ -769,7 +634,7 @@ impl Server {
             _ => Some(ErrorCode::BAD_REQUEST),
         };
         if let Some(code) = code {
-            return self.reply_error(client, msg, code, Some(cred), io, |_| {});
+            return Err(code);
         }
         match by_number {
             Some(i) => a.channels[i].expires = ch_exp,
@@ -780,8 +645,8 @@ impl Server {
             }),
         }
         install_permission(a, peer.ip(), perm_exp);
-        let w = Message::builder_success(msg, MessageWriteVec::new());
-        self.finish_and_send(client, w, Some(cred), io);
+        self.reply_success(r, io, |_| {});
+        Ok(())
     }
 }
 
