@@ -435,28 +435,11 @@ impl Server {
         now: Clock,
         io: &mut impl Io,
     ) {
-        let Some(&id) = self.by_client.get(&client) else {
-            return;
-        };
-        let Some(a) = self.allocs.get_mut(&id) else {
-            return;
-        };
-        let Some(c) = a.channels.iter().find(|c| c.number == ch) else {
-            return;
-        };
-        if c.expires <= now.mono || !a.permitted(c.peer.ip(), now.mono) {
-            return;
-        }
-        let peer = c.peer;
-        if !a.bucket.take(payload.len(), now.mono)
-            || !self.total_bucket.take(payload.len(), now.mono)
-        {
-            self.counters.bandwidth_drops += 1;
-            return;
-        }
-        io.send_to_peer(id, peer, payload);
-        self.counters.packets_in += 1;
-        self.counters.bytes_in += payload.len() as u64;
+        self.relay_in(client, payload, now, io, |a| {
+            let c = a.channels.iter().find(|c| c.number == ch)?;
+            let live = c.expires > now.mono && a.permitted(c.peer.ip(), now.mono);
+            live.then_some(c.peer)
+        });
     }
 
     fn send_indication(
@@ -466,22 +449,41 @@ impl Server {
         now: Clock,
         io: &mut impl Io,
     ) {
+        let (Ok(peer), Ok(data)) = (msg.attribute::<XorPeerAddress>(), msg.attribute::<Data>())
+        else {
+            if self.has_allocation(&client) {
+                self.counters.malformed += 1;
+            }
+            return;
+        };
+        let peer = peer.addr(msg.transaction_id());
+        self.relay_in(client, data.data(), now, io, |a| {
+            let ok =
+                Family::of(&peer) == Family::of(&a.relay_local) && a.permitted(peer.ip(), now.mono);
+            ok.then_some(peer)
+        });
+    }
+
+    /// Client → peer: sends `payload` to the peer `peer_of` picks from the
+    /// client's allocation (`None`: drop) if both bandwidth buckets allow it.
+    #[inline]
+    fn relay_in(
+        &mut self,
+        client: ClientId,
+        payload: &[u8],
+        now: Clock,
+        io: &mut impl Io,
+        peer_of: impl FnOnce(&Allocation) -> Option<SocketAddr>,
+    ) {
         let Some(&id) = self.by_client.get(&client) else {
             return;
         };
         let Some(a) = self.allocs.get_mut(&id) else {
             return;
         };
-        let (Ok(peer), Ok(data)) = (msg.attribute::<XorPeerAddress>(), msg.attribute::<Data>())
-        else {
-            self.counters.malformed += 1;
+        let Some(peer) = peer_of(a) else {
             return;
         };
-        let peer = peer.addr(msg.transaction_id());
-        if Family::of(&peer) != Family::of(&a.relay_local) || !a.permitted(peer.ip(), now.mono) {
-            return;
-        }
-        let payload = data.data();
         if !a.bucket.take(payload.len(), now.mono)
             || !self.total_bucket.take(payload.len(), now.mono)
         {
