@@ -484,16 +484,7 @@ impl EventLoop {
         if !readable {
             return;
         }
-        let transport = if c.tls.is_some() {
-            Transport::Tls
-        } else {
-            Transport::Tcp
-        };
-        let client = ClientId {
-            transport,
-            conn: id,
-            remote: c.remote,
-        };
+        let client = c.client(id);
         loop {
             let Some(c) = self.io.conns.get_mut(&id) else {
                 return;
@@ -554,18 +545,8 @@ impl EventLoop {
     fn close_conn(&mut self, id: u32) {
         if let Some(mut c) = self.io.conns.remove(&id) {
             let _ = self.io.poll_registry.deregister(&mut c.stream);
-            let transport = if c.tls.is_some() {
-                Transport::Tls
-            } else {
-                Transport::Tcp
-            };
-            let client = ClientId {
-                transport,
-                conn: id,
-                remote: c.remote,
-            };
             self.server
-                .handle(Input::ClientClosed(client), clock(), &mut self.io);
+                .handle(Input::ClientClosed(c.client(id)), clock(), &mut self.io);
         }
     }
 
@@ -574,19 +555,9 @@ impl EventLoop {
             .io
             .conns
             .iter()
-            .filter(|(id, c)| {
-                let transport = if c.tls.is_some() {
-                    Transport::Tls
-                } else {
-                    Transport::Tcp
-                };
-                let client = ClientId {
-                    transport,
-                    conn: **id,
-                    remote: c.remote,
-                };
+            .filter(|(&id, c)| {
                 now.saturating_duration_since(c.since) > IDLE_CONN
-                    && !self.server.has_allocation(&client)
+                    && !self.server.has_allocation(&c.client(id))
             })
             .map(|(id, _)| *id)
             .collect();

@@ -8,6 +8,7 @@ use std::time::Instant;
 use mio::net::TcpStream;
 
 use crate::proto::wire::{self, FrameKind};
+use crate::proto::{ClientId, Transport};
 
 /// Largest frame: STUN header plus a 64 KiB body, padded.
 const MAX_FRAME: usize = 65_536 + 24;
@@ -73,6 +74,19 @@ pub fn next_frame(buf: &[u8]) -> Next {
 }
 
 impl Conn {
+    /// The state machine's name for this client; `id` is the connection id.
+    pub fn client(&self, id: u32) -> ClientId {
+        let transport = match self.tls {
+            Some(_) => Transport::Tls,
+            None => Transport::Tcp,
+        };
+        ClientId {
+            transport,
+            conn: id,
+            remote: self.remote,
+        }
+    }
+
     /// Wraps an accepted stream.
     pub fn new(
         stream: TcpStream,
