@@ -4,19 +4,28 @@
 # Runs coturn and then geosteer-relay (same machine, equivalent configuration:
 # one UDP+TCP listener on 127.0.0.1, long-term user, loopback peers allowed, no
 # quotas) with the server pinned to one core and the load (turnutils_uclient +
-# turnutils_peer) pinned to the other. For each server it reports:
-#   * relayed packets/s under UDP and TCP channel load (fixed and saturating),
+# turnutils_peer) pinned to the other, ROUNDS times, alternating. For each
+# server it reports (medians over the rounds):
+#   * relayed packets/s under UDP and TCP channel load (fixed and maximum),
+#     taken from uclient's once-a-second counters over the seconds in which it
+#     was sending (see "Why not uclient's transmit time" below),
 #   * server CPU per relayed packet (utime+stime from /proc, µs),
 #   * resident memory per allocation at ~10,000 allocations.
 # Debian's coturn 4.6 uclient has no -Y load mode: load comes from many
 # clients (-m) with -z (ms between messages).
 #
+# Why not uclient's "Total transmit time": when any message is lost, uclient
+# waits about 10 s for it after it has sent everything, so one packet dropped
+# at turnutils_peer's socket (the load generator's own loss, which happens to
+# either server at random) doubles the "transmit time" and halves a
+# packets/s figure computed from it. The per-second counters are not affected.
+#
 # Only 127.0.0.1 is contacted. Needs: coturn (turnserver, turnutils_*),
-# taskset, curl, python3, bc. Results go to $OUT (default .bench/relay, ignored
+# taskset, curl, python3. Results go to $OUT (default .bench/relay, ignored
 # by git) and a Markdown table is printed at the end.
 #
-# Environment knobs: SERVER_CPU (1), CLIENT_CPU (0), QUICK=1 (smaller runs),
-# SKIP_MEMORY=1, MEM_ALLOCS (10000), SERVERS ("coturn geosteer").
+# Environment knobs: ROUNDS (3), SERVER_CPU (1), CLIENT_CPU (0), QUICK=1
+# (smaller runs), SKIP_MEMORY=1, MEM_ALLOCS (10000), SERVERS ("coturn geosteer").
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,6 +33,7 @@ OUT=${OUT:-$ROOT/.bench/relay}
 SERVER_CPU=${SERVER_CPU:-1}
 CLIENT_CPU=${CLIENT_CPU:-0}
 MEM_ALLOCS=${MEM_ALLOCS:-10000}
+ROUNDS=${ROUNDS:-3}
 PORT=34780
 HTTP_PORT=34790
 PEER_PORT=34800
@@ -38,8 +48,8 @@ else
   SAT=(-m 200 -n 3000 -z 1)     # 200 clients x up to 1000 msg/s: as fast as uclient goes
 fi
 
-for t in turnserver turnutils_uclient turnutils_peer taskset curl python3 bc; do
-  command -v "$t" >/dev/null || { echo "missing tool: $t (apt-get install -y coturn util-linux curl python3 bc)" >&2; exit 1; }
+for t in turnserver turnutils_uclient turnutils_peer taskset curl python3; do
+  command -v "$t" >/dev/null || { echo "missing tool: $t (apt-get install -y coturn util-linux curl python3)" >&2; exit 1; }
 done
 mkdir -p "$OUT"
 (cd "$ROOT" && cargo build --release -q -p geosteer-relay)
@@ -93,26 +103,45 @@ rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 sockets() { find "/proc/$1/fd" -lname 'socket:*' 2>/dev/null | wc -l; }
 hz=$(getconf CLK_TCK)
 
-# run_load NAME PID ARGS... -> appends "name sent recv lost transmit_s cpu_s" to $OUT/results
+# run_load ROUND NAME PID ARGS... -> appends to $OUT/results:
+#   round name sent recv lost transmit_s cpu_s peer_drops window_s window_relayed peak_pps
 run_load() {
-  local name=$1 pid=$2; shift 2
-  local t0 t1 d0 d1 log="$OUT/$name.log"
+  local round=$1 name=$2 pid=$3; shift 3
+  local t0 t1 d0 d1 log="$OUT/$name-r$round.log"
   t0=$(ticks "$pid"); d0=$(peer_drops)
   taskset -c "$CLIENT_CPU" turnutils_uclient -c -X -l 100 -e 127.0.0.1 -r $PEER_PORT -p $PORT \
     -u alice -w wonderland "$@" 127.0.0.1 >"$log" 2>&1 || true
   t1=$(ticks "$pid"); d1=$(peer_drops)
   # Other work on the machine distorts the figures: record the load average.
-  echo "$name $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/loadavg"
-  python3 - "$name" "$log" "$((t1 - t0))" "$hz" "$((d1 - d0))" >>"$OUT/results" <<'PY'
+  echo "$round $name $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/loadavg"
+  python3 - "$round" "$name" "$log" "$((t1 - t0))" "$hz" "$((d1 - d0))" >>"$OUT/results" <<'PY'
 import re, sys
-name, log, ticks, hz, drops = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+rnd, name, log, ticks, hz, drops = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 text = open(log, errors="replace").read()
 m = re.findall(r"start_mclient: tot_send_msgs=(\d+), tot_recv_msgs=(\d+)", text)
 sent, recv = (int(m[-1][0]), int(m[-1][1])) if m else (0, 0)
 t = re.findall(r"Total transmit time is (\d+)", text)
 secs = max(int(t[-1]), 1) if t else 1
 lost = re.findall(r"Total lost packets (\d+)", text)
-print(name, sent, recv, lost[-1] if lost else "?", secs, ticks / hz, drops)
+# Once-a-second progress: "N: : start_mclient: msz=…, tot_send_msgs=S, tot_recv_msgs=R, …".
+# Sending window: from the first second with traffic to the first second at
+# which everything was sent; relayed = growth of S + R over that window.
+ticks_ = [(int(a), int(b), int(c)) for a, b, c in
+          re.findall(r"^(\d+): : start_mclient: msz=\d+, tot_send_msgs=(\d+), tot_recv_msgs=(\d+)", text, re.M)]
+w_secs, w_relayed, peak = 0, 0, 0
+start = next((i for i, (_, s_, _r) in enumerate(ticks_) if s_ > 0), None)
+if start is not None and sent:
+    end = next((i for i in range(start, len(ticks_)) if ticks_[i][1] >= sent), len(ticks_) - 1)
+    if start > 0:
+        start -= 1  # the last second before traffic: counters still at (almost) 0
+    w_secs = ticks_[end][0] - ticks_[start][0]
+    w_relayed = (ticks_[end][1] + ticks_[end][2]) - (ticks_[start][1] + ticks_[start][2])
+    for i in range(start + 1, end + 1):
+        dt = ticks_[i][0] - ticks_[i - 1][0]
+        if dt > 0:
+            d = (ticks_[i][1] + ticks_[i][2]) - (ticks_[i - 1][1] + ticks_[i - 1][2])
+            peak = max(peak, d // dt)
+print(rnd, name, sent, recv, lost[-1] if lost else "?", secs, ticks / hz, drops, w_secs, w_relayed, peak)
 PY
   tail -1 "$OUT/results"
 }
@@ -147,35 +176,50 @@ taskset -c "$CLIENT_CPU" turnutils_peer -L 127.0.0.1 -p $PEER_PORT >/dev/null 2>
 PIDS+=($!)
 sleep 0.5
 
-for server in ${SERVERS:-coturn geosteer}; do
-  echo "== $server"
-  pid=$(start_server $server); PIDS+=("$pid"); sleep 1.5
-  run_load "$server-udp-fixed" "$pid" "${FIXED[@]}"
-  run_load "$server-tcp-fixed" "$pid" -t "${FIXED[@]}"
-  run_load "$server-udp-sat" "$pid" "${SAT[@]}"
-  run_load "$server-tcp-sat" "$pid" -t "${SAT[@]}"
-  stop_server "$pid"
-  if [[ "${SKIP_MEMORY:-0}" != 1 ]]; then
+for round in $(seq 1 "$ROUNDS"); do
+  for server in ${SERVERS:-coturn geosteer}; do
+    echo "== round $round: $server"
+    pid=$(start_server $server); PIDS+=("$pid"); sleep 1.5
+    run_load "$round" "$server-udp-fixed" "$pid" "${FIXED[@]}"
+    run_load "$round" "$server-tcp-fixed" "$pid" -t "${FIXED[@]}"
+    run_load "$round" "$server-udp-max" "$pid" "${SAT[@]}"
+    run_load "$round" "$server-tcp-max" "$pid" -t "${SAT[@]}"
+    stop_server "$pid"
+  done
+done
+if [[ "${SKIP_MEMORY:-0}" != 1 ]]; then
+  for server in ${SERVERS:-coturn geosteer}; do
+    echo "== memory: $server"
     pid=$(start_server $server); PIDS+=("$pid"); sleep 1.5
     measure_memory "$server" "$pid"
     stop_server "$pid"
-  fi
-done
+  done
+fi
 
 echo; echo "load average (1/5/15 min) after each run — should be ≈ 2 (server + load) on a quiet 2-core machine:"
 cat "$OUT/loadavg"
 python3 - "$OUT/results" "$OUT/memory" <<'PY'
-import sys
+import statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 mem = {l.split()[0]: l.split() for l in open(sys.argv[2]) if l.strip()}
-print("\n| run | server | sent | received | lost (of which dropped at turnutils_peer's socket) | relayed pkt/s | server CPU µs/pkt |")
-print("|---|---|---:|---:|---:|---:|---:|")
-for name, sent, recv, lost, secs, cpu, drops in rows:
-    server, rest = name.split("-", 1)
+print("\nEvery run (relayed = client→peer + peer→client messages; 'sending' = the seconds uclient was sending):\n")
+print("| round | load | server | sent | received | lost (at turnutils_peer's socket) | uclient transmit s | relayed pkt/s while sending | peak 1-s pkt/s | server CPU µs/pkt |")
+print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+agg = {}
+for rnd, name, sent, recv, lost, secs, cpu, drops, wsecs, wrel, peak in rows:
+    server, load = name.split("-", 1)
     relayed = int(sent) + int(recv)
-    pps = relayed / float(secs)
+    pps = int(wrel) / int(wsecs) if int(wsecs) else float("nan")
     us = float(cpu) * 1e6 / relayed if relayed else float("nan")
-    print(f"| {rest} | {server} | {sent} | {recv} | {lost} ({drops}) | {pps:,.0f} | {us:.2f} |")
+    print(f"| {rnd} | {load} | {server} | {sent} | {recv} | {lost} ({drops}) | {secs} | {pps:,.0f} | {int(peak):,} | {us:.2f} |")
+    a = agg.setdefault((load, server), {"pps": [], "peak": [], "us": [], "lost": []})
+    a["pps"].append(pps); a["peak"].append(int(peak)); a["us"].append(us); a["lost"].append(int(lost) if lost.isdigit() else 0)
+print(f"\nMedians over {max(int(r[0]) for r in rows) if rows else 0} round(s):\n")
+print("| load | server | relayed pkt/s while sending | peak 1-s pkt/s | server CPU µs/pkt | lost (median) |")
+print("|---|---|---:|---:|---:|---:|")
+for (load, server), a in sorted(agg.items()):
+    med = statistics.median
+    print(f"| {load} | {server} | {med(a['pps']):,.0f} | {med(a['peak']):,.0f} | {med(a['us']):.2f} | {med(a['lost']):.0f} |")
 if mem:
     print("\n| server | allocations | RSS growth (kB) | RSS per allocation (kB) |")
     print("|---|---:|---:|---:|")
