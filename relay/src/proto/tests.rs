@@ -13,9 +13,10 @@ use stun_types::message::{
     MessageWriteExt, MessageWriteVec, Method, TransactionId, BINDING,
 };
 use stun_types::prelude::*;
+use stun_types::AddressFamily;
 use turn_types::attribute::{
-    ChannelNumber, Data, EvenPort, Lifetime, RequestedAddressFamily, RequestedTransport,
-    ReservationToken, XorPeerAddress, XorRelayedAddress,
+    AdditionalAddressFamily, ChannelNumber, Data, EvenPort, Lifetime, RequestedAddressFamily,
+    RequestedTransport, ReservationToken, XorPeerAddress, XorRelayedAddress,
 };
 use turn_types::message::{ALLOCATE, CHANNEL_BIND, CREATE_PERMISSION, REFRESH, SEND};
 
@@ -181,6 +182,21 @@ impl H {
         self.io.to_client.pop().map(|(_, d)| d)
     }
 
+    /// Sends `req` and returns the reply's code.
+    fn code(&mut self, c: ClientId, req: &[u8]) -> u16 {
+        code_of(&self.send(c, req).expect("a reply"))
+    }
+
+    /// A datagram from `peer` arriving on allocation `alloc`'s relay socket.
+    fn peer_sends(&mut self, alloc: AllocId, peer: SocketAddr, data: &[u8]) {
+        let input = Input::FromPeer { alloc, peer, data };
+        self.s.handle(input, self.now, &mut self.io);
+    }
+
+    fn tick(&mut self) {
+        self.s.handle(Input::Tick, self.now, &mut self.io);
+    }
+
     fn nonce(&mut self, c: ClientId) -> String {
         let req = Message::builder_request(ALLOCATE, MessageWriteVec::new()).finish();
         let resp = self.send(c, &req).expect("401 reply");
@@ -188,6 +204,10 @@ impl H {
         assert_eq!(code(&m), 401);
         assert_eq!(m.attribute::<Realm>().unwrap().realm(), REALM);
         m.attribute::<Nonce>().unwrap().nonce().to_string()
+    }
+
+    fn auth_nonce(&self, c: ClientId) -> String {
+        self.s.auth.make_nonce(c.remote.ip(), self.now.unix)
     }
 }
 
@@ -198,6 +218,12 @@ fn code(m: &Message<'_>) -> u16 {
         _ => 0,
     }
 }
+
+fn code_of(resp: &[u8]) -> u16 {
+    code(&Message::from_bytes(resp).unwrap())
+}
+
+type AddAttrs = Box<dyn FnOnce(&mut MessageWriteVec, TransactionId)>;
 
 /// Builds a signed request.
 fn signed(
@@ -220,9 +246,42 @@ fn signed(
     w.finish()
 }
 
+/// A request signed by alice.
+fn alice(
+    method: Method,
+    nonce: &str,
+    add: impl FnOnce(&mut MessageWriteVec, TransactionId),
+) -> Vec<u8> {
+    signed(method, "alice", "wonderland", nonce, add)
+}
+
 fn udp_transport(w: &mut MessageWriteVec, _: TransactionId) {
     w.add_attribute(&RequestedTransport::new(RequestedTransport::UDP))
         .unwrap();
+}
+
+/// REQUESTED-TRANSPORT UDP and LIFETIME.
+fn udp_lifetime(secs: u32) -> impl FnOnce(&mut MessageWriteVec, TransactionId) {
+    move |w, t| {
+        udp_transport(w, t);
+        w.add_attribute(&Lifetime::new(secs)).unwrap();
+    }
+}
+
+/// REQUESTED-TRANSPORT UDP plus the address family attributes given.
+fn udp_with_families(
+    requested: Option<AddressFamily>,
+    additional: Option<AddressFamily>,
+) -> AddAttrs {
+    Box::new(move |w, t| {
+        udp_transport(w, t);
+        if let Some(f) = requested {
+            w.add_attribute(&RequestedAddressFamily::new(f)).unwrap();
+        }
+        if let Some(f) = additional {
+            w.add_attribute(&AdditionalAddressFamily::new(f)).unwrap();
+        }
+    })
 }
 
 fn check_integrity(resp: &[u8], user: &str, pass: &str) {
@@ -234,16 +293,21 @@ fn check_integrity(resp: &[u8], user: &str, pass: &str) {
 /// Allocates for `c` as alice; returns (nonce, relayed address).
 fn allocate(h: &mut H, c: ClientId) -> (String, SocketAddr) {
     let nonce = h.nonce(c);
-    let req = signed(ALLOCATE, "alice", "wonderland", &nonce, udp_transport);
-    let resp = h.send(c, &req).unwrap();
+    let resp = h.send(c, &alice(ALLOCATE, &nonce, udp_transport)).unwrap();
     check_integrity(&resp, "alice", "wonderland");
     let m = Message::from_bytes(&resp).unwrap();
     assert_eq!(code(&m), 200);
-    let relayed = m
-        .attribute::<XorRelayedAddress>()
-        .unwrap()
-        .addr(m.transaction_id());
-    (nonce, relayed)
+    (nonce, relayed(&m))
+}
+
+fn relayed(m: &Message<'_>) -> SocketAddr {
+    let a = m.attribute::<XorRelayedAddress>().unwrap();
+    a.addr(m.transaction_id())
+}
+
+fn mapped(m: &Message<'_>) -> SocketAddr {
+    let a = m.attribute::<XorMappedAddress>().unwrap();
+    a.addr(m.transaction_id())
 }
 
 fn peer_attr(peer: SocketAddr) -> impl FnOnce(&mut MessageWriteVec, TransactionId) {
@@ -259,12 +323,7 @@ fn binding_returns_reflexive_address_with_fingerprint() {
     let resp = h.send(c, &w.finish()).unwrap();
     let m = Message::from_bytes(&resp).unwrap();
     assert_eq!(m.class(), MessageClass::Success);
-    assert_eq!(
-        m.attribute::<XorMappedAddress>()
-            .unwrap()
-            .addr(m.transaction_id()),
-        c.remote
-    );
+    assert_eq!(mapped(&m), c.remote);
     assert!(m.has_attribute(stun_types::attribute::Fingerprint::TYPE));
     assert_eq!(h.s.counters().binding_requests, 1);
 }
@@ -274,70 +333,45 @@ fn allocate_lifecycle_with_external_address_and_retransmission() {
     let mut h = H::new(Setup::default());
     let c = client(5000);
     let nonce = h.nonce(c);
-    let req = signed(ALLOCATE, "alice", "wonderland", &nonce, |w, t| {
-        udp_transport(w, t);
-        w.add_attribute(&Lifetime::new(100_000)).unwrap();
-    });
+    let req = alice(ALLOCATE, &nonce, udp_lifetime(100_000));
     let resp = h.send(c, &req).unwrap();
     let m = Message::from_bytes(&resp).unwrap();
     assert_eq!(code(&m), 200);
-    let relayed = m
-        .attribute::<XorRelayedAddress>()
-        .unwrap()
-        .addr(m.transaction_id());
     // Advertised address is the external IP with the bound port.
-    assert_eq!(relayed.ip(), "198.51.100.1".parse::<IpAddr>().unwrap());
+    assert_eq!(relayed(&m).ip(), "198.51.100.1".parse::<IpAddr>().unwrap());
     assert_eq!(
         m.attribute::<Lifetime>().unwrap().seconds(),
         3600,
         "capped at max"
     );
-    assert_eq!(
-        m.attribute::<XorMappedAddress>()
-            .unwrap()
-            .addr(m.transaction_id()),
-        c.remote
-    );
+    assert_eq!(mapped(&m), c.remote);
     // Retransmission with the same transaction id: same answer, no new allocation.
-    let again = h.send(c, &req).unwrap();
-    let m2 = Message::from_bytes(&again).unwrap();
-    assert_eq!(code(&m2), 200);
+    assert_eq!(h.code(c, &req), 200);
     assert_eq!(h.io.opened.len(), 1);
     // A new Allocate on the same 5-tuple: 437.
-    let req2 = signed(ALLOCATE, "alice", "wonderland", &nonce, udp_transport);
-    let m3 = h.send(c, &req2).unwrap();
-    assert_eq!(code(&Message::from_bytes(&m3).unwrap()), 437);
+    assert_eq!(h.code(c, &alice(ALLOCATE, &nonce, udp_transport)), 437);
     // Short lifetimes are raised to the default.
     let c2 = client(5001);
     let n2 = h.nonce(c2);
-    let req = signed(ALLOCATE, "alice", "wonderland", &n2, |w, t| {
-        udp_transport(w, t);
-        w.add_attribute(&Lifetime::new(10)).unwrap();
-    });
+    let req = alice(ALLOCATE, &n2, udp_lifetime(10));
     let m = h.send(c2, &req).unwrap();
-    assert_eq!(
-        Message::from_bytes(&m)
-            .unwrap()
-            .attribute::<Lifetime>()
-            .unwrap()
-            .seconds(),
-        600
-    );
+    let lifetime = Message::from_bytes(&m).unwrap().attribute::<Lifetime>();
+    assert_eq!(lifetime.unwrap().seconds(), 600);
     // Refresh to 0 deletes.
-    let req = signed(REFRESH, "alice", "wonderland", &n2, |w, _| {
+    let req = alice(REFRESH, &n2, |w, _| {
         w.add_attribute(&Lifetime::new(0)).unwrap();
     });
     let m = h.send(c2, &req).unwrap();
     check_integrity(&m, "alice", "wonderland");
-    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 200);
+    assert_eq!(code_of(&m), 200);
     assert_eq!(h.s.allocations(), 1);
     assert_eq!(h.io.closed.len(), 1);
     // Expiry by time: the remaining allocation goes away after its lifetime.
     h.advance(3599);
-    h.s.handle(Input::Tick, h.now, &mut h.io);
+    h.tick();
     assert_eq!(h.s.allocations(), 1);
     h.advance(2);
-    h.s.handle(Input::Tick, h.now, &mut h.io);
+    h.tick();
     assert_eq!(h.s.allocations(), 0);
     assert_eq!(
         h.stats
@@ -354,21 +388,21 @@ fn wrong_password_unknown_user_and_stale_nonce() {
     let c = client(5000);
     let nonce = h.nonce(c);
     for (u, p) in [("alice", "wrong"), ("mallory", "x")] {
-        let req = signed(ALLOCATE, u, p, &nonce, udp_transport);
-        let m = h.send(c, &req).unwrap();
-        assert_eq!(code(&Message::from_bytes(&m).unwrap()), 401);
+        assert_eq!(
+            h.code(c, &signed(ALLOCATE, u, p, &nonce, udp_transport)),
+            401
+        );
     }
     assert_eq!(h.s.counters().auth_failures, 2);
     // A forged nonce and an old nonce both get 438 with a fresh nonce.
-    let req = signed(ALLOCATE, "alice", "wonderland", "gsn1forged", udp_transport);
-    let m = h.send(c, &req).unwrap();
+    let m = h
+        .send(c, &alice(ALLOCATE, "gsn1forged", udp_transport))
+        .unwrap();
     let m = Message::from_bytes(&m).unwrap();
     assert_eq!(code(&m), 438);
     assert!(m.has_attribute(Nonce::TYPE));
     h.advance(601);
-    let req = signed(ALLOCATE, "alice", "wonderland", &nonce, udp_transport);
-    let m = h.send(c, &req).unwrap();
-    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 438);
+    assert_eq!(h.code(c, &alice(ALLOCATE, &nonce, udp_transport)), 438);
     // Missing USERNAME with integrity present: 400.
     let mut w = Message::builder_request(ALLOCATE, MessageWriteVec::new());
     let tid = w.transaction_id();
@@ -377,8 +411,7 @@ fn wrong_password_unknown_user_and_stale_nonce() {
         LongTermKeyCredentials::new("alice".into(), "wonderland".into(), REALM.into()).into();
     w.add_message_integrity(&creds, IntegrityAlgorithm::Sha1)
         .unwrap();
-    let m = h.send(c, &w.finish()).unwrap();
-    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 400);
+    assert_eq!(h.code(c, &w.finish()), 400);
 }
 
 #[test]
@@ -388,38 +421,22 @@ fn rest_credentials_expire_at_allocate_and_refresh() {
     let nonce = h.nonce(c);
     let (old_u, old_p) = mint(SECRET.as_bytes(), 0, Some("bob"), T0 - 10);
     let req = signed(ALLOCATE, &old_u, &old_p, &nonce, udp_transport);
-    let m = h.send(c, &req).unwrap();
-    assert_eq!(
-        code(&Message::from_bytes(&m).unwrap()),
-        401,
-        "expired at Allocate"
-    );
+    assert_eq!(h.code(c, &req), 401, "expired at Allocate");
     let (u, p) = mint(SECRET.as_bytes(), 60, Some("bob"), T0);
-    let req = signed(ALLOCATE, &u, &p, &nonce, udp_transport);
-    let m = h.send(c, &req).unwrap();
-    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 200);
+    assert_eq!(
+        h.code(c, &signed(ALLOCATE, &u, &p, &nonce, udp_transport)),
+        200
+    );
     h.advance(61);
     let nonce = h.auth_nonce(c);
     let req = signed(REFRESH, &u, &p, &nonce, |_, _| {});
-    let m = h.send(c, &req).unwrap();
-    assert_eq!(
-        code(&Message::from_bytes(&m).unwrap()),
-        401,
-        "expired at Refresh"
-    );
+    assert_eq!(h.code(c, &req), 401, "expired at Refresh");
     // Deleting is still allowed.
     let req = signed(REFRESH, &u, &p, &nonce, |w, _| {
         w.add_attribute(&Lifetime::new(0)).unwrap()
     });
-    let m = h.send(c, &req).unwrap();
-    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 200);
+    assert_eq!(h.code(c, &req), 200);
     assert_eq!(h.s.allocations(), 0);
-}
-
-impl H {
-    fn auth_nonce(&self, c: ClientId) -> String {
-        self.s.auth.make_nonce(c.remote.ip(), self.now.unix)
-    }
 }
 
 #[test]
@@ -435,33 +452,17 @@ fn quotas_capacity_draining_and_alternate_server() {
     allocate(&mut h, client(2));
     let c = client(3);
     let n = h.nonce(c);
-    let m = h
-        .send(
-            c,
-            &signed(ALLOCATE, "alice", "wonderland", &n, udp_transport),
-        )
-        .unwrap();
+    let m = h.send(c, &alice(ALLOCATE, &n, udp_transport)).unwrap();
     check_integrity(&m, "alice", "wonderland");
-    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 486);
+    assert_eq!(code_of(&m), 486);
     let (u, p) = mint(SECRET.as_bytes(), 600, Some("bob"), T0);
-    let m = h
-        .send(c, &signed(ALLOCATE, &u, &p, &n, udp_transport))
-        .unwrap();
-    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 200);
-    let c4 = client(4);
+    assert_eq!(h.code(c, &signed(ALLOCATE, &u, &p, &n, udp_transport)), 200);
     let (u2, p2) = mint(SECRET.as_bytes(), 600, Some("carol"), T0);
-    let m = h
-        .send(c4, &signed(ALLOCATE, &u2, &p2, &n, udp_transport))
-        .unwrap();
-    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 508, "capacity");
-    assert_eq!(
-        h.s.counters().alloc_errors[AllocError::Capacity as usize],
-        1
-    );
-    assert_eq!(
-        h.s.counters().alloc_errors[AllocError::QuotaUser as usize],
-        1
-    );
+    let req = signed(ALLOCATE, &u2, &p2, &n, udp_transport);
+    assert_eq!(h.code(client(4), &req), 508, "capacity");
+    let errors = h.s.counters().alloc_errors;
+    assert_eq!(errors[AllocError::Capacity as usize], 1);
+    assert_eq!(errors[AllocError::QuotaUser as usize], 1);
 
     // With an alternate server: 300 + ALTERNATE-SERVER, also while draining.
     let mut setup = Setup::default();
@@ -471,23 +472,12 @@ fn quotas_capacity_draining_and_alternate_server() {
     h.s.set_draining(true);
     let c = client(1);
     let n = h.nonce(c);
-    let m = h
-        .send(
-            c,
-            &signed(ALLOCATE, "alice", "wonderland", &n, udp_transport),
-        )
-        .unwrap();
+    let m = h.send(c, &alice(ALLOCATE, &n, udp_transport)).unwrap();
     let m = Message::from_bytes(&m).unwrap();
     assert_eq!(code(&m), 300);
     assert_eq!(m.attribute::<AlternateServer>().unwrap().server(), alt);
     h.s.set_draining(false);
-    let m = h
-        .send(
-            c,
-            &signed(ALLOCATE, "alice", "wonderland", &n, udp_transport),
-        )
-        .unwrap();
-    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 200);
+    assert_eq!(h.code(c, &alice(ALLOCATE, &n, udp_transport)), 200);
 
     // Per-IP quota.
     let mut h = H::new(Setup {
@@ -497,13 +487,7 @@ fn quotas_capacity_draining_and_alternate_server() {
     allocate(&mut h, client(1));
     let c = client(2); // same IP, other port
     let n = h.nonce(c);
-    let m = h
-        .send(
-            c,
-            &signed(ALLOCATE, "alice", "wonderland", &n, udp_transport),
-        )
-        .unwrap();
-    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 486);
+    assert_eq!(h.code(c, &alice(ALLOCATE, &n, udp_transport)), 486);
 }
 
 #[test]
@@ -511,7 +495,6 @@ fn allocate_attribute_errors() {
     let mut h = H::new(Setup::default());
     let c = client(1);
     let n = h.nonce(c);
-    type AddAttrs = Box<dyn FnOnce(&mut MessageWriteVec, TransactionId)>;
     let cases: Vec<(AddAttrs, u16)> = vec![
         (Box::new(|_, _| {}), 400),
         (
@@ -521,16 +504,7 @@ fn allocate_attribute_errors() {
             }),
             442,
         ),
-        (
-            Box::new(|w, t| {
-                udp_transport(w, t);
-                w.add_attribute(&RequestedAddressFamily::new(
-                    stun_types::AddressFamily::IPV6,
-                ))
-                .unwrap();
-            }),
-            440,
-        ),
+        (udp_with_families(Some(AddressFamily::IPV6), None), 440),
         (
             Box::new(|w, t| {
                 udp_transport(w, t);
@@ -548,30 +522,17 @@ fn allocate_attribute_errors() {
         ),
     ];
     for (add, want) in cases {
-        let m = h
-            .send(c, &signed(ALLOCATE, "alice", "wonderland", &n, add))
-            .unwrap();
-        assert_eq!(code(&Message::from_bytes(&m).unwrap()), want);
+        assert_eq!(h.code(c, &alice(ALLOCATE, &n, add)), want);
     }
     h.io.fail_ports = true;
-    let m = h
-        .send(
-            c,
-            &signed(ALLOCATE, "alice", "wonderland", &n, udp_transport),
-        )
-        .unwrap();
-    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 508);
+    assert_eq!(h.code(c, &alice(ALLOCATE, &n, udp_transport)), 508);
     h.io.fail_ports = false;
     // EVEN-PORT with R: the reservation token is returned.
-    let m = h
-        .send(
-            c,
-            &signed(ALLOCATE, "alice", "wonderland", &n, |w, t| {
-                udp_transport(w, t);
-                w.add_attribute(&EvenPort::new(true)).unwrap();
-            }),
-        )
-        .unwrap();
+    let req = alice(ALLOCATE, &n, |w, t| {
+        udp_transport(w, t);
+        w.add_attribute(&EvenPort::new(true)).unwrap();
+    });
+    let m = h.send(c, &req).unwrap();
     let m = Message::from_bytes(&m).unwrap();
     assert_eq!(code(&m), 200);
     assert_eq!(m.attribute::<ReservationToken>().unwrap().token(), 0xfeed);
@@ -594,15 +555,7 @@ fn permissions_channels_and_relaying() {
     let id = h.io.opened[0].0;
     let peer = peer_ok();
     // Peer data before any permission is dropped.
-    h.s.handle(
-        Input::FromPeer {
-            alloc: id,
-            peer,
-            data: b"early",
-        },
-        h.now,
-        &mut h.io,
-    );
+    h.peer_sends(id, peer, b"early");
     assert!(h.io.to_client.is_empty());
     // Denied peers: loopback, private, unspecified and mapped forms.
     for bad in [
@@ -611,53 +564,19 @@ fn permissions_channels_and_relaying() {
         "0.0.0.0:80",
         "169.254.169.254:80",
     ] {
-        let m = h
-            .send(
-                c,
-                &signed(
-                    CREATE_PERMISSION,
-                    "alice",
-                    "wonderland",
-                    &n,
-                    peer_attr(bad.parse().unwrap()),
-                ),
-            )
-            .unwrap();
-        assert_eq!(code(&Message::from_bytes(&m).unwrap()), 403, "{bad}");
+        let req = alice(CREATE_PERMISSION, &n, peer_attr(bad.parse().unwrap()));
+        assert_eq!(h.code(c, &req), 403, "{bad}");
     }
-    let m = h
-        .send(
-            c,
-            &signed(
-                CREATE_PERMISSION,
-                "alice",
-                "wonderland",
-                &n,
-                peer_attr("[::ffff:127.0.0.1]:80".parse().unwrap()),
-            ),
-        )
-        .unwrap();
-    assert_eq!(
-        code(&Message::from_bytes(&m).unwrap()),
-        443,
-        "IPv6 peer on IPv4 relay"
-    );
+    let mapped = peer_attr("[::ffff:127.0.0.1]:80".parse().unwrap());
+    let req = alice(CREATE_PERMISSION, &n, mapped);
+    assert_eq!(h.code(c, &req), 443, "IPv6 peer on IPv4 relay");
     assert_eq!(h.s.counters().peer_denied, 4);
     // CreatePermission, then Send indication → peer; peer → Data indication.
     let m = h
-        .send(
-            c,
-            &signed(
-                CREATE_PERMISSION,
-                "alice",
-                "wonderland",
-                &n,
-                peer_attr(peer),
-            ),
-        )
+        .send(c, &alice(CREATE_PERMISSION, &n, peer_attr(peer)))
         .unwrap();
     check_integrity(&m, "alice", "wonderland");
-    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 200);
+    assert_eq!(code_of(&m), 200);
     let mut w = Message::builder_indication(SEND, MessageWriteVec::new());
     let tid = w.transaction_id();
     w.add_attribute(&XorPeerAddress::new(peer, tid)).unwrap();
@@ -668,15 +587,7 @@ fn permissions_channels_and_relaying() {
         &(id, peer, b"via-send".to_vec())
     );
     h.io.to_client.clear();
-    h.s.handle(
-        Input::FromPeer {
-            alloc: id,
-            peer,
-            data: b"reply",
-        },
-        h.now,
-        &mut h.io,
-    );
+    h.peer_sends(id, peer, b"reply");
     let (to, d) = h.io.to_client.pop().unwrap();
     assert_eq!(to, c);
     let m = Message::from_bytes(&d).unwrap();
@@ -690,23 +601,15 @@ fn permissions_channels_and_relaying() {
     );
     // Permission is per IP: another port of the same peer IP is fine.
     let other_port = SocketAddr::new(peer.ip(), 4001);
-    h.s.handle(
-        Input::FromPeer {
-            alloc: id,
-            peer: other_port,
-            data: b"x",
-        },
-        h.now,
-        &mut h.io,
-    );
+    h.peer_sends(id, other_port, b"x");
     assert_eq!(h.io.to_client.len(), 1);
 
     // ChannelBind; invalid numbers and conflicting rebinds get 400.
     let bind = |ch: u16, p: SocketAddr| {
-        move |w: &mut MessageWriteVec, t: TransactionId| {
+        alice(CHANNEL_BIND, &n, move |w, t| {
             w.add_attribute(&ChannelNumber::new(ch)).unwrap();
             w.add_attribute(&XorPeerAddress::new(p, t)).unwrap();
-        }
+        })
     };
     for (ch, p, want) in [
         (0x3fff, peer, 400),
@@ -717,17 +620,7 @@ fn permissions_channels_and_relaying() {
         (0x4001, other_port, 400),
         (0x4003, "127.0.0.1:9".parse().unwrap(), 403),
     ] {
-        let m = h
-            .send(
-                c,
-                &signed(CHANNEL_BIND, "alice", "wonderland", &n, bind(ch, p)),
-            )
-            .unwrap();
-        assert_eq!(
-            code(&Message::from_bytes(&m).unwrap()),
-            want,
-            "channel {ch:#x} {p}"
-        );
+        assert_eq!(h.code(c, &bind(ch, p)), want, "channel {ch:#x} {p}");
     }
     // ChannelData both ways.
     h.io.to_peer.clear();
@@ -738,15 +631,7 @@ fn permissions_channels_and_relaying() {
     h.send(c, &[0x40, 0x01, 0x00, 0x09, b'a']);
     assert_eq!(h.io.to_peer.len(), 1);
     h.io.to_client.clear();
-    h.s.handle(
-        Input::FromPeer {
-            alloc: id,
-            peer,
-            data: b"pong",
-        },
-        h.now,
-        &mut h.io,
-    );
+    h.peer_sends(id, peer, b"pong");
     assert_eq!(
         h.io.to_client.pop().unwrap().1,
         vec![0x40, 0x01, 0x00, 0x04, b'p', b'o', b'n', b'g']
@@ -757,35 +642,15 @@ fn permissions_channels_and_relaying() {
     // Channel count limit (2 per allocation here): 508.
     let p2: SocketAddr = "198.51.100.21:1".parse().unwrap();
     let p3: SocketAddr = "198.51.100.22:1".parse().unwrap();
-    let m = h
-        .send(
-            c,
-            &signed(CHANNEL_BIND, "alice", "wonderland", &n, bind(0x4010, p2)),
-        )
-        .unwrap();
-    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 200);
-    let m = h
-        .send(
-            c,
-            &signed(CHANNEL_BIND, "alice", "wonderland", &n, bind(0x4011, p3)),
-        )
-        .unwrap();
-    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 508);
+    assert_eq!(h.code(c, &bind(0x4010, p2)), 200);
+    assert_eq!(h.code(c, &bind(0x4011, p3)), 508);
 
     // Permissions expire after 300 s unless refreshed; channels after 600 s.
     h.advance(301);
-    h.s.handle(Input::Tick, h.now, &mut h.io);
+    h.tick();
     h.io.to_client.clear();
     h.io.to_peer.clear();
-    h.s.handle(
-        Input::FromPeer {
-            alloc: id,
-            peer,
-            data: b"late",
-        },
-        h.now,
-        &mut h.io,
-    );
+    h.peer_sends(id, peer, b"late");
     h.send(c, &[0x40, 0x01, 0x00, 0x01, b'z']);
     assert!(h.io.to_client.is_empty() && h.io.to_peer.is_empty());
 }
@@ -796,27 +661,12 @@ fn wrong_credentials_on_existing_allocation_give_441() {
     let c = client(1);
     let (n, _) = allocate(&mut h, c);
     let (u, p) = mint(SECRET.as_bytes(), 600, Some("bob"), T0);
-    let m = h.send(c, &signed(REFRESH, &u, &p, &n, |_, _| {})).unwrap();
-    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 441);
+    assert_eq!(h.code(c, &signed(REFRESH, &u, &p, &n, |_, _| {})), 441);
     // Requests without an allocation: 437.
     let c2 = client(2);
-    let m = h
-        .send(c2, &signed(REFRESH, "alice", "wonderland", &n, |_, _| {}))
-        .unwrap();
-    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 437);
-    let m = h
-        .send(
-            c2,
-            &signed(
-                CREATE_PERMISSION,
-                "alice",
-                "wonderland",
-                &n,
-                peer_attr(peer_ok()),
-            ),
-        )
-        .unwrap();
-    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 437);
+    assert_eq!(h.code(c2, &alice(REFRESH, &n, |_, _| {})), 437);
+    let req = alice(CREATE_PERMISSION, &n, peer_attr(peer_ok()));
+    assert_eq!(h.code(c2, &req), 437);
 }
 
 #[test]
@@ -827,27 +677,10 @@ fn bandwidth_limit_drops_excess() {
     let c = client(1);
     let (n, _) = allocate(&mut h, c);
     let id = h.io.opened[0].0;
-    h.send(
-        c,
-        &signed(
-            CREATE_PERMISSION,
-            "alice",
-            "wonderland",
-            &n,
-            peer_attr(peer_ok()),
-        ),
-    );
+    h.send(c, &alice(CREATE_PERMISSION, &n, peer_attr(peer_ok())));
     let payload = vec![7u8; 1000];
     for _ in 0..100 {
-        h.s.handle(
-            Input::FromPeer {
-                alloc: id,
-                peer: peer_ok(),
-                data: &payload,
-            },
-            h.now,
-            &mut h.io,
-        );
+        h.peer_sends(id, peer_ok(), &payload);
     }
     let drops = h.s.counters().bandwidth_drops;
     assert!((30..=40).contains(&drops), "{drops}");
@@ -892,7 +725,7 @@ fn malformed_input_never_panics() {
     let mut h = H::new(Setup::default());
     let c = client(1);
     let (n, _) = allocate(&mut h, c);
-    let good = signed(CHANNEL_BIND, "alice", "wonderland", &n, |w, t| {
+    let good = alice(CHANNEL_BIND, &n, |w, t| {
         w.add_attribute(&ChannelNumber::new(0x4001)).unwrap();
         w.add_attribute(&XorPeerAddress::new(peer_ok(), t)).unwrap();
     });
@@ -925,8 +758,7 @@ fn malformed_input_never_panics() {
     let mut bad = Message::builder_request(BINDING, MessageWriteVec::new()).finish();
     bad[3] = 8;
     bad.extend_from_slice(&[0x00, 0x06, 0x00, 0x20, 1, 2, 3, 4]);
-    let m = h.send(c, &bad).unwrap();
-    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 400);
+    assert_eq!(h.code(c, &bad), 400);
     // The allocation still works.
     assert_eq!(h.s.allocations(), 1);
     assert!(h.s.counters().malformed > 0);
@@ -940,72 +772,27 @@ fn address_families() {
     // IPv6 relay on request (RFC 6156 / 8656).
     let c = client(1);
     let n = h.nonce(c);
-    let m = h
-        .send(
-            c,
-            &signed(ALLOCATE, "alice", "wonderland", &n, |w, t| {
-                udp_transport(w, t);
-                w.add_attribute(&RequestedAddressFamily::new(
-                    stun_types::AddressFamily::IPV6,
-                ))
-                .unwrap();
-            }),
-        )
-        .unwrap();
-    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 200);
+    let v6 = udp_with_families(Some(AddressFamily::IPV6), None);
+    assert_eq!(h.code(c, &alice(ALLOCATE, &n, v6)), 200);
     assert_eq!(h.io.opened[0].1.family, Family::V6);
     // Refresh naming the other family: 443.
-    let m = h
-        .send(
-            c,
-            &signed(REFRESH, "alice", "wonderland", &n, |w, _| {
-                w.add_attribute(&RequestedAddressFamily::new(
-                    stun_types::AddressFamily::IPV4,
-                ))
-                .unwrap();
-            }),
-        )
-        .unwrap();
-    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 443);
+    let req = alice(REFRESH, &n, |w, _| {
+        w.add_attribute(&RequestedAddressFamily::new(AddressFamily::IPV4))
+            .unwrap();
+    });
+    assert_eq!(h.code(c, &req), 443);
     // Dual allocation request: IPv4 granted, IPv6 part refused with ADDRESS-ERROR-CODE 440.
-    let c2 = client(2);
-    let m = h
-        .send(
-            c2,
-            &signed(ALLOCATE, "alice", "wonderland", &n, |w, t| {
-                udp_transport(w, t);
-                w.add_attribute(&turn_types::attribute::AdditionalAddressFamily::new(
-                    stun_types::AddressFamily::IPV6,
-                ))
-                .unwrap();
-            }),
-        )
-        .unwrap();
+    let dual = udp_with_families(None, Some(AddressFamily::IPV6));
+    let m = h.send(client(2), &alice(ALLOCATE, &n, dual)).unwrap();
     let m = Message::from_bytes(&m).unwrap();
     assert_eq!(code(&m), 200);
     let aec = m
         .attribute::<turn_types::attribute::AddressErrorCode>()
         .unwrap();
-    assert_eq!(aec.family(), stun_types::AddressFamily::IPV6);
+    assert_eq!(aec.family(), AddressFamily::IPV6);
     assert_eq!(aec.error().code(), 440);
     assert_eq!(h.io.opened[1].1.family, Family::V4);
     // ADDITIONAL-ADDRESS-FAMILY with REQUESTED-ADDRESS-FAMILY: 400.
-    let c3 = client(3);
-    let m = h
-        .send(
-            c3,
-            &signed(ALLOCATE, "alice", "wonderland", &n, |w, t| {
-                udp_transport(w, t);
-                w.add_attribute(&RequestedAddressFamily::new(
-                    stun_types::AddressFamily::IPV4,
-                ))
-                .unwrap();
-                w.add_attribute(&turn_types::attribute::AdditionalAddressFamily::new(
-                    stun_types::AddressFamily::IPV6,
-                ))
-                .unwrap();
-            }),
-        )
-        .unwrap();
-    assert_eq!(code(&Message::from_bytes(&m).unwrap()), 400);
+    let both = udp_with_families(Some(AddressFamily::IPV4), Some(AddressFamily::IPV6));
+    assert_eq!(h.code(client(3), &alice(ALLOCATE, &n, both)), 400);
 }
