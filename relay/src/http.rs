@@ -142,60 +142,61 @@ async fn health(State(s): State<HttpState>) -> Json<Health> {
     Json(s.health())
 }
 
+/// Prometheus text being written: one `# HELP`/`# TYPE` header per family.
+struct Exposition(String);
+
+impl Exposition {
+    fn family(&mut self, name: &str, kind: &str, help: &str, samples: &[(&str, u64)]) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, v) in samples {
+            let _ = writeln!(self.0, "{name}{labels} {v}");
+        }
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, v: u64) {
+        self.family(name, "gauge", help, &[("", v)]);
+    }
+
+    fn counter(&mut self, name: &str, help: &str, v: u64) {
+        self.family(name, "counter", help, &[("", v)]);
+    }
+
+    /// A family with `direction="in"` and `direction="out"` samples.
+    fn in_out(&mut self, name: &str, kind: &str, help: &str, (i, o): (u64, u64)) {
+        let samples = [("{direction=\"in\"}", i), ("{direction=\"out\"}", o)];
+        self.family(name, kind, help, &samples);
+    }
+}
+
 /// Renders Prometheus text exposition.
 pub fn render_metrics(stats: &Stats, capacity: u64) -> String {
     let c = stats.counters();
-    let mut o = String::with_capacity(2048);
-    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
-        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (labels, v) in samples {
-            let _ = writeln!(o, "{name}{labels} {v}");
-        }
-    };
-    metric(
-        "turn_sessions_active",
-        "gauge",
-        "Active TURN allocations.",
-        &[("", stats.allocations.load(Relaxed))],
-    );
-    metric(
-        "turn_sessions_capacity",
-        "gauge",
-        "Allocation capacity.",
-        &[("", capacity)],
-    );
-    metric(
+    let mut e = Exposition(String::with_capacity(2048));
+    let active = stats.allocations.load(Relaxed);
+    e.gauge("turn_sessions_active", "Active TURN allocations.", active);
+    e.gauge("turn_sessions_capacity", "Allocation capacity.", capacity);
+    e.counter(
         "turn_sessions_total",
-        "counter",
         "TURN allocations created.",
-        &[("", c.sessions_total)],
+        c.sessions_total,
     );
-    metric(
+    e.in_out(
         "turn_relay_bytes_total",
         "counter",
         "Relayed payload bytes (in: client to peer, out: peer to client).",
-        &[
-            ("{direction=\"in\"}", c.bytes_in),
-            ("{direction=\"out\"}", c.bytes_out),
-        ],
+        (c.bytes_in, c.bytes_out),
     );
-    metric(
+    e.in_out(
         "turn_relay_packets_total",
         "counter",
         "Relayed packets (in: client to peer, out: peer to client).",
-        &[
-            ("{direction=\"in\"}", c.packets_in),
-            ("{direction=\"out\"}", c.packets_out),
-        ],
+        (c.packets_in, c.packets_out),
     );
-    metric(
+    e.in_out(
         "turn_relay_bits_per_second",
         "gauge",
         "Relayed bits per second over the last second.",
-        &[
-            ("{direction=\"in\"}", stats.bps_in.load(Relaxed)),
-            ("{direction=\"out\"}", stats.bps_out.load(Relaxed)),
-        ],
+        (stats.bps_in.load(Relaxed), stats.bps_out.load(Relaxed)),
     );
     let labels: Vec<String> = AllocError::ALL
         .iter()
@@ -206,61 +207,50 @@ pub fn render_metrics(stats: &Stats, capacity: u64) -> String {
         .zip(AllocError::ALL)
         .map(|(l, r)| (l.as_str(), c.alloc_errors[r as usize]))
         .collect();
-    metric(
+    e.family(
         "turn_allocation_errors_total",
         "counter",
         "Refused Allocate requests by reason.",
         &samples,
     );
-    metric(
+    e.counter(
         "stun_binding_requests_total",
-        "counter",
         "STUN Binding requests answered.",
-        &[("", c.binding_requests)],
+        c.binding_requests,
     );
-    metric(
+    e.counter(
         "turn_auth_failures_total",
-        "counter",
         "Requests with wrong, unknown or expired credentials.",
-        &[("", c.auth_failures)],
+        c.auth_failures,
     );
-    metric(
+    e.counter(
         "turn_unauthorized_rate_limited_total",
-        "counter",
         "401 replies suppressed by the per-IP rate limit.",
-        &[("", c.unauthorized_limited)],
+        c.unauthorized_limited,
     );
-    metric(
+    e.counter(
         "turn_peer_denied_total",
-        "counter",
         "Permissions or channels refused by the peer policy.",
-        &[("", c.peer_denied)],
+        c.peer_denied,
     );
-    metric(
+    e.counter(
         "turn_bandwidth_drops_total",
-        "counter",
         "Packets dropped by bandwidth limits.",
-        &[("", c.bandwidth_drops)],
+        c.bandwidth_drops,
     );
-    metric(
+    e.counter(
         "turn_tcp_backlog_drops_total",
-        "counter",
         "Frames to TCP/TLS clients dropped because the client did not read.",
-        &[("", stats.tcp_backlog_drops.load(Relaxed))],
+        stats.tcp_backlog_drops.load(Relaxed),
     );
-    metric(
+    e.counter(
         "turn_malformed_packets_total",
-        "counter",
         "Malformed packets dropped or answered with 400/420.",
-        &[("", c.malformed)],
+        c.malformed,
     );
-    metric(
-        "turn_draining",
-        "gauge",
-        "1 while draining.",
-        &[("", stats.draining.load(Relaxed) as u64)],
-    );
-    o
+    let draining = stats.draining.load(Relaxed) as u64;
+    e.gauge("turn_draining", "1 while draining.", draining);
+    e.0
 }
 
 async fn metrics(State(s): State<HttpState>) -> Response {
