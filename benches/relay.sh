@@ -14,11 +14,10 @@
 # Debian's coturn 4.6 uclient has no -Y load mode: load comes from many
 # clients (-m) with -z (ms between messages).
 #
-# Why not uclient's "Total transmit time": when any message is lost, uclient
-# waits about 10 s for it after it has sent everything, so one packet dropped
-# at turnutils_peer's socket (the load generator's own loss, which happens to
-# either server at random) doubles the "transmit time" and halves a
-# packets/s figure computed from it. The per-second counters are not affected.
+# Why not uclient's "Total transmit time": after any loss uclient waits ~10 s
+# for the missing messages, so one packet dropped at turnutils_peer's socket
+# (the load generator's own loss) doubles it. benches/relay/uclient.py
+# explains the window used instead and prints the tables.
 #
 # Only 127.0.0.1 is contacted. Needs: coturn (turnserver, turnutils_*),
 # taskset, curl, python3. Results go to $OUT (default .bench/relay, ignored
@@ -114,35 +113,7 @@ run_load() {
   t1=$(ticks "$pid"); d1=$(peer_drops)
   # Other work on the machine distorts the figures: record the load average.
   echo "$round $name $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/loadavg"
-  python3 - "$round" "$name" "$log" "$((t1 - t0))" "$hz" "$((d1 - d0))" >>"$OUT/results" <<'PY'
-import re, sys
-rnd, name, log, ticks, hz, drops = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
-text = open(log, errors="replace").read()
-m = re.findall(r"start_mclient: tot_send_msgs=(\d+), tot_recv_msgs=(\d+)", text)
-sent, recv = (int(m[-1][0]), int(m[-1][1])) if m else (0, 0)
-t = re.findall(r"Total transmit time is (\d+)", text)
-secs = max(int(t[-1]), 1) if t else 1
-lost = re.findall(r"Total lost packets (\d+)", text)
-# Once-a-second progress: "N: : start_mclient: msz=…, tot_send_msgs=S, tot_recv_msgs=R, …".
-# Sending window: from the first second with traffic to the first second at
-# which everything was sent; relayed = growth of S + R over that window.
-ticks_ = [(int(a), int(b), int(c)) for a, b, c in
-          re.findall(r"^(\d+): : start_mclient: msz=\d+, tot_send_msgs=(\d+), tot_recv_msgs=(\d+)", text, re.M)]
-w_secs, w_relayed, peak = 0, 0, 0
-start = next((i for i, (_, s_, _r) in enumerate(ticks_) if s_ > 0), None)
-if start is not None and sent:
-    end = next((i for i in range(start, len(ticks_)) if ticks_[i][1] >= sent), len(ticks_) - 1)
-    if start > 0:
-        start -= 1  # the last second before traffic: counters still at (almost) 0
-    w_secs = ticks_[end][0] - ticks_[start][0]
-    w_relayed = (ticks_[end][1] + ticks_[end][2]) - (ticks_[start][1] + ticks_[start][2])
-    for i in range(start + 1, end + 1):
-        dt = ticks_[i][0] - ticks_[i - 1][0]
-        if dt > 0:
-            d = (ticks_[i][1] + ticks_[i][2]) - (ticks_[i - 1][1] + ticks_[i - 1][2])
-            peak = max(peak, d // dt)
-print(rnd, name, sent, recv, lost[-1] if lost else "?", secs, ticks / hz, drops, w_secs, w_relayed, peak)
-PY
+  python3 "$ROOT/benches/relay/uclient.py" run "$round" "$name" "$log" "$((t1 - t0))" "$hz" "$((d1 - d0))" >>"$OUT/results"
   tail -1 "$OUT/results"
 }
 
@@ -198,32 +169,4 @@ fi
 
 echo; echo "load average (1/5/15 min) after each run — should be ≈ 2 (server + load) on a quiet 2-core machine:"
 cat "$OUT/loadavg"
-python3 - "$OUT/results" "$OUT/memory" <<'PY'
-import statistics, sys
-rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
-mem = {l.split()[0]: l.split() for l in open(sys.argv[2]) if l.strip()}
-print("\nEvery run (relayed = client→peer + peer→client messages; 'sending' = the seconds uclient was sending):\n")
-print("| round | load | server | sent | received | lost (at turnutils_peer's socket) | uclient transmit s | relayed pkt/s while sending | peak 1-s pkt/s | server CPU µs/pkt |")
-print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
-agg = {}
-for rnd, name, sent, recv, lost, secs, cpu, drops, wsecs, wrel, peak in rows:
-    server, load = name.split("-", 1)
-    relayed = int(sent) + int(recv)
-    pps = int(wrel) / int(wsecs) if int(wsecs) else float("nan")
-    us = float(cpu) * 1e6 / relayed if relayed else float("nan")
-    print(f"| {rnd} | {load} | {server} | {sent} | {recv} | {lost} ({drops}) | {secs} | {pps:,.0f} | {int(peak):,} | {us:.2f} |")
-    a = agg.setdefault((load, server), {"pps": [], "peak": [], "us": [], "lost": []})
-    a["pps"].append(pps); a["peak"].append(int(peak)); a["us"].append(us); a["lost"].append(int(lost) if lost.isdigit() else 0)
-print(f"\nMedians over {max(int(r[0]) for r in rows) if rows else 0} round(s):\n")
-print("| load | server | relayed pkt/s while sending | peak 1-s pkt/s | server CPU µs/pkt | lost (median) |")
-print("|---|---|---:|---:|---:|---:|")
-for (load, server), a in sorted(agg.items()):
-    med = statistics.median
-    print(f"| {load} | {server} | {med(a['pps']):,.0f} | {med(a['peak']):,.0f} | {med(a['us']):.2f} | {med(a['lost']):.0f} |")
-if mem:
-    print("\n| server | allocations | RSS growth (kB) | RSS per allocation (kB) |")
-    print("|---|---:|---:|---:|")
-    for s, (name, allocs, delta, base, rss) in mem.items():
-        a = max(int(allocs), 1)
-        print(f"| {name} | {allocs} | {delta} | {int(delta)/a:.2f} |")
-PY
+python3 "$ROOT/benches/relay/uclient.py" report "$OUT/results" "$OUT/memory"
