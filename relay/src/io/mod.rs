@@ -35,6 +35,12 @@ const IDLE_CONN: Duration = Duration::from_secs(60);
 const TICK: Duration = Duration::from_secs(1);
 /// recvmmsg batches read from one listener before other sockets get a turn.
 const LISTENER_BATCHES: usize = 4;
+/// Bytes read from one TCP/TLS connection before other sockets get a turn.
+/// Under overload this keeps the lossy side (UDP from peers and clients)
+/// drained first; what a stream client sends beyond it waits in the kernel,
+/// and TCP flow control pushes back on the client instead of anything being
+/// dropped.
+const CONN_READ_BUDGET: usize = 16 * 1024;
 
 /// Sockets handed to the loop (already bound).
 pub struct Sockets {
@@ -177,6 +183,8 @@ pub struct EventLoop {
     tls_config: Option<Arc<rustls::ServerConfig>>,
     rx: Box<Batch>,
     pending_udp: Vec<usize>,
+    /// Connections stopped by [`CONN_READ_BUDGET`] with data left to read.
+    pending_conns: Vec<u32>,
     next_conn: u32,
     max_conns: usize,
     control: Arc<Control>,
@@ -251,6 +259,7 @@ impl EventLoop {
             tls_config: sockets.tls_config,
             rx: Batch::new(),
             pending_udp: Vec::new(),
+            pending_conns: Vec::new(),
             next_conn: 1,
             max_conns,
             control,
@@ -265,7 +274,7 @@ impl EventLoop {
         let mut drain_deadline: Option<Instant> = None;
         loop {
             let now = Instant::now();
-            let timeout = if self.pending_udp.is_empty() {
+            let timeout = if self.pending_udp.is_empty() && self.pending_conns.is_empty() {
                 next_tick.saturating_duration_since(now)
             } else {
                 Duration::ZERO
@@ -280,6 +289,12 @@ impl EventLoop {
             // Listeners left with data last turn get their next share after
             // this turn's events.
             let pending = std::mem::take(&mut self.pending_udp);
+            let pending_conns = std::mem::take(&mut self.pending_conns);
+            for id in &pending_conns {
+                if let Some(c) = self.io.conns.get_mut(id) {
+                    c.pending = false;
+                }
+            }
             for ev in events.iter() {
                 let t = ev.token();
                 match t.0 {
@@ -298,6 +313,12 @@ impl EventLoop {
             for i in pending {
                 if !self.pending_udp.contains(&i) {
                     self.udp_readable(i);
+                }
+            }
+            for id in pending_conns {
+                // Skip connections an event already served (and requeued) this turn.
+                if self.io.conns.get(&id).is_some_and(|c| !c.pending) {
+                    self.conn_event(id, true, false);
                 }
             }
             self.io.flush();
@@ -485,54 +506,49 @@ impl EventLoop {
             return;
         }
         let client = c.client(id);
+        let more = c.read_available(CONN_READ_BUDGET);
+        if c.dirty {
+            c.dirty = false;
+            c.flush();
+        }
+        let mut buf = std::mem::take(&mut c.inbuf);
+        let mut pos = 0;
+        let mut garbage = false;
+        let now = clock();
         loop {
-            let Some(c) = self.io.conns.get_mut(&id) else {
-                return;
-            };
-            let more = c.read_available();
-            if c.dirty {
-                c.dirty = false;
-                c.flush();
-            }
-            let mut buf = std::mem::take(&mut c.inbuf);
-            let mut pos = 0;
-            let mut garbage = false;
-            let now = clock();
-            loop {
-                match stream::next_frame(&buf[pos..]) {
-                    Next::Frame { len, skip } => {
-                        self.server.handle(
-                            Input::FromClient {
-                                client,
-                                data: &buf[pos..pos + len],
-                            },
-                            now,
-                            &mut self.io,
-                        );
-                        pos += skip;
-                    }
-                    Next::Partial => break,
-                    Next::Garbage => {
-                        garbage = true;
-                        break;
-                    }
+            match stream::next_frame(&buf[pos..]) {
+                Next::Frame { len, skip } => {
+                    self.server.handle(
+                        Input::FromClient {
+                            client,
+                            data: &buf[pos..pos + len],
+                        },
+                        now,
+                        &mut self.io,
+                    );
+                    pos += skip;
+                }
+                Next::Partial => break,
+                Next::Garbage => {
+                    garbage = true;
+                    break;
                 }
             }
-            buf.drain(..pos);
-            let Some(c) = self.io.conns.get_mut(&id) else {
-                return;
-            };
-            c.inbuf = buf;
-            if garbage {
-                c.closed = true;
-            }
-            if c.closed {
-                self.io.closing.push(id);
-            }
-            // read_available stops early when the buffer is full; continue then.
-            if c.closed || !more {
-                return;
-            }
+        }
+        buf.drain(..pos);
+        let Some(c) = self.io.conns.get_mut(&id) else {
+            return;
+        };
+        c.inbuf = buf;
+        if garbage {
+            c.closed = true;
+        }
+        if c.closed {
+            self.io.closing.push(id);
+        } else if more && !c.pending {
+            // Data left in the socket: read the next slice on the next turn.
+            c.pending = true;
+            self.pending_conns.push(id);
         }
     }
 

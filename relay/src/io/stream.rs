@@ -34,6 +34,8 @@ pub struct Conn {
     pub closed: bool,
     /// Whether the connection is queued for a flush.
     pub dirty: bool,
+    /// Whether the connection is queued to read again on the next loop turn.
+    pub pending: bool,
 }
 
 /// Result of extracting a frame from the front of a buffer.
@@ -105,17 +107,20 @@ impl Conn {
             since: now,
             closed: false,
             dirty: false,
+            pending: false,
         }
     }
 
-    /// Reads what the socket has into `inbuf` (decrypting TLS). Sets `closed`
-    /// on EOF or error. Returns true when it stopped early because `inbuf` is
-    /// full: the caller must drain frames and call again (edge-triggered
-    /// readiness will not fire for data already waiting).
-    pub fn read_available(&mut self) -> bool {
+    /// Reads what the socket has into `inbuf` (decrypting TLS), at most about
+    /// `budget` bytes. Sets `closed` on EOF or error. Returns true when it
+    /// stopped before the socket was empty (budget spent or `inbuf` full): the
+    /// caller must come back (edge-triggered readiness will not fire again for
+    /// data already waiting).
+    pub fn read_available(&mut self, budget: usize) -> bool {
         let mut chunk = [0u8; 16 * 1024];
+        let start = self.inbuf.len();
         loop {
-            if self.inbuf.len() > 2 * MAX_FRAME {
+            if self.inbuf.len() > 2 * MAX_FRAME || self.inbuf.len() - start >= budget {
                 return true;
             }
             match &mut self.tls {
