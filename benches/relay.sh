@@ -10,7 +10,10 @@
 #     taken from uclient's once-a-second counters over the seconds in which it
 #     was sending (see "Why not uclient's transmit time" below),
 #   * server CPU per relayed packet (utime+stime from /proc, µs),
-#   * resident memory per allocation at ~10,000 allocations.
+#   * resident memory per allocation at ~10,000 allocations,
+#   * the same packets/s with the server capped at CAP % of its core (cgroup
+#     CPU quota): one core of uclient cannot saturate either server, so this
+#     is the run where the server, not the load generator, is the limit.
 # Debian's coturn 4.6 uclient has no -Y load mode: load comes from many
 # clients (-m) with -z (ms between messages).
 #
@@ -24,7 +27,7 @@
 # by git) and a Markdown table is printed at the end.
 #
 # Environment knobs: ROUNDS (3), SERVER_CPU (1), CLIENT_CPU (0), QUICK=1
-# (smaller runs), SKIP_MEMORY=1, MEM_ALLOCS (10000), SERVERS ("coturn geosteer").
+# (smaller runs), CAP (25; 0 skips the capped runs), SKIP_MEMORY=1, MEM_ALLOCS (10000), SERVERS ("coturn geosteer").
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,6 +36,8 @@ SERVER_CPU=${SERVER_CPU:-1}
 CLIENT_CPU=${CLIENT_CPU:-0}
 MEM_ALLOCS=${MEM_ALLOCS:-10000}
 ROUNDS=${ROUNDS:-3}
+CAP=${CAP:-25}
+CGROUP=""
 PORT=34780
 HTTP_PORT=34790
 PEER_PORT=34800
@@ -54,7 +59,10 @@ mkdir -p "$OUT"
 (cd "$ROOT" && cargo build --release -q -p geosteer-relay)
 
 PIDS=()
-cleanup() { for p in "${PIDS[@]:-}"; do [[ -n "$p" ]] && kill -9 "$p" 2>/dev/null || true; done; }
+cleanup() {
+  for p in "${PIDS[@]:-}"; do [[ -n "$p" ]] && kill -9 "$p" 2>/dev/null || true; done
+  if [[ -n "$CGROUP" ]]; then sleep 0.5; rmdir "$CGROUP" 2>/dev/null || true; fi
+}
 trap cleanup EXIT
 
 cat >"$OUT/relay.toml" <<TOML
@@ -90,6 +98,20 @@ start_server() { # $1 = coturn|geosteer ; prints pid
     taskset -c "$SERVER_CPU" "$RELAY_BIN" serve --config "$OUT/relay.toml" >"$OUT/geosteer.log" 2>&1 &
   fi
   echo $!
+}
+
+# A cgroup with a CPU quota of CAP % of one core (10 ms period): cgroup v1
+# "cpu" controller or cgroup v2 "cpu.max". Needs root; empty if unavailable.
+make_cgroup() {
+  local g
+  if [[ -d /sys/fs/cgroup/cpu && -w /sys/fs/cgroup/cpu ]]; then
+    g=/sys/fs/cgroup/cpu/geosteer-relay-bench
+    mkdir -p "$g" && echo 10000 >"$g/cpu.cfs_period_us" && echo $((CAP * 100)) >"$g/cpu.cfs_quota_us" && echo "$g"
+  elif grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+    g=/sys/fs/cgroup/geosteer-relay-bench
+    echo +cpu >/sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
+    mkdir -p "$g" && echo "$((CAP * 100)) 10000" >"$g/cpu.max" && echo "$g"
+  fi 2>/dev/null || true
 }
 
 stop_server() { kill -TERM "$1" 2>/dev/null || true; sleep 0.3; kill -TERM "$1" 2>/dev/null || true; sleep 1; kill -9 "$1" 2>/dev/null || true; }
@@ -147,6 +169,11 @@ taskset -c "$CLIENT_CPU" turnutils_peer -L 127.0.0.1 -p $PEER_PORT >/dev/null 2>
 PIDS+=($!)
 sleep 0.5
 
+if (( CAP > 0 )); then
+  CGROUP=$(make_cgroup)
+  [[ -n "$CGROUP" ]] || echo "cannot create a CPU-quota cgroup (needs root and the cgroup cpu controller): skipping the capped runs" >&2
+fi
+
 for round in $(seq 1 "$ROUNDS"); do
   for server in ${SERVERS:-coturn geosteer}; do
     echo "== round $round: $server"
@@ -156,6 +183,13 @@ for round in $(seq 1 "$ROUNDS"); do
     run_load "$round" "$server-udp-max" "$pid" "${SAT[@]}"
     run_load "$round" "$server-tcp-max" "$pid" -t "${SAT[@]}"
     stop_server "$pid"
+    if [[ -n "$CGROUP" ]]; then
+      pid=$(start_server $server); PIDS+=("$pid"); sleep 1.5
+      echo "$pid" >"$CGROUP/cgroup.procs"
+      run_load "$round" "$server-udp-capped" "$pid" "${SAT[@]}"
+      run_load "$round" "$server-tcp-capped" "$pid" -t "${SAT[@]}"
+      stop_server "$pid"
+    fi
   done
 done
 if [[ "${SKIP_MEMORY:-0}" != 1 ]]; then
