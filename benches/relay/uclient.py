@@ -5,7 +5,7 @@
   uclient.py report RESULTS MEMORY                       -> Markdown tables
 
 A results row is: round name sent recv lost transmit_s cpu_s peer_drops
-window_s window_relayed peak_pps.
+window_s window_relayed peak_pps window_recv.
 
 Relayed packets/s come from uclient's once-a-second progress lines
 ("N: : start_mclient: msz=…, tot_send_msgs=S, tot_recv_msgs=R, …"), not from
@@ -25,10 +25,10 @@ PROGRESS = re.compile(
 
 
 def window(ticks, total):
-    """(seconds, relayed, peak 1-s rate) while sending, from progress ticks."""
+    """(seconds, relayed, peak 1-s rate, received) while sending, from progress ticks."""
     active = [i for i, (_, s, _r) in enumerate(ticks) if 0 < s < total]
     if not active:
-        return 0, 0, 0
+        return 0, 0, 0, 0
     a, b = active[0], active[-1]
     if b == a and a > 0:
         a -= 1  # one tick only: measure from the second before
@@ -38,7 +38,7 @@ def window(ticks, total):
         dt = ticks[i][0] - ticks[i - 1][0]
         if dt > 0:
             peak = max(peak, (relayed(i) - relayed(i - 1)) // dt)
-    return ticks[b][0] - ticks[a][0], relayed(b) - relayed(a), peak
+    return ticks[b][0] - ticks[a][0], relayed(b) - relayed(a), peak, ticks[b][2] - ticks[a][2]
 
 
 def run(rnd, name, log, ticks, hz, drops):
@@ -49,9 +49,9 @@ def run(rnd, name, log, ticks, hz, drops):
     secs = max(int(t[-1]), 1) if t else 1
     lost = re.findall(r"Total lost packets (\d+)", text)
     progress = [tuple(map(int, x)) for x in PROGRESS.findall(text)]
-    w_secs, w_relayed, peak = window(progress, sent)
+    w_secs, w_relayed, peak, w_recv = window(progress, sent)
     print(rnd, name, sent, recv, lost[-1] if lost else "?", secs,
-          int(ticks) / int(hz), drops, w_secs, w_relayed, peak)
+          int(ticks) / int(hz), drops, w_secs, w_relayed, peak, w_recv)
 
 
 def report(results, memory):
@@ -62,14 +62,17 @@ def report(results, memory):
           "| uclient transmit s | relayed pkt/s while sending | peak 1-s pkt/s | server CPU µs/pkt |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     agg = {}
-    for rnd, name, sent, recv, lost, secs, cpu, drops, wsecs, wrel, peak in rows:
+    for rnd, name, sent, recv, lost, secs, cpu, drops, wsecs, wrel, peak, wrecv in rows:
         server, load = name.split("-", 1)
         relayed = int(sent) + int(recv)
         pps = int(wrel) / int(wsecs) if int(wsecs) else float("nan")
         us = float(cpu) * 1e6 / relayed if relayed else float("nan")
         print(f"| {rnd} | {load} | {server} | {sent} | {recv} | {lost} ({drops}) | {secs} "
               f"| {pps:,.0f} | {int(peak):,} | {us:.2f} |")
-        a = agg.setdefault((load, server), {"pps": [], "peak": [], "us": [], "lost": []})
+        a = agg.setdefault((load, server), {"pps": [], "peak": [], "us": [], "lost": [],
+                                            "recv": [], "rtps": []})
+        a["recv"].append(int(recv))
+        a["rtps"].append(int(wrecv) / int(wsecs) if int(wsecs) else float("nan"))
         a["pps"].append(pps)
         a["peak"].append(int(peak))
         a["us"].append(us)
@@ -81,9 +84,23 @@ def report(results, memory):
     print("|---|---|---:|---:|---:|---:|---:|")
     med = statistics.median
     for (load, server), a in sorted(agg.items()):
+        if load.endswith("capped"):
+            continue
         us = med(a["us"])
         print(f"| {load} | {server} | {med(a['pps']):,.0f} | {med(a['peak']):,.0f} | {us:.2f} "
               f"| {1e6 / us:,.0f} | {med(a['lost']):.0f} |")
+    capped = sorted(k for k in agg if k[0].endswith("capped"))
+    if capped:
+        print("\nServer capped by a cgroup CPU quota (the server is the limit; every "
+              "uclient message that comes back was relayed twice):\n")
+        print("| load | server | messages back (of each run's sent) | round trips/s while sending "
+              "| relayed pkt/s (2 × round trips) | lost |")
+        print("|---|---|---:|---:|---:|---:|")
+        for load, server in capped:
+            a = agg[(load, server)]
+            rt = med(a["rtps"])
+            print(f"| {load} | {server} | {med(a['recv']):,.0f} | {rt:,.0f} | {2 * rt:,.0f} "
+                  f"| {med(a['lost']):,.0f} |")
     mem = [l.split() for l in open(memory) if l.strip()]
     if mem:
         print("\n| server | allocations | RSS growth (kB) | RSS per allocation (kB) |")
