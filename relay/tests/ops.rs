@@ -7,78 +7,9 @@ use std::net::{SocketAddr, UdpSocket};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::turn::TurnClient;
 use common::*;
-use stun_types::attribute::{ErrorCode, Nonce, Realm, Username};
-use stun_types::message::{
-    IntegrityAlgorithm, LongTermKeyCredentials, Message, MessageClass, MessageWrite,
-    MessageWriteExt, MessageWriteVec, Method,
-};
-use turn_types::attribute::{Lifetime, RequestedTransport};
 use turn_types::message::{ALLOCATE, REFRESH};
-
-/// Minimal TURN client over UDP for control-plane checks.
-struct Client {
-    sock: UdpSocket,
-    server: SocketAddr,
-    nonce: String,
-}
-
-impl Client {
-    fn new(server: SocketAddr) -> Self {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-        Self {
-            sock,
-            server,
-            nonce: String::new(),
-        }
-    }
-
-    fn roundtrip(&self, req: &[u8]) -> Vec<u8> {
-        self.sock.send_to(req, self.server).unwrap();
-        let mut buf = [0u8; 2048];
-        let (n, _) = self.sock.recv_from(&mut buf).expect("reply");
-        buf[..n].to_vec()
-    }
-
-    /// Sends a signed request (fetching a nonce first if needed); returns the
-    /// response code (200 for success).
-    fn request(&mut self, method: Method, lifetime: Option<u32>) -> u16 {
-        if self.nonce.is_empty() {
-            let r = self
-                .roundtrip(&Message::builder_request(ALLOCATE, MessageWriteVec::new()).finish());
-            let m = Message::from_bytes(&r).unwrap();
-            self.nonce = m.attribute::<Nonce>().unwrap().nonce().to_string();
-        }
-        let mut w = Message::builder_request(method, MessageWriteVec::new());
-        if method == ALLOCATE {
-            w.add_attribute(&RequestedTransport::new(RequestedTransport::UDP))
-                .unwrap();
-        }
-        if let Some(l) = lifetime {
-            w.add_attribute(&Lifetime::new(l)).unwrap();
-        }
-        w.add_attribute(&Username::new("alice").unwrap()).unwrap();
-        w.add_attribute(&Realm::new("geosteer.test").unwrap())
-            .unwrap();
-        w.add_attribute(&Nonce::new(&self.nonce).unwrap()).unwrap();
-        let creds = LongTermKeyCredentials::new(
-            "alice".into(),
-            "wonderland".into(),
-            "geosteer.test".into(),
-        )
-        .into();
-        w.add_message_integrity(&creds, IntegrityAlgorithm::Sha1)
-            .unwrap();
-        w.add_fingerprint().unwrap();
-        let r = self.roundtrip(&w.finish());
-        let m = Message::from_bytes(&r).unwrap();
-        match m.class() {
-            MessageClass::Success => 200,
-            _ => m.attribute::<ErrorCode>().unwrap().code(),
-        }
-    }
-}
 
 fn health(addr: SocketAddr) -> serde_json::Value {
     let (status, body) = http(addr, "GET", "/health", &[]);
@@ -103,8 +34,8 @@ fn admin_drain_refuses_new_allocations_and_exits_after_timeout() {
     let udp = relay.udp[0];
     assert_eq!(http(relay.http, "GET", "/livez", &[]).0, 200);
     assert_eq!(http(relay.http, "GET", "/readyz", &[]).0, 200);
-    let mut a = Client::new(udp);
-    assert_eq!(a.request(ALLOCATE, None), 200);
+    let mut a = TurnClient::udp(udp);
+    assert_eq!(a.lifetime_request(ALLOCATE, None), 200);
     wait_for("allocation in /health", Duration::from_secs(3), || {
         health(relay.http)["allocations"] == 1
     });
@@ -140,9 +71,9 @@ fn admin_drain_refuses_new_allocations_and_exits_after_timeout() {
     assert_eq!(metric(&m, "turn_draining"), Some(1.0));
     // New allocations are refused; the existing one keeps working.
     std::thread::sleep(Duration::from_millis(200));
-    let mut b = Client::new(udp);
-    assert_eq!(b.request(ALLOCATE, None), 508);
-    assert_eq!(a.request(REFRESH, Some(600)), 200);
+    let mut b = TurnClient::udp(udp);
+    assert_eq!(b.lifetime_request(ALLOCATE, None), 508);
+    assert_eq!(a.lifetime_request(REFRESH, Some(600)), 200);
     // drain_timeout is 3 s: the loop exits although the allocation is still there.
     let control = relay.control();
     let t = Instant::now();
@@ -162,11 +93,11 @@ fn drain_ends_early_when_allocations_end() {
         c.operations.drain_timeout = 60;
         c
     });
-    let mut a = Client::new(relay.udp[0]);
-    assert_eq!(a.request(ALLOCATE, None), 200);
+    let mut a = TurnClient::udp(relay.udp[0]);
+    assert_eq!(a.lifetime_request(ALLOCATE, None), 200);
     relay.drain();
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(a.request(REFRESH, Some(0)), 200);
+    assert_eq!(a.lifetime_request(REFRESH, Some(0)), 200);
     let control = relay.control();
     assert!(
         control.wait_timeout(Duration::from_secs(5)),
@@ -185,17 +116,17 @@ fn overload_and_capacity_with_alternate_server() {
         c
     });
     let udp = relay.udp[0];
-    let mut a = Client::new(udp);
-    let mut b = Client::new(udp);
-    let mut c = Client::new(udp);
-    assert_eq!(a.request(ALLOCATE, None), 200);
+    let mut a = TurnClient::udp(udp);
+    let mut b = TurnClient::udp(udp);
+    let mut c = TurnClient::udp(udp);
+    assert_eq!(a.lifetime_request(ALLOCATE, None), 200);
     wait_for("overloaded", Duration::from_secs(3), || {
         health(relay.http)["status"] == "overloaded"
     });
     assert_eq!(http(relay.http, "GET", "/readyz", &[]).0, 503);
-    assert_eq!(b.request(ALLOCATE, None), 200);
+    assert_eq!(b.lifetime_request(ALLOCATE, None), 200);
     // Full: 300 Try Alternate (an alternate server is configured).
-    assert_eq!(c.request(ALLOCATE, None), 300);
+    assert_eq!(c.lifetime_request(ALLOCATE, None), 300);
     wait_for("utilization 1", Duration::from_secs(3), || {
         health(relay.http)["utilization"] == 1.0
     });
@@ -306,8 +237,8 @@ fn binary_check_creds_and_sigterm_drain() {
     wait_for("relay up", Duration::from_secs(5), || {
         std::net::TcpStream::connect(http_addr).is_ok()
     });
-    let mut a = Client::new(format!("127.0.0.1:{port}").parse().unwrap());
-    assert_eq!(a.request(ALLOCATE, None), 200);
+    let mut a = TurnClient::udp(format!("127.0.0.1:{port}").parse().unwrap());
+    assert_eq!(a.lifetime_request(ALLOCATE, None), 200);
     // SAFETY: sending a signal to our own child process.
     unsafe { libc::kill(guard.0.id() as i32, libc::SIGTERM) };
     wait_for("draining", Duration::from_secs(3), || {

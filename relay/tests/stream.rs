@@ -6,94 +6,20 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::io::Write;
+use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
+use common::turn::TurnClient;
 use common::*;
-use stun_types::attribute::{ErrorCode, Nonce, Realm, Username};
-use stun_types::message::{
-    IntegrityAlgorithm, LongTermKeyCredentials, Message, MessageClass, MessageWrite,
-    MessageWriteExt, MessageWriteVec, Method, TransactionId,
-};
-use turn_types::attribute::{ChannelNumber, RequestedTransport, XorPeerAddress};
+use stun_types::message::MessageWriteExt;
+use turn_types::attribute::{ChannelNumber, XorPeerAddress};
 use turn_types::message::{ALLOCATE, CHANNEL_BIND};
 
 /// Frames in the burst: 1,500 × 104 bytes ≈ 152 KiB in one write, many times
 /// the relay's per-turn read budget for one connection.
 const BURST: u32 = 1_500;
 const CHANNEL: u16 = 0x4001;
-
-/// Minimal TURN client over one TCP connection (RFC 8656 stream framing).
-struct TcpClient {
-    stream: TcpStream,
-    nonce: String,
-}
-
-impl TcpClient {
-    fn connect(server: SocketAddr) -> Self {
-        let stream = TcpStream::connect(server).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        stream.set_nodelay(true).unwrap();
-        Self {
-            stream,
-            nonce: String::new(),
-        }
-    }
-
-    /// Sends a STUN request and reads one STUN response (header + body).
-    fn roundtrip(&mut self, req: &[u8]) -> Vec<u8> {
-        self.stream.write_all(req).unwrap();
-        let mut head = [0u8; 20];
-        self.stream.read_exact(&mut head).expect("response header");
-        let len = u16::from_be_bytes([head[2], head[3]]) as usize;
-        let mut msg = head.to_vec();
-        msg.resize(20 + len, 0);
-        self.stream
-            .read_exact(&mut msg[20..])
-            .expect("response body");
-        msg
-    }
-
-    /// Sends a request signed as alice (fetching a nonce first); returns the
-    /// response code (200 for success).
-    fn request(
-        &mut self,
-        method: Method,
-        add: impl FnOnce(&mut MessageWriteVec, TransactionId),
-    ) -> u16 {
-        if self.nonce.is_empty() {
-            let r = self
-                .roundtrip(&Message::builder_request(ALLOCATE, MessageWriteVec::new()).finish());
-            let m = Message::from_bytes(&r).unwrap();
-            self.nonce = m.attribute::<Nonce>().unwrap().nonce().to_string();
-        }
-        let mut w = Message::builder_request(method, MessageWriteVec::new());
-        let tid = w.transaction_id();
-        add(&mut w, tid);
-        w.add_attribute(&Username::new("alice").unwrap()).unwrap();
-        w.add_attribute(&Realm::new("geosteer.test").unwrap())
-            .unwrap();
-        w.add_attribute(&Nonce::new(&self.nonce).unwrap()).unwrap();
-        let creds = LongTermKeyCredentials::new(
-            "alice".into(),
-            "wonderland".into(),
-            "geosteer.test".into(),
-        )
-        .into();
-        w.add_message_integrity(&creds, IntegrityAlgorithm::Sha1)
-            .unwrap();
-        w.add_fingerprint().unwrap();
-        let r = self.roundtrip(&w.finish());
-        let m = Message::from_bytes(&r).unwrap();
-        match m.class() {
-            MessageClass::Success => 200,
-            _ => m.attribute::<ErrorCode>().unwrap().code(),
-        }
-    }
-}
 
 /// ChannelData frame carrying sequence number `seq` in a 100-byte payload.
 fn frame(seq: u32) -> [u8; 104] {
@@ -102,6 +28,22 @@ fn frame(seq: u32) -> [u8; 104] {
     f[2..4].copy_from_slice(&100u16.to_be_bytes());
     f[4..8].copy_from_slice(&seq.to_be_bytes());
     f
+}
+
+/// SO_RCVBUFFORCE (root only); returns whether it was granted.
+fn force_recv_buffer(sock: &UdpSocket, bytes: libc::c_int) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid socket and a c_int option value of the given size.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&bytes as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    rc == 0
 }
 
 fn relayed_in(http_addr: SocketAddr) -> f64 {
@@ -113,13 +55,13 @@ fn relayed_in(http_addr: SocketAddr) -> f64 {
 fn tcp_burst_larger_than_the_read_budget_is_relayed_in_full() {
     let (relay, port) = start(|p| config(p, None));
     let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    // The relay sends the burst faster than a test thread may drain it: give
+    // the peer room for all of it (beyond rmem_max needs root).
+    let roomy = force_recv_buffer(&peer, 8 << 20);
     let peer_addr = peer.local_addr().unwrap();
 
-    let mut client = TcpClient::connect(SocketAddr::from(([127, 0, 0, 1], port)));
-    let code = client.request(ALLOCATE, |w, _| {
-        w.add_attribute(&RequestedTransport::new(RequestedTransport::UDP))
-            .unwrap();
-    });
+    let mut client = TurnClient::tcp(SocketAddr::from(([127, 0, 0, 1], port)));
+    let code = client.lifetime_request(ALLOCATE, None);
     assert_eq!(code, 200, "Allocate over TCP");
     let code = client.request(CHANNEL_BIND, |w, tid| {
         w.add_attribute(&ChannelNumber::new(CHANNEL)).unwrap();
@@ -148,7 +90,7 @@ fn tcp_burst_larger_than_the_read_budget_is_relayed_in_full() {
     for seq in 0..BURST {
         burst.extend_from_slice(&frame(seq));
     }
-    client.stream.write_all(&burst).unwrap();
+    client.stream().write_all(&burst).unwrap();
 
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline && relayed_in(relay.http) < f64::from(BURST) {
@@ -161,10 +103,14 @@ fn tcp_burst_larger_than_the_read_budget_is_relayed_in_full() {
     );
     let (count, ordered, last) = reader.join().unwrap();
     assert!(ordered, "frames reached the peer out of order or resized");
-    assert_eq!(
-        last,
-        Some(BURST - 1),
-        "the last frame reached the peer ({count} seen)"
-    );
+    if roomy {
+        assert_eq!(count, BURST, "frames that reached the peer");
+        assert_eq!(last, Some(BURST - 1), "the last frame reached the peer");
+    } else {
+        assert!(count > 0, "no frame reached the peer");
+        eprintln!(
+            "not root: the peer's socket may drop; checked {count} frames and the relay's counter"
+        );
+    }
     relay.stop();
 }

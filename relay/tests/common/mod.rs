@@ -2,6 +2,8 @@
 //! minimal HTTP client. All traffic stays on 127.0.0.1.
 #![allow(dead_code)]
 
+pub mod turn;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
