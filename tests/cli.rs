@@ -4,7 +4,7 @@ mod common;
 
 use std::process::Command;
 
-use common::repo;
+use common::{repo, tmp_dir};
 
 fn geosteer(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_geosteer"))
@@ -29,7 +29,7 @@ fn check_accepts_the_shipped_configs() {
 
 #[test]
 fn check_lists_every_problem_in_config_and_zone_files() {
-    let dir = tempdir();
+    let dir = tmp_dir("cli-check");
     std::fs::write(
         dir.join("bad.zone"),
         "$TTL 60\n@ IN SOA ns hm 1 2 3 4 5\n@ IN NS ns\nns IN A 192.0.2.1\nturn IN A 192.0.2.9\nx IN A 300.1.1.1\ny IN MX nope\n",
@@ -95,7 +95,7 @@ fn explain_uses_the_server_logic() {
 
 #[test]
 fn the_bundled_demo_database_rebuilds_byte_for_byte() {
-    let dir = tempdir();
+    let dir = tmp_dir("cli-geoip-build");
     let out = dir.join("demo.mmdb");
     let (ok, _, err) = geosteer(&[
         "geoip",
@@ -109,17 +109,4 @@ fn the_bundled_demo_database_rebuilds_byte_for_byte() {
         std::fs::read(out).unwrap(),
         std::fs::read(repo("geoip/demo.mmdb")).unwrap()
     );
-}
-
-fn tempdir() -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "geosteer-test-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
