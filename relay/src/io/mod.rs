@@ -185,6 +185,8 @@ pub struct EventLoop {
     pending_udp: Vec<usize>,
     /// Connections stopped by [`CONN_READ_BUDGET`] with data left to read.
     pending_conns: Vec<u32>,
+    /// Loop turns so far; a connection records the turn it was last read in.
+    turn: u64,
     next_conn: u32,
     max_conns: usize,
     control: Arc<Control>,
@@ -260,6 +262,7 @@ impl EventLoop {
             rx: Batch::new(),
             pending_udp: Vec::new(),
             pending_conns: Vec::new(),
+            turn: 0,
             next_conn: 1,
             max_conns,
             control,
@@ -290,11 +293,7 @@ impl EventLoop {
             // this turn's events.
             let pending = std::mem::take(&mut self.pending_udp);
             let pending_conns = std::mem::take(&mut self.pending_conns);
-            for id in &pending_conns {
-                if let Some(c) = self.io.conns.get_mut(id) {
-                    c.pending = false;
-                }
-            }
+            self.turn += 1;
             for ev in events.iter() {
                 let t = ev.token();
                 match t.0 {
@@ -316,8 +315,13 @@ impl EventLoop {
                 }
             }
             for id in pending_conns {
-                // Skip connections an event already served (and requeued) this turn.
-                if self.io.conns.get(&id).is_some_and(|c| !c.pending) {
+                // Skip connections an event already read this turn.
+                if self
+                    .io
+                    .conns
+                    .get(&id)
+                    .is_some_and(|c| c.read_turn != self.turn)
+                {
                     self.conn_event(id, true, false);
                 }
             }
@@ -506,6 +510,7 @@ impl EventLoop {
             return;
         }
         let client = c.client(id);
+        c.read_turn = self.turn;
         let more = c.read_available(CONN_READ_BUDGET);
         if c.dirty {
             c.dirty = false;
@@ -545,9 +550,9 @@ impl EventLoop {
         }
         if c.closed {
             self.io.closing.push(id);
-        } else if more && !c.pending {
+        } else if more {
             // Data left in the socket: read the next slice on the next turn.
-            c.pending = true;
+            // A connection is read at most once a turn, so it is queued once.
             self.pending_conns.push(id);
         }
     }

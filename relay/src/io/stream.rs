@@ -34,8 +34,8 @@ pub struct Conn {
     pub closed: bool,
     /// Whether the connection is queued for a flush.
     pub dirty: bool,
-    /// Whether the connection is queued to read again on the next loop turn.
-    pub pending: bool,
+    /// The event-loop turn in which the connection was last read.
+    pub read_turn: u64,
 }
 
 /// Result of extracting a frame from the front of a buffer.
@@ -107,7 +107,7 @@ impl Conn {
             since: now,
             closed: false,
             dirty: false,
-            pending: false,
+            read_turn: 0,
         }
     }
 
