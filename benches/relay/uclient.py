@@ -34,7 +34,8 @@ def window(ticks, total):
         a -= 1  # one tick only: measure from the second before
     relayed = lambda i: ticks[i][1] + ticks[i][2]
     peak = 0
-    for i in range(a + 1, min(b + 1, len(ticks) - 1) + 1):
+    # Peak: every second of the window, plus the one in which sending ended.
+    for i in range(a + 1, min(b + 2, len(ticks))):
         dt = ticks[i][0] - ticks[i - 1][0]
         if dt > 0:
             peak = max(peak, (relayed(i) - relayed(i - 1)) // dt)
