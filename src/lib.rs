@@ -10,6 +10,7 @@ pub mod config;
 pub mod dns;
 pub mod geo;
 pub mod health;
+pub mod membership;
 pub mod node;
 pub mod steer;
 pub mod zone;

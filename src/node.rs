@@ -10,6 +10,7 @@ use crate::api::{self, Api};
 use crate::config::{Config, ConfigErrors};
 use crate::dns::{DnsServer, ServeState, Shared};
 use crate::health::{HealthHub, HealthSnapshot};
+use crate::membership::{spawn_watch, Members};
 
 /// What reloading needs: the pipeline, the health hub and the config path.
 pub struct Reloader {
@@ -19,15 +20,19 @@ pub struct Reloader {
     pub hub: Arc<HealthHub>,
     /// Config file.
     pub config_path: PathBuf,
+    /// Registered members (etcd), merged into every snapshot.
+    pub members: Arc<Members>,
 }
 
 impl Reloader {
     /// Re-reads config, zones and GeoIP and swaps them in atomically. On any
     /// error the old state keeps serving and the errors are returned.
     pub fn reload(&self) -> Result<(), ConfigErrors> {
+        let _serial = self.members.build_lock();
         let old = self.shared.state.load();
         let config = Config::load(&self.config_path)?;
-        let st = ServeState::load(config, old.generation + 1)?;
+        let st = ServeState::load(self.members.merged(&config), old.generation + 1)?;
+        self.members.set_base(config);
         self.shared.publish_state(st);
         self.hub.adopt(&self.shared.state.load());
         Ok(())
@@ -64,6 +69,13 @@ impl Node {
             _ => None,
         };
         let geo_path = st.config.resolve(&st.config.file.geoip.database);
+        let membership = st.config.file.membership.clone();
+        let members = Members::new(
+            membership
+                .as_ref()
+                .map_or("default", |m| m.deployment.as_str()),
+            st.config.clone(),
+        );
         let health = HealthSnapshot::all_up(st.steering.members.len(), 1);
         let shared = Shared::new(st, health);
         let hub = HealthHub::start(shared.clone()).map_err(std::io::Error::other)?;
@@ -84,8 +96,21 @@ impl Node {
             shared,
             hub,
             config_path,
+            members,
         });
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        if let Some(m) = &membership {
+            let c = &core;
+            spawn_watch(
+                m,
+                &c.shared.state.load().config,
+                c.members.clone(),
+                c.shared.clone(),
+                c.hub.clone(),
+                stop_rx.clone(),
+            )
+            .map_err(|e| std::io::Error::other(format!("membership: {e}")))?;
+        }
         let api_addr = match api_cfg.listen {
             Some(addr) => {
                 let l = api::bind(addr)

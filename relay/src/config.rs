@@ -59,6 +59,9 @@ pub struct RelayConfig {
     /// Health, metrics, drain and admin.
     #[serde(default)]
     pub operations: OperationsConfig,
+    /// Self-registration in etcd (fleet membership); absent: not registered.
+    #[serde(default)]
+    pub membership: Option<crate::membership::MembershipConfig>,
 }
 
 fn default_realm() -> String {
@@ -388,6 +391,11 @@ impl RelayConfig {
     /// Checks every setting and returns all problems found.
     pub fn validate(&self) -> Result<(), Vec<ConfigError>> {
         let mut e = Vec::new();
+        if let Some(m) = &self.membership {
+            for (k, msg) in m.problems() {
+                err(&mut e, &format!("membership.{k}"), &msg);
+            }
+        }
         if self.region.trim().is_empty() {
             err(&mut e, "region", "must not be empty");
         }

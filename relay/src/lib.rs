@@ -15,6 +15,7 @@ pub mod config;
 pub mod http;
 pub mod io;
 pub mod limits;
+pub mod membership;
 pub mod policy;
 pub mod proto;
 pub mod server;

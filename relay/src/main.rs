@@ -139,10 +139,20 @@ fn serve(cfg: RelayConfig) -> ExitCode {
     };
     rt.block_on(async move {
         use tokio::signal::unix::{signal, SignalKind};
+        let membership = geosteer_relay::membership::start(&cfg);
         let handle = match geosteer_relay::start(cfg) {
             Ok(h) => h,
             Err(e) => {
                 eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        // Registration is not liveness: DNS nodes still probe before answering.
+        let mut registrar = match membership {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("{e}");
+                handle.control().stop();
                 return ExitCode::FAILURE;
             }
         };
@@ -164,6 +174,9 @@ fn serve(cfg: RelayConfig) -> ExitCode {
                     continue;
                 }
             }
+            if let Some(r) = registrar.take() {
+                r.deregister().await;
+            }
             if signals == 1 {
                 tracing::info!("signal received: draining (send again to stop at once)");
                 control.drain();
@@ -171,6 +184,9 @@ fn serve(cfg: RelayConfig) -> ExitCode {
                 tracing::info!("second signal: stopping");
                 control.stop();
             }
+        }
+        if let Some(r) = registrar.take() {
+            r.deregister().await;
         }
         let _ = tokio::task::spawn_blocking(move || handle.wait()).await;
         tracing::info!("relay stopped");

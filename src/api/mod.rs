@@ -114,6 +114,7 @@ async fn metrics(State(api): State<Api>) -> impl IntoResponse {
         shared.cache.len()
     ));
     api.node.hub.render_metrics(&mut out);
+    api.node.members.render_metrics(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 

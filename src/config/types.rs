@@ -34,6 +34,9 @@ pub struct ConfigFile {
     /// Health probing of pool members.
     #[serde(default)]
     pub health: HealthConfig,
+    /// Registered members from etcd, added to the static ones.
+    #[serde(default)]
+    pub membership: Option<crate::membership::MembershipConfig>,
     /// The admin HTTP API.
     #[serde(default)]
     pub api: ApiConfig,
@@ -342,6 +345,9 @@ pub struct MemberConfig {
     /// Health endpoint (used by the health prober).
     #[serde(default)]
     pub health_url: Option<String>,
+    /// Came from etcd registration, not the file (starts down until probed).
+    #[serde(skip)]
+    pub registered: bool,
 }
 
 fn default_weight() -> u32 {

@@ -16,6 +16,11 @@ pub(super) fn validate(c: &ConfigFile) -> Result<(), ConfigErrors> {
     steering(c, &mut e);
     regions(c, &mut e);
     pools(c, &mut e);
+    if let Some(m) = &c.membership {
+        for (k, msg) in m.problems() {
+            e.push(format!("membership.{k}"), msg);
+        }
+    }
     overrides(c, &mut e);
     zones(c, &mut e);
     health(c, &mut e);
@@ -101,7 +106,7 @@ fn regions(c: &ConfigFile, e: &mut ConfigErrors) {
 fn pools(c: &ConfigFile, e: &mut ConfigErrors) {
     for (pname, pool) in &c.pools {
         let pp = format!("pools.{pname}");
-        if pool.members.is_empty() {
+        if pool.members.is_empty() && c.membership.is_none() {
             e.push(format!("{pp}.members"), "needs at least one member");
         }
         let mut names = HashSet::new();

@@ -158,7 +158,11 @@ impl HealthHub {
             let mut trackers = HashMap::new();
             for (idx, m) in st.steering.members.iter().enumerate() {
                 let key = i.keys[idx].clone();
-                let p = params(st, m.pool);
+                let mut p = params(st, m.pool);
+                if m.registered {
+                    // Registration is not liveness: probed up before answered.
+                    p.initial = crate::config::InitialState::Down;
+                }
                 let t = i
                     .trackers
                     .remove(&key)

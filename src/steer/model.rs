@@ -45,6 +45,8 @@ pub struct Member {
     pub seed: u64,
     /// Health endpoint, if probed.
     pub health_url: Option<String>,
+    /// Registered through etcd (see [`crate::membership`]).
+    pub registered: bool,
 }
 
 /// A pool: members grouped by region.
@@ -158,6 +160,7 @@ impl Steering {
                     backup: m.backup,
                     seed: member_seed(pname, &m.name.to_ascii_lowercase()),
                     health_url: m.health_url.clone(),
+                    registered: m.registered,
                 });
             }
             let max_region_size = by_region.iter().map(Vec::len).max().unwrap_or(0);

@@ -1,0 +1,63 @@
+//! `[membership]` of a DNS node.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// Where registered relays are found.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MembershipConfig {
+    /// etcd client URLs (`http://10.0.0.1:2379`), tried in turn.
+    pub endpoints: Vec<String>,
+    /// Deployment name: keys live under `/geosteer/<deployment>/`.
+    #[serde(default = "default_deployment")]
+    pub deployment: String,
+    /// etcd user (auth enabled).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// File holding the etcd password.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// CA bundle (PEM) for etcd's certificate.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key (one PEM file).
+    #[serde(default)]
+    pub client_identity_file: Option<PathBuf>,
+}
+
+fn default_deployment() -> String {
+    "default".into()
+}
+
+impl MembershipConfig {
+    /// Problems as (key under `membership.`, message).
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut p = Vec::new();
+        if self.endpoints.is_empty() {
+            p.push(("endpoints".into(), "needs at least one etcd URL".into()));
+        }
+        for (i, e) in self.endpoints.iter().enumerate() {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                p.push((
+                    format!("endpoints[{i}]"),
+                    format!("{e:?} is not an http:// or https:// URL"),
+                ));
+            }
+        }
+        if !geosteer_relay::membership::is_key_segment(&self.deployment) {
+            p.push((
+                "deployment".into(),
+                format!("{:?} must be [A-Za-z0-9_-]+", self.deployment),
+            ));
+        }
+        if self.username.is_some() != self.password_file.is_some() {
+            p.push((
+                "username".into(),
+                "username and password_file go together".into(),
+            ));
+        }
+        p
+    }
+}
