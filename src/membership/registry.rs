@@ -279,3 +279,97 @@ impl Members {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[geoip]
+database = "db.mmdb"
+[membership]
+endpoints = ["http://127.0.0.1:2379"]
+deployment = "t"
+[regions.eu]
+latitude = 50.1
+longitude = 8.7
+[pools.turn]
+members = [{ name = "a", region = "eu", addresses = ["192.0.2.1"] }]
+[[zones]]
+origin = "example.com"
+file = "example.com.zone"
+[[zones.steered]]
+name = "turn"
+pool = "turn"
+"#;
+
+    fn kv(key: &str, value: &str, rev: i64) -> Kv {
+        Kv {
+            key: format!("/geosteer/t/members/{key}"),
+            value: value.as_bytes().to_vec(),
+            mod_revision: rev,
+        }
+    }
+
+    #[test]
+    fn bad_keys_are_rejected_one_by_one_and_good_ones_kept() {
+        let base = Config::from_str(BASE, std::path::Path::new("/g.toml")).unwrap();
+        let m = Members::new("t", base.clone());
+        let good =
+            r#"{"region":"eu","addresses":["192.0.2.10"],"health_url":"http://192.0.2.10/health"}"#;
+        assert!(m.replace(vec![
+            kv("turn/b", good, 1),
+            kv("turn/c", "{oops", 2),
+            kv(
+                "turn/d",
+                r#"{"region":"mars","addresses":["192.0.2.11"]}"#,
+                3
+            ),
+            kv("turn/e", r#"{"region":"eu","addresses":["192.0.2.10"]}"#, 4),
+            kv("turn/a", r#"{"region":"eu","addresses":["192.0.2.12"]}"#, 5),
+            kv("other/f", good, 6),
+            kv(
+                "turn/g",
+                r#"{"region":"eu","addresses":["192.0.2.13"],"extra":1}"#,
+                7
+            ),
+        ]));
+        let c = m.merged(&base);
+        let names: Vec<&str> = c.file.pools["turn"]
+            .members
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect();
+        assert_eq!(names, ["a", "b"]);
+        assert!(c.file.pools["turn"].members[1].registered);
+        let mut out = String::new();
+        m.render_metrics(&mut out);
+        for want in [
+            "geosteer_membership_registered 1",
+            "geosteer_membership_invalid 6",
+            "reason=\"json\"} 2",
+            "reason=\"region\"} 1",
+            "reason=\"address\"} 1",
+            "reason=\"name\"} 1",
+            "reason=\"pool\"} 1",
+        ] {
+            assert!(out.contains(want), "{want} missing in\n{out}");
+        }
+        // A second merge counts nothing twice; a delete drops the member.
+        m.merged(&base);
+        assert!(m.apply(vec![WatchEvent::Delete(
+            "/geosteer/t/members/turn/b".into()
+        )]));
+        // ... and frees its address for the clashing key, which is now taken.
+        let c = m.merged(&base);
+        let names: Vec<&str> = c.file.pools["turn"]
+            .members
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect();
+        assert_eq!(names, ["a", "e"]);
+        let mut out2 = String::new();
+        m.render_metrics(&mut out2);
+        assert!(out2.contains("reason=\"json\"} 2"), "{out2}");
+    }
+}
