@@ -77,19 +77,13 @@ fn default_ttl() -> u64 {
 impl MembershipConfig {
     /// Problems as (path suffix, message).
     pub fn problems(&self) -> Vec<(String, String)> {
-        let mut p = Vec::new();
-        if self.endpoints.is_empty() {
-            p.push(("endpoints".into(), "needs at least one etcd URL".into()));
-        }
-        for (i, e) in self.endpoints.iter().enumerate() {
-            if !(e.starts_with("http://") || e.starts_with("https://")) {
-                p.push((
-                    format!("endpoints[{i}]"),
-                    format!("{e:?} is not an http:// or https:// URL"),
-                ));
-            }
-        }
-        for (what, v) in [("deployment", &self.deployment), ("pool", &self.pool)] {
+        let mut p = connection_problems(
+            &self.endpoints,
+            &self.deployment,
+            self.username.is_some(),
+            self.password_file.is_some(),
+        );
+        for (what, v) in [("pool", &self.pool)] {
             if !is_key_segment(v) {
                 p.push((what.into(), format!("{v:?} must be [A-Za-z0-9_-]+")));
             }
@@ -105,14 +99,43 @@ impl MembershipConfig {
         if self.weight == 0 || self.weight > 65535 {
             p.push(("weight".into(), "must be 1..=65535".into()));
         }
-        if self.username.is_some() != self.password_file.is_some() {
-            p.push((
-                "username".into(),
-                "username and password_file go together".into(),
-            ));
-        }
         p
     }
+}
+
+/// Problems of the etcd connection settings shared by relays and DNS nodes,
+/// as (key under `membership.`, message).
+pub fn connection_problems(
+    endpoints: &[String],
+    deployment: &str,
+    has_user: bool,
+    has_password: bool,
+) -> Vec<(String, String)> {
+    let mut p = Vec::new();
+    if endpoints.is_empty() {
+        p.push(("endpoints".into(), "needs at least one etcd URL".into()));
+    }
+    for (i, e) in endpoints.iter().enumerate() {
+        if !(e.starts_with("http://") || e.starts_with("https://")) {
+            p.push((
+                format!("endpoints[{i}]"),
+                format!("{e:?} is not an http:// or https:// URL"),
+            ));
+        }
+    }
+    if !is_key_segment(deployment) {
+        p.push((
+            "deployment".into(),
+            format!("{deployment:?} must be [A-Za-z0-9_-]+"),
+        ));
+    }
+    if has_user != has_password {
+        p.push((
+            "username".into(),
+            "username and password_file go together".into(),
+        ));
+    }
+    p
 }
 
 /// `[A-Za-z0-9_-]+`: safe inside an etcd key path.

@@ -34,30 +34,11 @@ fn default_deployment() -> String {
 impl MembershipConfig {
     /// Problems as (key under `membership.`, message).
     pub fn problems(&self) -> Vec<(String, String)> {
-        let mut p = Vec::new();
-        if self.endpoints.is_empty() {
-            p.push(("endpoints".into(), "needs at least one etcd URL".into()));
-        }
-        for (i, e) in self.endpoints.iter().enumerate() {
-            if !(e.starts_with("http://") || e.starts_with("https://")) {
-                p.push((
-                    format!("endpoints[{i}]"),
-                    format!("{e:?} is not an http:// or https:// URL"),
-                ));
-            }
-        }
-        if !geosteer_relay::membership::is_key_segment(&self.deployment) {
-            p.push((
-                "deployment".into(),
-                format!("{:?} must be [A-Za-z0-9_-]+", self.deployment),
-            ));
-        }
-        if self.username.is_some() != self.password_file.is_some() {
-            p.push((
-                "username".into(),
-                "username and password_file go together".into(),
-            ));
-        }
-        p
+        geosteer_relay::membership::connection_problems(
+            &self.endpoints,
+            &self.deployment,
+            self.username.is_some(),
+            self.password_file.is_some(),
+        )
     }
 }
