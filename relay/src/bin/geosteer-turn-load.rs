@@ -28,8 +28,8 @@ use stun_types::message::{
     IntegrityAlgorithm, LongTermKeyCredentials, Message, MessageClass, MessageWrite,
     MessageWriteExt, MessageWriteVec, Method, TransactionId,
 };
-use turn_types::attribute::{ChannelNumber, Lifetime, RequestedTransport, XorPeerAddress};
 use turn_types::attribute::XorRelayedAddress;
+use turn_types::attribute::{ChannelNumber, Lifetime, RequestedTransport, XorPeerAddress};
 use turn_types::message::{ALLOCATE, CHANNEL_BIND, CREATE_PERMISSION};
 
 /// Client-to-server transport.
@@ -111,6 +111,7 @@ struct Alloc {
     relayed: SocketAddr,
     peer_addr: SocketAddr,
     channel: u16,
+    nonce: String,
     sent: u64,
     received: u64,
 }
@@ -161,6 +162,9 @@ fn main() -> Result<()> {
     if a.hold > 0.0 {
         std::thread::sleep(Duration::from_secs_f64(a.hold.min(3600.0)));
     }
+    for al in &allocs {
+        release(al, &creds);
+    }
     Ok(())
 }
 
@@ -184,12 +188,16 @@ fn open(a: &Args, c: &Creds, ip: std::net::IpAddr, peer: SocketAddr, i: usize) -
         link,
         relayed: peer,
         peer_addr: peer,
+        nonce: String::new(),
         channel: wire::CHANNEL_MIN + (i % 0x0fff) as u16,
         sent: 0,
         received: 0,
     };
     // Fetch a nonce with an unauthenticated Allocate.
-    let r = roundtrip(&mut al.link, &Message::builder_request(ALLOCATE, MessageWriteVec::new()).finish())?;
+    let r = roundtrip(
+        &mut al.link,
+        &Message::builder_request(ALLOCATE, MessageWriteVec::new()).finish(),
+    )?;
     let m = Message::from_bytes(&r).map_err(|e| anyhow!("bad 401: {e:?}"))?;
     let nonce = m
         .attribute::<Nonce>()
@@ -206,6 +214,7 @@ fn open(a: &Args, c: &Creds, ip: std::net::IpAddr, peer: SocketAddr, i: usize) -
         .attribute::<XorRelayedAddress>()
         .map_err(|_| anyhow!("no XOR-RELAYED-ADDRESS"))?
         .addr(m.transaction_id());
+    al.nonce = nonce.clone();
     let ch = al.channel;
     match a.mode {
         Mode::Channel => signed(&mut al.link, c, &nonce, CHANNEL_BIND, |w, tid| {
@@ -228,15 +237,18 @@ fn open(a: &Args, c: &Creds, ip: std::net::IpAddr, peer: SocketAddr, i: usize) -
     Ok(al)
 }
 
-type AddAttrs<'a> =
-    dyn FnOnce(&mut MessageWriteVec, TransactionId) -> Result<(), stun_types::message::StunWriteError> + 'a;
+type AddAttrs<'a> = dyn FnOnce(&mut MessageWriteVec, TransactionId) -> Result<(), stun_types::message::StunWriteError>
+    + 'a;
 
 fn signed(
     link: &mut Link,
     c: &Creds,
     nonce: &str,
     method: Method,
-    add: impl FnOnce(&mut MessageWriteVec, TransactionId) -> Result<(), stun_types::message::StunWriteError>,
+    add: impl FnOnce(
+        &mut MessageWriteVec,
+        TransactionId,
+    ) -> Result<(), stun_types::message::StunWriteError>,
 ) -> Result<Vec<u8>> {
     let add: Box<AddAttrs> = Box::new(add);
     let mut w = Message::builder_request(method, MessageWriteVec::new());
@@ -347,12 +359,21 @@ impl Mmsg {
             } else {
                 std::ptr::null_mut()
             };
-            self.hdr[i].msg_hdr.msg_namelen =
-                if names { std::mem::size_of::<libc::sockaddr_in>() as u32 } else { 0 };
+            self.hdr[i].msg_hdr.msg_namelen = if names {
+                std::mem::size_of::<libc::sockaddr_in>() as u32
+            } else {
+                0
+            };
         }
         // SAFETY: hdr/iov point into self, which outlives the call.
         let n = unsafe {
-            libc::recvmmsg(fd, self.hdr.as_mut_ptr(), MAX_BATCH as u32, libc::MSG_DONTWAIT, std::ptr::null_mut())
+            libc::recvmmsg(
+                fd,
+                self.hdr.as_mut_ptr(),
+                MAX_BATCH as u32,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
         };
         n.max(0) as usize
     }
@@ -375,16 +396,24 @@ fn fill_payload(p: &mut [u8], idx: u32, seq: u64, ts: u64) {
     p[12..20].copy_from_slice(&ts.to_be_bytes());
 }
 
-fn drive(a: &Args, allocs: &mut [Alloc], peer: &UdpSocket, duration: f64, rtts: &mut Vec<u32>) -> Result<Stats> {
+fn drive(
+    a: &Args,
+    allocs: &mut [Alloc],
+    peer: &UdpSocket,
+    duration: f64,
+    rtts: &mut Vec<u32>,
+) -> Result<Stats> {
     let mut poll = Poll::new()?;
     let pfd = peer.as_raw_fd();
-    poll.registry().register(&mut SourceFd(&pfd), PEER_TOKEN, Interest::READABLE)?;
+    poll.registry()
+        .register(&mut SourceFd(&pfd), PEER_TOKEN, Interest::READABLE)?;
     for (i, al) in allocs.iter().enumerate() {
         let fd = match &al.link {
             Link::Udp(s) => s.as_raw_fd(),
             Link::Tcp(s, _) => s.as_raw_fd(),
         };
-        poll.registry().register(&mut SourceFd(&fd), Token(i), Interest::READABLE)?;
+        poll.registry()
+            .register(&mut SourceFd(&fd), Token(i), Interest::READABLE)?;
     }
     let mut events = Events::with_capacity(1024);
     let mut mm = Mmsg::new();
@@ -412,7 +441,11 @@ fn drive(a: &Args, allocs: &mut [Alloc], peer: &UdpSocket, duration: f64, rtts: 
             } else {
                 (el.as_secs_f64() * a.rate as f64) as u64
             };
-            let mut budget = if a.rate == 0 { (n * batch) as u64 } else { due.saturating_sub(st.sent) };
+            let mut budget = if a.rate == 0 {
+                (n * batch) as u64
+            } else {
+                due.saturating_sub(st.sent)
+            };
             let mut visited = 0;
             while budget > 0 && visited < n {
                 let i = next;
@@ -437,7 +470,11 @@ fn drive(a: &Args, allocs: &mut [Alloc], peer: &UdpSocket, duration: f64, rtts: 
                 budget -= k as u64;
             }
         }
-        let timeout = if a.rate == 0 { Duration::ZERO } else { Duration::from_micros(200) };
+        let timeout = if a.rate == 0 {
+            Duration::ZERO
+        } else {
+            Duration::from_micros(200)
+        };
         poll.poll(&mut events, Some(timeout))?;
         for ev in events.iter() {
             if ev.token() == PEER_TOKEN {
@@ -467,7 +504,11 @@ fn send_client(
     let mut lens = [0usize; MAX_BATCH];
     for (j, len) in lens.iter_mut().enumerate().take(k) {
         fill_payload(payload, idx, al.sent + j as u64, ts);
-        let out: &mut [u8] = if pad { &mut tcp_out[j * BUF..(j + 1) * BUF] } else { &mut mm.bufs[j] };
+        let out: &mut [u8] = if pad {
+            &mut tcp_out[j * BUF..(j + 1) * BUF]
+        } else {
+            &mut mm.bufs[j]
+        };
         *len = match a.mode {
             Mode::Channel => wire::write_channel_data(out, al.channel, payload, pad).unwrap_or(0),
             Mode::Send => write_send(out, al.peer_addr, payload),
@@ -495,7 +536,11 @@ fn send_client(
                     let _ = s.set_nonblocking(false);
                     let r = s.write_all(&cat[w..]);
                     let _ = s.set_nonblocking(true);
-                    if r.is_ok() { k } else { 0 }
+                    if r.is_ok() {
+                        k
+                    } else {
+                        0
+                    }
                 }
                 Err(_) => 0,
             }
@@ -543,9 +588,8 @@ fn peer_echo(fd: i32, mm: &mut Mmsg) -> u64 {
         let mut off = 0;
         while off < n {
             // SAFETY: hdr[off..n] were filled by recvmmsg above.
-            let s = unsafe {
-                libc::sendmmsg(fd, mm.hdr.as_mut_ptr().add(off), (n - off) as u32, 0)
-            };
+            let s =
+                unsafe { libc::sendmmsg(fd, mm.hdr.as_mut_ptr().add(off), (n - off) as u32, 0) };
             if s <= 0 {
                 break;
             }
@@ -592,7 +636,14 @@ fn account(p: &[u8], received: &mut u64, t0: Instant, rtts: &mut Vec<u32>, st: &
     st.client_rx += 1;
 }
 
-fn client_recv(_a: &Args, al: &mut Alloc, t0: Instant, mm: &mut Mmsg, rtts: &mut Vec<u32>, st: &mut Stats) {
+fn client_recv(
+    _a: &Args,
+    al: &mut Alloc,
+    t0: Instant,
+    mm: &mut Mmsg,
+    rtts: &mut Vec<u32>,
+    st: &mut Stats,
+) {
     match &mut al.link {
         Link::Udp(s) => {
             let fd = s.as_raw_fd();
@@ -656,7 +707,11 @@ fn report(a: &Args, active: usize, setup: f64, allocs: &[Alloc], st: &Stats, rtt
     rtts.sort_unstable();
     let secs = st.elapsed.max(1e-9);
     let relayed = st.peer_rx + st.client_rx;
-    let loss = if st.sent == 0 { 0.0 } else { 1.0 - st.client_rx as f64 / st.sent as f64 };
+    let loss = if st.sent == 0 {
+        0.0
+    } else {
+        1.0 - st.client_rx as f64 / st.sent as f64
+    };
     let _ = allocs;
     println!(
         "transport={:?} mode={:?} allocs={} active={} size={} offered_pps={} sent={} peer_rx={} client_rx={} \
@@ -680,4 +735,22 @@ relayed_pps={:.0} relayed_gbps={:.3} loss_pct={:.3} rtt_p50_us={} rtt_p95_us={} 
         a.allocs as f64 / setup.max(1e-9),
         st.send_errors,
     );
+}
+
+/// Ends an allocation (Refresh with LIFETIME 0, not waiting for the answer),
+/// so the next run reusing the same client port gets no 437 from a stale one.
+/// TCP allocations end with their connection anyway.
+fn release(al: &Alloc, c: &Creds) {
+    let Link::Udp(s) = &al.link else { return };
+    let mut w = Message::builder_request(turn_types::message::REFRESH, MessageWriteVec::new());
+    let ok = w.add_attribute(&Lifetime::new(0)).is_ok()
+        && Username::new(&c.user).is_ok_and(|u| w.add_attribute(&u).is_ok())
+        && Realm::new(&c.realm).is_ok_and(|r| w.add_attribute(&r).is_ok())
+        && Nonce::new(&al.nonce).is_ok_and(|n| w.add_attribute(&n).is_ok())
+        && w.add_message_integrity(&c.key, IntegrityAlgorithm::Sha1)
+            .is_ok()
+        && w.add_fingerprint().is_ok();
+    if ok {
+        let _ = s.send(&w.finish());
+    }
 }
