@@ -214,7 +214,11 @@ fn sync(
                     .last()
                     .and_then(|(_, r)| r.error.clone())
                     .unwrap_or_default();
-                tracing::info!(vip = %v.prefix, action = verb, reason = reasons[i].as_str(), last_error = %err, "route {verb}d");
+                let what = match want {
+                    Route::Announced { .. } => "route announced",
+                    Route::Withdrawn => "route withdrawn",
+                };
+                tracing::info!(vip = %v.prefix, action = verb, reason = reasons[i].as_str(), last_error = %err, "{what}");
                 applied[i] = Some(want);
                 status.lock().expect("status lock").vips[i].transition(want, reasons[i]);
             }

@@ -245,6 +245,12 @@ impl AnycastConfig {
                     );
                 }
             }
+            if v.drain_med.is_some() && matches!(self.speaker, SpeakerConfig::Bird { .. }) {
+                errs.push(
+                    p("drain_med"),
+                    "the graceful MED shift needs the ExaBGP speaker; with BIRD set MED in bird.conf",
+                );
+            }
             if v.drain_med.is_some() && v.drain_shift_ms == 0 {
                 errs.push(
                     p("drain_shift_ms"),
