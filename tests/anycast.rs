@@ -257,7 +257,7 @@ fn agent_config(lab: &Lab, name: &str, speaker: &str) -> PathBuf {
     lab.write(
         &format!("{name}.toml"),
         &format!(
-            "speaker = {speaker}\ndrain_file = \"{}\"\n[[vip]]\nprefix = \"{VIP}/32\"\n\
+            "speaker = {speaker}\nmetrics_listen = \"127.0.0.1:9180\"\ndrain_file = \"{}\"\n[[vip]]\nprefix = \"{VIP}/32\"\n\
              check = {{ kind = \"dns\", name = \"example.com\", qtype = \"SOA\" }}\n\
              interval_ms = {INTERVAL_MS}\ntimeout_ms = 200\nrise = {RISE}\nfall = {FALL}\nmed = 10\n\
              communities = [\"65000:53\"]\nbird_protocol = \"anycast_dns\"\n\
@@ -582,6 +582,18 @@ fn vip_is_announced_only_while_the_dns_node_is_healthy() {
             println!("{}", stats(speaker, "withdraw", &mut down));
             println!("{}", stats(speaker, "re-announce", &mut up));
         }
+    }
+
+    // Metrics of the BIRD agent (its namespace's loopback).
+    let o = lab.exec("b", &["curl", "-sf", "http://127.0.0.1:9180/metrics"]);
+    let m = String::from_utf8_lossy(&o.stdout);
+    for want in [
+        "geosteer_anycast_announced{vip=\"198.18.250.53/32\",speaker=\"bird\"} 1",
+        "geosteer_anycast_transitions_total{vip=\"198.18.250.53/32\",route=\"withdraw\",reason=\"check_failed\"}",
+        "geosteer_anycast_transitions_total{vip=\"198.18.250.53/32\",route=\"withdraw\",reason=\"drain\"} 1",
+        "geosteer_anycast_check_failures_total{vip=\"198.18.250.53/32\"}",
+    ] {
+        assert!(m.contains(want), "metrics lack {want:?}:\n{m}");
     }
 
     // 5. SIGTERM to each agent withdraws before it exits; the VIP stays on lo.
