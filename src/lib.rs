@@ -4,6 +4,7 @@
 //! [`geo`] (client location), [`steer`] (the pure steering decision),
 //! [`health`] (member health snapshots), [`dns`] (the authoritative server).
 
+pub mod anycast;
 pub mod api;
 pub mod cli;
 pub mod config;

@@ -1,5 +1,6 @@
 //! Command-line interface: one module per subcommand.
 
+mod anycast;
 mod check;
 mod demo;
 mod explain;
@@ -29,9 +30,16 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Run the anycast agent: announce VIPs through ExaBGP or BIRD while healthy.
+    Anycast {
+        /// The agent's TOML file (see docs/anycast.md).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Run the local multi-region demo on bundled defaults.
     Demo(demo::DemoArgs),
-    /// Validate a configuration, its zone files and GeoIP database, then exit.
+    /// Validate a node configuration (with its zone files and GeoIP database)
+    /// or an anycast agent file, then exit.
     Check {
         /// TOML configuration file.
         #[arg(long, short)]
@@ -50,6 +58,7 @@ enum Command {
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve { config } => serve::run(&config),
+        Command::Anycast { config } => anycast::run(&config),
         Command::Demo(args) => demo::run(args),
         Command::Check { config } => check::run(&config),
         Command::Explain(args) => explain::run(args),
@@ -63,6 +72,7 @@ pub(crate) fn init_logging(format: LogFormat, level: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => b.json().try_init(),
