@@ -654,12 +654,37 @@ fn registered_relays_come_and_go_through_etcd() {
     lab.etcdctl(&["del", "--prefix", "/geosteer/lab/members/turn/bad"]);
 
     // --- killing the etcd leader changes nothing for answers
-    let status = lab.etcdctl(&["endpoint", "status", "-w", "fields"]);
-    let leader_ep = leader_endpoint(&status);
-    let (leader, _) = *ETCD
-        .iter()
-        .find(|(_, a)| leader_ep.contains(a))
-        .unwrap_or_else(|| panic!("no leader in {status}"));
+    // Ask each member for itself (a cluster-wide status can miss a member
+    // that is slow to answer); retry while an election is in progress.
+    let leader = {
+        let t = Instant::now();
+        loop {
+            let found = ETCD.iter().find(|(_, a)| {
+                let ep = format!("--endpoints=http://{a}:2379");
+                let out = lab.exec(
+                    "dnb",
+                    &[
+                        "etcdctl",
+                        &ep,
+                        "--command-timeout=2s",
+                        "endpoint",
+                        "status",
+                        "-w",
+                        "fields",
+                    ],
+                );
+                is_leader(&String::from_utf8_lossy(&out.stdout))
+            });
+            if let Some((name, _)) = found {
+                break *name;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "no etcd leader found in 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
     say!("killing etcd leader {leader}");
     lab.signal(leader, libc::SIGKILL);
     let t = Instant::now();
@@ -723,20 +748,18 @@ fn registered_relays_come_and_go_through_etcd() {
 }
 
 /// The endpoint whose status says it is the leader (`-w fields` output).
-fn leader_endpoint(fields: &str) -> String {
-    let mut endpoint = String::new();
-    let mut member = String::new();
+/// Whether an `endpoint status -w fields` answer is from the leader.
+fn is_leader(fields: &str) -> bool {
+    let mut member = None;
     for line in fields.lines() {
-        let (k, v) = match line.split_once(" : ") {
-            Some((k, v)) => (k.trim().trim_matches('"'), v.trim().trim_matches('"')),
-            None => continue,
-        };
-        match k {
-            "Endpoint" => endpoint = v.to_string(),
-            "MemberID" => member = v.to_string(),
-            "Leader" if v == member => return endpoint,
-            _ => {}
+        if let Some((k, v)) = line.split_once(" : ") {
+            let (k, v) = (k.trim().trim_matches('"'), v.trim().trim_matches('"'));
+            match k {
+                "MemberID" => member = Some(v.to_string()),
+                "Leader" => return member.as_deref() == Some(v),
+                _ => {}
+            }
         }
     }
-    String::new()
+    false
 }
