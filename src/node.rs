@@ -2,13 +2,14 @@
 //! reload on SIGHUP / API / GeoIP file change, stop on signals.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use crate::api::{self, Api};
 use crate::config::{Config, ConfigErrors};
 use crate::dns::{DnsServer, ServeState, Shared};
+use crate::geo::FileStamp;
 use crate::health::{HealthHub, HealthSnapshot};
 use crate::membership::{spawn_watch, Members};
 
@@ -164,7 +165,7 @@ impl Node {
         };
         loop {
             tokio::select! {
-                _ = hup.recv() => log_reload(&self.core),
+                _ = hup.recv() => { log_reload(&self.core); }
                 _ = term.recv() => break,
                 _ = int.recv() => break,
             }
@@ -180,37 +181,46 @@ impl Node {
     }
 }
 
-fn log_reload(core: &Reloader) {
+/// Reloads and logs the outcome; true when the new state was published.
+fn log_reload(core: &Reloader) -> bool {
     match core.reload() {
-        Ok(()) => tracing::info!(config = %core.config_path.display(), "reloaded"),
+        Ok(()) => {
+            tracing::info!(config = %core.config_path.display(), "reloaded");
+            true
+        }
         Err(e) => {
-            tracing::error!(config = %core.config_path.display(), errors = %e, "reload rejected; still serving the previous configuration")
+            tracing::error!(config = %core.config_path.display(), errors = %e, "reload rejected; still serving the previous configuration");
+            false
         }
     }
 }
 
-fn mtime(p: &Path) -> Option<SystemTime> {
-    std::fs::metadata(p).and_then(|m| m.modified()).ok()
-}
-
-/// Reloads when the GeoIP database file is replaced.
+/// Reloads when the GeoIP database file on disk no longer matches the stamp
+/// of the one being served (see [`ServeState::geo_stamp`]). Comparing with
+/// the served state, not with an earlier poll, means a replacement between
+/// loading and the first poll is not missed; a stamp whose reload failed is
+/// not retried until the file changes again.
 async fn watch_file(
     path: PathBuf,
     core: Arc<Reloader>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut last = mtime(&path);
+    let mut failed: Option<FileStamp> = None;
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        let now = mtime(&path);
-        if now.is_some() && now != last {
-            last = now;
-            tracing::info!(database = %path.display(), "GeoIP database changed; reloading");
-            let c = core.clone();
-            let _ = tokio::task::spawn_blocking(move || log_reload(&c)).await;
+        let now = FileStamp::of(&path);
+        let served = core.shared.state.load().geo_stamp;
+        if now.is_none() || now == served || now == failed {
+            continue;
         }
+        tracing::info!(database = %path.display(), "GeoIP database changed; reloading");
+        let c = core.clone();
+        let ok = tokio::task::spawn_blocking(move || log_reload(&c))
+            .await
+            .unwrap_or(false);
+        failed = if ok { None } else { now };
     }
 }

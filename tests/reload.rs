@@ -91,30 +91,57 @@ async fn reload_swaps_config_without_losing_queries_and_rejects_bad_ones() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replacing_the_geoip_database_file_reloads_it() {
+/// Writes a database placing London (81.2.69.0/24) in Singapore to
+/// `dir/geo.mmdb.new` and renames it over `dir/geo.mmdb`.
+fn replace_with_singapore_db(dir: &std::path::Path) {
     use geosteer::geo::build::{parse_source, write_mmdb};
-    let dir = demo_dir("geowatch", &demo_toml("geo.mmdb"));
-    std::fs::copy(repo("geoip/demo.mmdb"), dir.join("geo.mmdb")).unwrap();
-    let node = start_file(&dir.join("g.toml")).await;
-    let s = node.dns.addrs[0];
-    assert_eq!(london(s), ["127.0.2.1"]);
-    // A new database that places 81.2.69.0/24 in Singapore, renamed over the old one.
     let src = parse_source("81.2.69.0/24,AS,SG,1.29,103.85,Singapore\n", "new").unwrap();
     let bytes = write_mmdb(&src, "test-City", "test", 1).unwrap();
     std::fs::write(dir.join("geo.mmdb.new"), bytes).unwrap();
     std::fs::rename(dir.join("geo.mmdb.new"), dir.join("geo.mmdb")).unwrap();
+}
+
+/// Waits (bounded) until London is steered to Singapore's relay.
+async fn wait_for_singapore(s: SocketAddr) {
     let start = std::time::Instant::now();
-    loop {
-        if london(s) == ["127.0.3.1"] {
-            break;
-        }
+    while london(s) != ["127.0.3.1"] {
         assert!(
             start.elapsed() < Duration::from_secs(15),
             "the new database was not picked up"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replacing_the_geoip_database_file_reloads_it() {
+    let dir = demo_dir("geowatch", &demo_toml("geo.mmdb"));
+    std::fs::copy(repo("geoip/demo.mmdb"), dir.join("geo.mmdb")).unwrap();
+    let node = start_file(&dir.join("g.toml")).await;
+    let s = node.dns.addrs[0];
+    assert_eq!(london(s), ["127.0.2.1"]);
+    replace_with_singapore_db(&dir);
+    wait_for_singapore(s).await;
+    assert_eq!(node.shared().state.load().generation, 2);
+    node.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The race behind the old one-in-six failure: the file is replaced after
+/// the database was loaded but before the watcher first looks at it. The
+/// watcher compares with the stamp taken at load, so it still reloads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacement_between_load_and_the_first_watch_is_not_missed() {
+    use geosteer::config::Config;
+    use geosteer::dns::ServeState;
+    use geosteer::node::Node;
+    let dir = demo_dir("georace", &demo_toml("geo.mmdb"));
+    std::fs::copy(repo("geoip/demo.mmdb"), dir.join("geo.mmdb")).unwrap();
+    let st = ServeState::load(Config::load(&dir.join("g.toml")).unwrap(), 1).unwrap();
+    replace_with_singapore_db(&dir);
+    let node = Node::start(st).await.unwrap();
+    let s = node.dns.addrs[0];
+    wait_for_singapore(s).await;
     assert_eq!(node.shared().state.load().generation, 2);
     node.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);

@@ -12,7 +12,7 @@ use hickory_proto::rr::{LowerName, Name, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinEncodable};
 
 use crate::config::{Config, ConfigError, ConfigErrors};
-use crate::geo::{Locate, MaxMind};
+use crate::geo::{FileStamp, Locate, MaxMind};
 use crate::steer::{CellMap, MemberId, PoolId, Steering};
 use crate::zone::{self, Zone};
 
@@ -81,6 +81,10 @@ pub struct ServeState {
     pub ice_secrets: Vec<String>,
     /// Identifies this snapshot in cached answers.
     pub generation: u64,
+    /// The GeoIP file as it was just before it was opened (`None` when the
+    /// locator did not come from a file): the watcher reloads when the file
+    /// on disk no longer matches it.
+    pub geo_stamp: Option<FileStamp>,
 }
 
 /// Lower-case wire form of a name.
@@ -95,10 +99,15 @@ impl ServeState {
     /// how they fit together. Every problem is reported.
     pub fn load(config: Config, generation: u64) -> Result<ServeState, ConfigErrors> {
         let geo_path = config.resolve(&config.file.geoip.database);
+        // Stamped before opening: a replacement after this point differs
+        // from the stamp, so the watcher reloads again rather than miss it.
+        let geo_stamp = FileStamp::of(&geo_path);
         let geo: Result<Arc<dyn Locate>, ConfigErrors> = MaxMind::open(&geo_path)
             .map(|m| Arc::new(m) as Arc<dyn Locate>)
             .map_err(|e| ConfigErrors::single(ConfigError::at("geoip.database", e)));
-        Self::load_with_geo(config, geo, generation)
+        let mut st = Self::load_with_geo(config, geo, generation)?;
+        st.geo_stamp = geo_stamp;
+        Ok(st)
     }
 
     /// Like [`ServeState::load`] with a given locator (or the error opening it).
@@ -307,6 +316,7 @@ impl ServeState {
             steered_ents,
             geo,
             generation,
+            geo_stamp: None,
         })
     }
 

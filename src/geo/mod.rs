@@ -8,9 +8,11 @@
 pub mod build;
 mod distance;
 mod maxmind;
+mod stamp;
 
 pub use distance::great_circle_km;
 pub use maxmind::MaxMind;
+pub use stamp::FileStamp;
 
 use std::net::IpAddr;
 
