@@ -215,6 +215,47 @@ pub struct ServerConfig {
     pub tcp_timeout_secs: u64,
     /// Maximum number of cached pre-encoded answers.
     pub cache_entries: u64,
+    /// Response rate limiting of UDP answers (on by default).
+    pub rrl: RrlConfig,
+}
+
+/// `[server.rrl]`: response rate limiting per client prefix (UDP only; TCP
+/// answers are never limited).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RrlConfig {
+    /// Limiting on (the default: a node started unchanged is no amplifier).
+    pub enabled: bool,
+    /// Answers per second per client prefix, per UDP worker (1..=1000000).
+    pub responses_per_second: u32,
+    /// Every `slip`-th limited answer is sent truncated (TC=1) so real
+    /// resolvers retry over TCP; the others are dropped. 0 drops all, 1 truncates all.
+    pub slip: u32,
+    /// IPv4 prefix length that shares a bucket (8..=32).
+    pub ipv4_prefix: u8,
+    /// IPv6 prefix length that shares a bucket (16..=64).
+    pub ipv6_prefix: u8,
+    /// Count what would be limited (metrics) but send every answer.
+    pub dry_run: bool,
+    /// Client networks never limited (e.g. monitoring, the operator's resolvers).
+    pub allow: Vec<IpNet>,
+    /// Buckets per UDP worker (power of two, 64..=16777216), allocated at start.
+    pub table_size: usize,
+}
+
+impl Default for RrlConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            responses_per_second: 200,
+            slip: 2,
+            ipv4_prefix: 24,
+            ipv6_prefix: 56,
+            dry_run: false,
+            allow: Vec::new(),
+            table_size: 65_536,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -225,6 +266,7 @@ impl Default for ServerConfig {
             max_udp_payload: 1232,
             tcp_timeout_secs: 10,
             cache_entries: 200_000,
+            rrl: RrlConfig::default(),
         }
     }
 }

@@ -51,6 +51,28 @@ fn server(c: &ConfigFile, e: &mut ConfigErrors) {
     if c.server.tcp_timeout_secs == 0 {
         e.push("server.tcp_timeout_secs", "must be > 0");
     }
+    let r = &c.server.rrl;
+    if !(1..=1_000_000).contains(&r.responses_per_second) {
+        e.push(
+            "server.rrl.responses_per_second",
+            "must be within 1..=1000000",
+        );
+    }
+    if r.slip > 100 {
+        e.push("server.rrl.slip", "must be within 0..=100");
+    }
+    if !(8..=32).contains(&r.ipv4_prefix) {
+        e.push("server.rrl.ipv4_prefix", "must be within 8..=32");
+    }
+    if !(16..=64).contains(&r.ipv6_prefix) {
+        e.push("server.rrl.ipv6_prefix", "must be within 16..=64");
+    }
+    if !(64..=1 << 24).contains(&r.table_size) || !r.table_size.is_power_of_two() {
+        e.push(
+            "server.rrl.table_size",
+            "must be a power of two within 64..=16777216",
+        );
+    }
 }
 
 fn steering(c: &ConfigFile, e: &mut ConfigErrors) {

@@ -15,6 +15,7 @@ pub mod engine;
 pub mod explain;
 pub mod handler;
 pub mod metrics;
+pub mod rrl;
 pub mod server;
 pub mod state;
 pub mod tcp;
