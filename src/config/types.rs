@@ -217,6 +217,34 @@ pub struct ServerConfig {
     pub cache_entries: u64,
     /// Response rate limiting of UDP answers (on by default).
     pub rrl: RrlConfig,
+    /// DNS Cookies, RFC 7873 / RFC 9018 (on by default).
+    pub cookies: CookiesConfig,
+}
+
+/// `[server.cookies]`: DNS Cookies. UDP answers to queries with a valid
+/// server cookie are exempt from rate limiting.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CookiesConfig {
+    /// Cookies on.
+    pub enabled: bool,
+    /// 32 hex digits shared by every node of the deployment. When absent a
+    /// random secret is drawn at start (a warning says that nodes of one
+    /// deployment must share it: a cookie from one node is then invalid at another).
+    pub secret: Option<String>,
+    /// The secret before a rotation, still accepted (set it on every node,
+    /// then move `secret`; drop this an hour after the last node switched).
+    pub previous_secret: Option<String>,
+}
+
+impl Default for CookiesConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            secret: None,
+            previous_secret: None,
+        }
+    }
 }
 
 /// `[server.rrl]`: response rate limiting per client prefix (UDP only; TCP
@@ -267,6 +295,7 @@ impl Default for ServerConfig {
             tcp_timeout_secs: 10,
             cache_entries: 200_000,
             rrl: RrlConfig::default(),
+            cookies: CookiesConfig::default(),
         }
     }
 }

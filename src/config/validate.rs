@@ -51,6 +51,17 @@ fn server(c: &ConfigFile, e: &mut ConfigErrors) {
     if c.server.tcp_timeout_secs == 0 {
         e.push("server.tcp_timeout_secs", "must be > 0");
     }
+    for (k, v) in [
+        ("secret", &c.server.cookies.secret),
+        ("previous_secret", &c.server.cookies.previous_secret),
+    ] {
+        if let Some(Err(m)) = v.as_deref().map(crate::dns::cookie::parse_secret) {
+            e.push(format!("server.cookies.{k}"), m);
+        }
+    }
+    if c.server.cookies.previous_secret.is_some() && c.server.cookies.secret.is_none() {
+        e.push("server.cookies.previous_secret", "needs `secret` too");
+    }
     let r = &c.server.rrl;
     if !(1..=1_000_000).contains(&r.responses_per_second) {
         e.push(

@@ -10,6 +10,7 @@
 
 pub mod cache;
 pub mod client;
+pub mod cookie;
 pub mod encode;
 pub mod engine;
 pub mod explain;

@@ -130,7 +130,7 @@ fn worker(sock: UdpSocket, shared: &Shared, stop: &AtomicBool) {
             };
             let pkt = &rx[i * RX_SIZE..i * RX_SIZE + len];
             let buf = &mut tx[out];
-            if !shared.handle(
+            let h = shared.handle_query(
                 &st,
                 &health,
                 pkt,
@@ -138,10 +138,11 @@ fn worker(sock: UdpSocket, shared: &Shared, stop: &AtomicBool) {
                 Transport::Udp,
                 Some(&mut local),
                 buf,
-            ) {
+            );
+            if !h.respond {
                 continue;
             }
-            let outcome = rrl.check(&params, src, now_ms, false);
+            let outcome = rrl.check(&params, src, now_ms, h.cookie_ok);
             match outcome.verdict() {
                 Verdict::Send => {}
                 Verdict::Slip => {
