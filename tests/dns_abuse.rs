@@ -280,3 +280,44 @@ fn bad_cookie_secrets_are_reported() {
     assert!(err.contains("server.cookies.secret"), "{err}");
     assert!(err.contains("server.cookies.previous_secret"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_of_the_admin_api_need_the_read_token_when_one_is_set() {
+    const READ: &str = "read-token-0123456789";
+    const WRITE: &str = "write-token-0123456789";
+    let text = demo_toml(&demo_mmdb()).replace(
+        "[api]\nlisten = \"127.0.0.1:0\"",
+        &format!("[api]\nlisten = \"127.0.0.1:0\"\nread_token = \"{READ}\"\ntoken = \"{WRITE}\""),
+    );
+    assert!(text.contains(READ));
+    let cfg = Config::from_str(&text, &repo("zones/demo.toml")).unwrap();
+    let node = Node::start(ServeState::load(cfg, 1).unwrap())
+        .await
+        .unwrap();
+    let base = format!("http://{}", node.api_addr.unwrap());
+    let c = reqwest::Client::new();
+    for path in ["/metrics", "/v1/state", "/v1/explain?ip=81.2.69.1", "/"] {
+        let url = format!("{base}{path}");
+        assert_eq!(send(c.get(&url)).await.status, 401, "{path} without token");
+        assert_eq!(
+            send(c.get(&url).bearer_auth("wrong-token-0123456789"))
+                .await
+                .status,
+            401,
+            "{path} with a wrong token"
+        );
+        for t in [READ, WRITE] {
+            let r = send(c.get(&url).bearer_auth(t)).await;
+            assert_eq!(r.status, 200, "{path}: {}", r.body);
+        }
+    }
+    assert_eq!(get(&c, &format!("{base}/healthz")).await.status, 200);
+    // The read token is no change token.
+    assert_eq!(
+        post(&c, &format!("{base}/v1/reload"), Some(READ))
+            .await
+            .status,
+        401
+    );
+    node.shutdown().await;
+}

@@ -199,6 +199,10 @@ pub struct ApiConfig {
     pub token_file: Option<PathBuf>,
     /// Where operator overrides (drain, force up/down) are persisted.
     pub state_file: Option<PathBuf>,
+    /// Bearer token required for reads (`/metrics`, `/v1/state`,
+    /// `/v1/explain`, the status page); the change token is accepted too.
+    /// Reads are open when absent. `/healthz` stays open (liveness).
+    pub read_token: Option<String>,
 }
 
 /// DNS listener settings.

@@ -372,6 +372,11 @@ fn api(c: &ConfigFile, e: &mut ConfigErrors) {
             e.push("api.token", "must be at least 16 characters");
         }
     }
+    if let Some(t) = &a.read_token {
+        if t.len() < 16 {
+            e.push("api.read_token", "must be at least 16 characters");
+        }
+    }
 }
 
 fn ice(c: &ConfigFile, e: &mut ConfigErrors) {
