@@ -1,5 +1,6 @@
 //! The admin HTTP API (axum): health, metrics, state, explain, operator
-//! overrides and reload. Reads are open; changes need the bearer token.
+//! overrides and reload. Changes need the bearer token; reads need
+//! `api.read_token` (or the change token) when one is configured.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -41,7 +42,42 @@ pub fn router(api: Api) -> Router {
         .route("/v1/reload", post(reload))
         .route("/v1/ice-servers", post(ice::ice_servers))
         .route("/", get(status::page))
+        .layer(axum::middleware::from_fn_with_state(api.clone(), read_gate))
         .with_state(api)
+}
+
+/// Requires `api.read_token` (read from the current config, so a reload
+/// applies) on GET requests other than `/healthz`.
+async fn read_gate(
+    State(api): State<Api>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if req.method() == axum::http::Method::GET && req.uri().path() != "/healthz" {
+        let st = api.node.shared.state.load();
+        if let Some(read) = st.config.file.api.read_token.as_deref() {
+            let given = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::as_bytes);
+            let ok = given.is_some_and(|g| {
+                constant_time_eq(g, read.as_bytes())
+                    || api
+                        .token
+                        .as_deref()
+                        .is_some_and(|t| constant_time_eq(g, t.as_bytes()))
+            });
+            if !ok {
+                return error(
+                    StatusCode::UNAUTHORIZED,
+                    "reads need the bearer token api.read_token",
+                );
+            }
+        }
+    }
+    next.run(req).await
 }
 
 /// Serves the API on `listener` until the future resolves.

@@ -199,6 +199,10 @@ pub struct ApiConfig {
     pub token_file: Option<PathBuf>,
     /// Where operator overrides (drain, force up/down) are persisted.
     pub state_file: Option<PathBuf>,
+    /// Bearer token required for reads (`/metrics`, `/v1/state`,
+    /// `/v1/explain`, the status page); the change token is accepted too.
+    /// Reads are open when absent. `/healthz` stays open (liveness).
+    pub read_token: Option<String>,
 }
 
 /// DNS listener settings.
@@ -215,6 +219,75 @@ pub struct ServerConfig {
     pub tcp_timeout_secs: u64,
     /// Maximum number of cached pre-encoded answers.
     pub cache_entries: u64,
+    /// Response rate limiting of UDP answers (on by default).
+    pub rrl: RrlConfig,
+    /// DNS Cookies, RFC 7873 / RFC 9018 (on by default).
+    pub cookies: CookiesConfig,
+}
+
+/// `[server.cookies]`: DNS Cookies. UDP answers to queries with a valid
+/// server cookie are exempt from rate limiting.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CookiesConfig {
+    /// Cookies on.
+    pub enabled: bool,
+    /// 32 hex digits shared by every node of the deployment. When absent a
+    /// random secret is drawn at start (a warning says that nodes of one
+    /// deployment must share it: a cookie from one node is then invalid at another).
+    pub secret: Option<String>,
+    /// The secret before a rotation, still accepted (set it on every node,
+    /// then move `secret`; drop this an hour after the last node switched).
+    pub previous_secret: Option<String>,
+}
+
+impl Default for CookiesConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            secret: None,
+            previous_secret: None,
+        }
+    }
+}
+
+/// `[server.rrl]`: response rate limiting per client prefix (UDP only; TCP
+/// answers are never limited).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RrlConfig {
+    /// Limiting on (the default: a node started unchanged is no amplifier).
+    pub enabled: bool,
+    /// Answers per second per client prefix, per UDP worker (1..=1000000).
+    pub responses_per_second: u32,
+    /// Every `slip`-th limited answer is sent truncated (TC=1) so real
+    /// resolvers retry over TCP; the others are dropped. 0 drops all, 1 truncates all.
+    pub slip: u32,
+    /// IPv4 prefix length that shares a bucket (8..=32).
+    pub ipv4_prefix: u8,
+    /// IPv6 prefix length that shares a bucket (16..=64).
+    pub ipv6_prefix: u8,
+    /// Count what would be limited (metrics) but send every answer.
+    pub dry_run: bool,
+    /// Client networks never limited (e.g. monitoring, the operator's resolvers).
+    pub allow: Vec<IpNet>,
+    /// Buckets per UDP worker (power of two, 64..=16777216), allocated at start.
+    pub table_size: usize,
+}
+
+impl Default for RrlConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            responses_per_second: 200,
+            slip: 2,
+            ipv4_prefix: 24,
+            ipv6_prefix: 56,
+            dry_run: false,
+            allow: Vec::new(),
+            table_size: 65_536,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -225,6 +298,8 @@ impl Default for ServerConfig {
             max_udp_payload: 1232,
             tcp_timeout_secs: 10,
             cache_entries: 200_000,
+            rrl: RrlConfig::default(),
+            cookies: CookiesConfig::default(),
         }
     }
 }

@@ -51,6 +51,39 @@ fn server(c: &ConfigFile, e: &mut ConfigErrors) {
     if c.server.tcp_timeout_secs == 0 {
         e.push("server.tcp_timeout_secs", "must be > 0");
     }
+    for (k, v) in [
+        ("secret", &c.server.cookies.secret),
+        ("previous_secret", &c.server.cookies.previous_secret),
+    ] {
+        if let Some(Err(m)) = v.as_deref().map(crate::dns::cookie::parse_secret) {
+            e.push(format!("server.cookies.{k}"), m);
+        }
+    }
+    if c.server.cookies.previous_secret.is_some() && c.server.cookies.secret.is_none() {
+        e.push("server.cookies.previous_secret", "needs `secret` too");
+    }
+    let r = &c.server.rrl;
+    if !(1..=1_000_000).contains(&r.responses_per_second) {
+        e.push(
+            "server.rrl.responses_per_second",
+            "must be within 1..=1000000",
+        );
+    }
+    if r.slip > 100 {
+        e.push("server.rrl.slip", "must be within 0..=100");
+    }
+    if !(8..=32).contains(&r.ipv4_prefix) {
+        e.push("server.rrl.ipv4_prefix", "must be within 8..=32");
+    }
+    if !(16..=64).contains(&r.ipv6_prefix) {
+        e.push("server.rrl.ipv6_prefix", "must be within 16..=64");
+    }
+    if !(64..=1 << 24).contains(&r.table_size) || !r.table_size.is_power_of_two() {
+        e.push(
+            "server.rrl.table_size",
+            "must be a power of two within 64..=16777216",
+        );
+    }
 }
 
 fn steering(c: &ConfigFile, e: &mut ConfigErrors) {
@@ -337,6 +370,11 @@ fn api(c: &ConfigFile, e: &mut ConfigErrors) {
     if let Some(t) = &a.token {
         if t.len() < 16 {
             e.push("api.token", "must be at least 16 characters");
+        }
+    }
+    if let Some(t) = &a.read_token {
+        if t.len() < 16 {
+            e.push("api.read_token", "must be at least 16 characters");
         }
     }
 }

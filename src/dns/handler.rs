@@ -11,6 +11,7 @@ use hickory_proto::rr::RecordType;
 
 use super::cache::{AnswerCache, CacheKey, Cached, LocalCache};
 use super::client::{Cell, Client};
+use super::cookie::{self, CookieKeys};
 use super::encode::{encode, finish, header_only, OptOut, Template};
 use super::engine::{self, Dependence, Response};
 use super::metrics::Metrics;
@@ -32,6 +33,45 @@ pub struct Shared {
     pub cache: AnswerCache,
     /// Counters.
     pub metrics: Metrics,
+    /// DNS Cookie secrets in force (`None`: cookies off).
+    pub cookies: ArcSwap<Option<CookieKeys>>,
+    /// Drawn at start, used when the config names no cookie secret.
+    random_secret: [u8; 16],
+}
+
+/// What [`Shared::handle_query`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handled {
+    /// A response is in `out`.
+    pub respond: bool,
+    /// The query carried a valid server cookie (exempt from rate limiting).
+    pub cookie_ok: bool,
+}
+
+/// The COOKIE option to add to one response.
+#[derive(Clone, Copy)]
+struct CookieOut {
+    client: [u8; 8],
+    server: [u8; 16],
+}
+
+fn cookie_keys(st: &ServeState, random: [u8; 16]) -> Option<CookieKeys> {
+    let c = &st.config.file.server.cookies;
+    if !c.enabled {
+        return None;
+    }
+    // Validated at load: a present secret parses.
+    let parse = |s: &Option<String>| s.as_deref().and_then(|s| cookie::parse_secret(s).ok());
+    Some(CookieKeys {
+        current: parse(&c.secret).unwrap_or(random),
+        previous: parse(&c.previous_secret),
+    })
+}
+
+fn unix_now() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as u32)
 }
 
 /// The transport a query came over.
@@ -47,17 +87,30 @@ impl Shared {
     /// Wraps initial snapshots.
     pub fn new(state: ServeState, health: HealthSnapshot) -> Arc<Shared> {
         let cache = AnswerCache::new(state.config.file.server.cache_entries);
+        let random_secret: [u8; 16] = rand::random();
+        let c = &state.config.file.server.cookies;
+        if c.enabled && c.secret.is_none() {
+            tracing::warn!(
+                "server.cookies.secret not set: using a random secret; every node of a \
+                 deployment must share one secret or cookies from one node fail at another"
+            );
+        }
+        let cookies = ArcSwap::from_pointee(cookie_keys(&state, random_secret));
         Arc::new(Shared {
             state: ArcSwap::from_pointee(state),
             health: ArcSwap::from_pointee(health),
             cache,
             metrics: Metrics::default(),
+            cookies,
+            random_secret,
         })
     }
 
     /// Publishes a new config/zones/GeoIP snapshot; cached answers of the old
     /// one stop being used at once and are dropped.
     pub fn publish_state(&self, st: ServeState) {
+        self.cookies
+            .store(Arc::new(cookie_keys(&st, self.random_secret)));
         self.state.store(Arc::new(st));
         self.cache.clear();
     }
@@ -81,25 +134,48 @@ impl Shared {
         local: Option<&mut LocalCache>,
         out: &mut Vec<u8>,
     ) -> bool {
+        self.handle_query(st, health, raw, src, transport, local, out)
+            .respond
+    }
+
+    /// [`Shared::handle`], also saying whether the query's server cookie was valid.
+    #[allow(clippy::too_many_arguments)]
+    pub fn handle_query(
+        &self,
+        st: &ServeState,
+        health: &HealthSnapshot,
+        raw: &[u8],
+        src: IpAddr,
+        transport: Transport,
+        local: Option<&mut LocalCache>,
+        out: &mut Vec<u8>,
+    ) -> Handled {
         self.metrics.count_query(transport);
+        let sent = |respond| Handled {
+            respond,
+            cookie_ok: false,
+        };
         match parse_query(raw) {
             Ok(q) => {
-                self.answer(st, health, &q, raw, src, transport, local, out);
-                true
+                let cookie_ok = self.answer(st, health, &q, raw, src, transport, local, out);
+                Handled {
+                    respond: true,
+                    cookie_ok,
+                }
             }
             Err(WireError::Drop) => {
                 self.metrics.count_dropped();
-                false
+                sent(false)
             }
             Err(WireError::FormErr { id, opcode, rd }) => {
                 self.metrics.count_rcode(1);
                 header_only(id, opcode, rd, 1, out);
-                true
+                sent(true)
             }
             Err(WireError::NotImp { id, opcode, rd }) => {
                 self.metrics.count_rcode(4);
                 header_only(id, opcode, rd, 4, out);
-                true
+                sent(true)
             }
         }
     }
@@ -115,7 +191,7 @@ impl Shared {
         transport: Transport,
         mut local: Option<&mut LocalCache>,
         out: &mut Vec<u8>,
-    ) {
+    ) -> bool {
         let server_max = st.config.file.server.max_udp_payload as usize;
         let limit = match (transport, q.edns) {
             (Transport::Tcp, _) => TCP_LIMIT,
@@ -133,7 +209,24 @@ impl Shared {
                 let t = encode(q, &r, opt);
                 finish(&t, q, raw, None, limit, out);
                 self.metrics.count_rcode(16);
-                return;
+                return false;
+            }
+        }
+        // DNS Cookies: a COOKIE option with a client cookie gets ours back.
+        let mut cookie_ok = false;
+        let mut cook = None;
+        let mut limit = limit;
+        if let Some((c, len)) = q.edns.and_then(|e| e.cookie) {
+            if let Some(keys) = self.cookies.load().as_ref() {
+                let now = unix_now();
+                cookie_ok = keys.valid(&c[..len as usize], src, now);
+                let mut client = [0u8; 8];
+                client.copy_from_slice(&c[..8]);
+                cook = Some(CookieOut {
+                    client,
+                    server: keys.server_cookie(&client, src, now),
+                });
+                limit -= cookie::OPTION_LEN;
             }
         }
         self.metrics.count_qtype(q.qtype);
@@ -146,17 +239,17 @@ impl Shared {
         if let Some(k) = &key {
             if let Some(c) = local.as_deref().and_then(|l| l.get(k)) {
                 if c.generation == generation {
-                    self.served_from_cache(c, q, raw, &client, cell, st, limit, out);
-                    return;
+                    self.served_from_cache(c, q, raw, &client, cell, st, limit, cook, out);
+                    return cookie_ok;
                 }
             }
             if let Some(c) = self.cache.get(k) {
                 if c.generation == generation {
-                    self.served_from_cache(&c, q, raw, &client, cell, st, limit, out);
+                    self.served_from_cache(&c, q, raw, &client, cell, st, limit, cook, out);
                     if let Some(l) = local.as_deref_mut() {
                         l.insert(*k, c);
                     }
-                    return;
+                    return cookie_ok;
                 }
             }
             self.metrics.count_cache(false);
@@ -173,7 +266,7 @@ impl Shared {
         if let Some(reg) = region {
             self.metrics.count_region(reg);
         }
-        self.finish(&t, q, raw, &client, cell, st, limit, out);
+        self.finish(&t, q, raw, &client, cell, st, limit, cook, out);
         if let Some(k) = key {
             // Answers of names that are static by kind but turned out to
             // depend on the client (a CNAME to a steered name) are not cached
@@ -192,6 +285,7 @@ impl Shared {
                 self.cache.insert(k, c);
             }
         }
+        cookie_ok
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -204,6 +298,7 @@ impl Shared {
         cell: Option<Cell>,
         st: &ServeState,
         limit: usize,
+        cook: Option<CookieOut>,
         out: &mut Vec<u8>,
     ) {
         self.metrics.count_cache(true);
@@ -211,7 +306,7 @@ impl Shared {
         if let Some(r) = c.region {
             self.metrics.count_region(r);
         }
-        self.finish(&c.template, q, raw, client, cell, st, limit, out);
+        self.finish(&c.template, q, raw, client, cell, st, limit, cook, out);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -224,6 +319,7 @@ impl Shared {
         cell: Option<Cell>,
         st: &ServeState,
         limit: usize,
+        cook: Option<CookieOut>,
         out: &mut Vec<u8>,
     ) {
         let ecs = client.ecs.as_ref().map(|e| {
@@ -235,6 +331,12 @@ impl Shared {
             (e, client.scope(t.dependence, cell))
         });
         finish(t, q, raw, ecs, limit, out);
+        if let (Some(c), Some(_)) = (cook, t.opt_at) {
+            // The OPT record is last; its RDLEN precedes the ECS echo, if any.
+            let ecs_len = ecs.map_or(0, |(e, _)| 8 + (e.source as usize).div_ceil(8));
+            let rdlen_at = out.len() - ecs_len - 2;
+            cookie::append(out, rdlen_at, &c.client, &c.server);
+        }
         if out.len() >= 3 && out[2] & 0x02 != 0 {
             self.metrics.count_truncated();
         }

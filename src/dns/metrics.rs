@@ -22,6 +22,9 @@ pub struct Metrics {
     regions: [AtomicU64; MAX_REGIONS],
     gen_latency: [AtomicU64; GEN_BUCKETS_US.len() + 1],
     gen_latency_ns: AtomicU64,
+    rrl_slipped: AtomicU64,
+    rrl_dropped: AtomicU64,
+    rrl_would_limit: AtomicU64,
 }
 
 /// Query types counted by name; the rest are "other".
@@ -108,6 +111,24 @@ impl Metrics {
     pub fn count_outcome(&self, o: Outcome) {
         if let Some(i) = OUTCOMES.iter().position(|(x, _)| *x == o) {
             self.outcomes[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// A UDP answer over the rate limit (touched only when limiting happens).
+    #[inline]
+    pub fn count_rrl(&self, o: super::rrl::Outcome) {
+        use super::rrl::Outcome;
+        match o {
+            Outcome::Pass => {}
+            Outcome::Slipped => {
+                self.rrl_slipped.fetch_add(1, Relaxed);
+            }
+            Outcome::Dropped => {
+                self.rrl_dropped.fetch_add(1, Relaxed);
+            }
+            Outcome::WouldLimit => {
+                self.rrl_would_limit.fetch_add(1, Relaxed);
+            }
         }
     }
 
@@ -201,6 +222,21 @@ impl Metrics {
                 "geosteer_dns_cache_misses_total",
                 &self.cache_misses,
                 "Answers computed by the engine.",
+            ),
+            (
+                "geosteer_dns_rrl_slipped_total",
+                &self.rrl_slipped,
+                "UDP answers over the rate limit sent truncated (TC=1).",
+            ),
+            (
+                "geosteer_dns_rrl_dropped_total",
+                &self.rrl_dropped,
+                "UDP answers over the rate limit dropped.",
+            ),
+            (
+                "geosteer_dns_rrl_would_limit_total",
+                &self.rrl_would_limit,
+                "UDP answers over the rate limit sent anyway (dry-run).",
             ),
         ] {
             let _ = writeln!(

@@ -10,11 +10,13 @@
 
 pub mod cache;
 pub mod client;
+pub mod cookie;
 pub mod encode;
 pub mod engine;
 pub mod explain;
 pub mod handler;
 pub mod metrics;
+pub mod rrl;
 pub mod server;
 pub mod state;
 pub mod tcp;

@@ -15,6 +15,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::cache::LocalCache;
 use super::handler::{Shared, Transport};
+use super::rrl::{slip_in_place, RrlParams, RrlTable, Verdict};
 
 /// Datagrams per system call.
 const BATCH: usize = 32;
@@ -66,6 +67,18 @@ fn worker(sock: UdpSocket, shared: &Shared, stop: &AtomicBool) {
     let mut iov_tx: [libc::iovec; BATCH] = unsafe { zeroed() };
     let mut hdr_tx: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
     let mut local = LocalCache::new();
+    // Rate limiting: this worker's own buckets, sized once from the config
+    // at start; parameters re-read when a new configuration is published.
+    let (mut rrl, mut params, mut params_gen) = {
+        let st = shared.state.load();
+        let c = &st.config.file.server.rrl;
+        (
+            RrlTable::new(c.table_size, rand::random()),
+            RrlParams::from(c),
+            st.generation,
+        )
+    };
+    let epoch = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
         for i in 0..BATCH {
             iov_rx[i] = libc::iovec {
@@ -104,6 +117,11 @@ fn worker(sock: UdpSocket, shared: &Shared, stop: &AtomicBool) {
         let n = n as usize;
         let st = shared.state.load();
         let health = shared.health.load();
+        if st.generation != params_gen {
+            params = RrlParams::from(&st.config.file.server.rrl);
+            params_gen = st.generation;
+        }
+        let now_ms = epoch.elapsed().as_millis() as u64;
         let mut out = 0usize;
         for i in 0..n {
             let len = (hdr_rx[i].msg_len as usize).min(RX_SIZE);
@@ -112,7 +130,7 @@ fn worker(sock: UdpSocket, shared: &Shared, stop: &AtomicBool) {
             };
             let pkt = &rx[i * RX_SIZE..i * RX_SIZE + len];
             let buf = &mut tx[out];
-            if !shared.handle(
+            let h = shared.handle_query(
                 &st,
                 &health,
                 pkt,
@@ -120,9 +138,24 @@ fn worker(sock: UdpSocket, shared: &Shared, stop: &AtomicBool) {
                 Transport::Udp,
                 Some(&mut local),
                 buf,
-            ) {
+            );
+            if !h.respond {
                 continue;
             }
+            let outcome = rrl.check(&params, src, now_ms, h.cookie_ok);
+            match outcome.verdict() {
+                Verdict::Send => {}
+                Verdict::Slip => {
+                    if !slip_in_place(buf) {
+                        continue;
+                    }
+                }
+                Verdict::Drop => {
+                    shared.metrics.count_rrl(outcome);
+                    continue;
+                }
+            }
+            shared.metrics.count_rrl(outcome);
             iov_tx[out] = libc::iovec {
                 iov_base: buf.as_mut_ptr().cast(),
                 iov_len: buf.len(),

@@ -14,6 +14,8 @@ pub const HEADER_LEN: usize = 12;
 pub const TYPE_OPT: u16 = 41;
 /// EDNS option code of Client Subnet.
 pub const OPT_ECS: u16 = 8;
+/// EDNS option code of DNS COOKIE (RFC 7873).
+pub const OPT_COOKIE: u16 = 10;
 
 /// The Client Subnet option of a query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +37,9 @@ pub struct Edns {
     pub dnssec_ok: bool,
     /// Client Subnet, if sent.
     pub ecs: Option<Ecs>,
+    /// DNS COOKIE option (RFC 7873), if sent: its bytes (client cookie, then
+    /// the server cookie if any) and their length (8 or 16..=40).
+    pub cookie: Option<([u8; 40], u8)>,
 }
 
 /// A parsed query. Names are kept as wire bytes; `qname_lower` is the
@@ -224,6 +229,7 @@ fn parse_opt(payload: u16, ttl: [u8; 4], rdata: &[u8]) -> Result<Edns, ()> {
         version: ttl[1],
         dnssec_ok: ttl[2] & 0x80 != 0,
         ecs: None,
+        cookie: None,
     };
     let mut j = 0;
     while j < rdata.len() {
@@ -235,6 +241,14 @@ fn parse_opt(payload: u16, ttl: [u8; 4], rdata: &[u8]) -> Result<Edns, ()> {
                 return Err(());
             }
             e.ecs = Some(parse_ecs(data)?);
+        } else if code == OPT_COOKIE {
+            // RFC 7873 §5.2.2: 8 bytes, or 16..=40; anything else is FORMERR.
+            if e.cookie.is_some() || !(len == 8 || (16..=40).contains(&len)) {
+                return Err(());
+            }
+            let mut c = [0u8; 40];
+            c[..len].copy_from_slice(data);
+            e.cookie = Some((c, len as u8));
         }
         j += 4 + len;
     }
