@@ -5,14 +5,12 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+pub use crate::proto::RESERVATION_TTL;
 use crate::proto::{Family, RelayError, RelayGranted, RelayRequest};
-
-/// How long a reserved port (EVEN-PORT with R) is held (RFC 8656: about 30 s).
-pub const RESERVATION_TTL: Duration = Duration::from_secs(30);
 
 struct Reserved {
     socket: UdpSocket,

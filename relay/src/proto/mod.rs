@@ -25,7 +25,7 @@ use turn_types::attribute::{Data, XorPeerAddress};
 
 use crate::auth::Authenticator;
 use crate::config::RelayConfig;
-use crate::limits::{Quotas, TokenBucket, UnauthorizedLimiter};
+use crate::limits::{Quotas, SourceLimiter, TokenBucket, UnauthorizedLimiter};
 use crate::policy::PeerPolicy;
 use crate::stats::{Counters, Stats};
 use wire::FrameKind;
@@ -73,6 +73,18 @@ impl Family {
             Family::V6
         }
     }
+}
+
+/// How long a reserved port (EVEN-PORT with R) is held (RFC 8656: about 30 s);
+/// it counts against the quotas of whoever reserved it for that long.
+pub const RESERVATION_TTL: Duration = Duration::from_secs(30);
+
+/// A port reserved by an EVEN-PORT R request, counted against quotas.
+#[derive(Debug)]
+struct Reservation {
+    quota_user: Arc<str>,
+    ip: IpAddr,
+    expires: Instant,
 }
 
 /// Request to the IO layer for a relay socket.
@@ -189,6 +201,9 @@ pub struct ProtoConfig {
     pub max_channels: usize,
     /// ALTERNATE-SERVER for 300 replies.
     pub alternate_server: Option<SocketAddr>,
+    /// Binding requests answered per second per UDP source (IPv4 address or
+    /// IPv6 /64; burst twice that); 0 = unlimited.
+    pub bindings_per_sec: u32,
 }
 
 impl ProtoConfig {
@@ -209,6 +224,7 @@ impl ProtoConfig {
             max_permissions: c.limits.permissions_per_allocation as usize,
             max_channels: c.limits.channels_per_allocation as usize,
             alternate_server: c.operations.alternate_server,
+            bindings_per_sec: c.limits.bindings_per_ip,
         }
     }
 }
@@ -267,6 +283,8 @@ struct Channel {
 struct Allocation {
     client: ClientId,
     username: Arc<str>,
+    /// What the per-user quota counts this allocation under.
+    quota_user: Arc<str>,
     password: String,
     algorithm: IntegrityAlgorithm,
     relay_local: SocketAddr,
@@ -296,9 +314,11 @@ pub struct Server {
     policy: PeerPolicy,
     quotas: Quotas,
     unauth: UnauthorizedLimiter,
+    bindings: SourceLimiter,
     total_bucket: TokenBucket,
     allocs: FastMap<AllocId, Allocation>,
     by_client: FastMap<ClientId, AllocId>,
+    reservations: FastMap<u64, Reservation>,
     next_id: AllocId,
     draining: bool,
     rng: u64,
@@ -338,6 +358,7 @@ impl Server {
         );
         Self {
             total_bucket: TokenBucket::new(cfg.total_bps, now),
+            bindings: SourceLimiter::new(cfg.bindings_per_sec),
             cfg,
             auth,
             policy,
@@ -345,6 +366,7 @@ impl Server {
             unauth,
             allocs: FastMap::default(),
             by_client: FastMap::default(),
+            reservations: FastMap::default(),
             next_id: 1,
             draining: false,
             rng: u64::from_le_bytes(seed) | 1,
@@ -541,7 +563,7 @@ impl Server {
     fn remove(&mut self, id: AllocId, io: &mut impl Io) {
         if let Some(a) = self.allocs.remove(&id) {
             self.by_client.remove(&a.client);
-            self.quotas.release(&a.username, a.client.remote.ip());
+            self.quotas.release(&a.quota_user, a.client.remote.ip());
             io.close_relay(id);
         }
     }
@@ -560,6 +582,14 @@ impl Server {
         for id in expired {
             self.remove(id, io);
         }
+        let quotas = &mut self.quotas;
+        self.reservations.retain(|_, r| {
+            let live = r.expires > t;
+            if !live {
+                quotas.release(&r.quota_user, r.ip);
+            }
+            live
+        });
         self.publish(t);
     }
 

@@ -101,6 +101,7 @@ impl Default for Setup {
                 max_permissions: 4,
                 max_channels: 2,
                 alternate_server: None,
+                bindings_per_sec: 0,
             },
             per_user: 0,
             per_ip: 0,
@@ -699,8 +700,9 @@ fn unauthorized_replies_are_rate_limited_per_ip() {
             replies += 1;
         }
     }
-    assert_eq!(replies, 5);
-    assert_eq!(h.s.counters().unauthorized_limited, 45);
+    // A burst of twice the rate, then nothing until tokens come back.
+    assert_eq!(replies, 10);
+    assert_eq!(h.s.counters().unauthorized_limited, 40);
     h.advance(1);
     assert!(h.send(client(1), &req).is_some());
 }
@@ -795,4 +797,98 @@ fn address_families() {
     // ADDITIONAL-ADDRESS-FAMILY with REQUESTED-ADDRESS-FAMILY: 400.
     let both = udp_with_families(Some(AddressFamily::IPV4), Some(AddressFamily::IPV6));
     assert_eq!(h.code(client(3), &alice(ALLOCATE, &n, both)), 400);
+}
+
+#[test]
+fn binding_answer_is_minimal_and_rate_limited_per_udp_source() {
+    let mut setup = Setup::default();
+    setup.cfg.bindings_per_sec = 5;
+    let mut h = H::new(setup);
+    let c = client(5000);
+    let req = Message::builder_request(BINDING, MessageWriteVec::new()).finish();
+    let resp = h.send(c, &req).unwrap();
+    let m = Message::from_bytes(&resp).unwrap();
+    assert!(!m.has_attribute(stun_types::attribute::Software::TYPE));
+    assert!(!m.has_attribute(0x0001.into()), "no legacy MAPPED-ADDRESS");
+    // Header, XOR-MAPPED-ADDRESS (IPv4) and FINGERPRINT only.
+    assert_eq!(resp.len(), 20 + 12 + 8);
+    // Burst of 2 * 5 per source (the first above included), then dropped.
+    let answered = (0..20).filter(|_| h.send(c, &req).is_some()).count();
+    assert_eq!(answered, 9);
+    assert_eq!(h.s.counters().binding_limited, 11);
+    // Another source is unaffected; TCP is not limited (no spoofing).
+    let other = ClientId {
+        remote: "203.0.113.11:1".parse().unwrap(),
+        ..c
+    };
+    assert!(h.send(other, &req).is_some());
+    let tcp = ClientId {
+        transport: Transport::Tcp,
+        ..c
+    };
+    assert!((0..20).all(|_| h.send(tcp, &req).is_some()));
+    h.advance(1);
+    assert!(h.send(c, &req).is_some());
+}
+
+#[test]
+fn per_user_quota_keys_on_the_rest_user_part() {
+    let mut h = H::new(Setup {
+        per_user: 2,
+        ..Default::default()
+    });
+    // Three credentials of bob with different expiries, from three addresses.
+    for (i, ttl) in [600u64, 700, 800].into_iter().enumerate() {
+        let c = ClientId {
+            remote: SocketAddr::new(IpAddr::from([203, 0, 113, 20 + i as u8]), 1000),
+            ..client(1)
+        };
+        let n = h.nonce(c);
+        let (u, p) = mint(SECRET.as_bytes(), ttl, Some("bob"), T0);
+        let want = if i < 2 { 200 } else { 486 };
+        assert_eq!(
+            h.code(c, &signed(ALLOCATE, &u, &p, &n, udp_transport)),
+            want
+        );
+    }
+    // Another user is not affected.
+    let c = client(9);
+    let n = h.nonce(c);
+    let (u, p) = mint(SECRET.as_bytes(), 600, Some("carol"), T0);
+    assert_eq!(h.code(c, &signed(ALLOCATE, &u, &p, &n, udp_transport)), 200);
+}
+
+#[test]
+fn even_port_reservations_count_against_quotas() {
+    let mut h = H::new(Setup {
+        per_ip: 2,
+        ..Default::default()
+    });
+    let c = client(1);
+    let n = h.nonce(c);
+    let even_r = |w: &mut MessageWriteVec, t| {
+        udp_transport(w, t);
+        w.add_attribute(&EvenPort::new(true)).unwrap();
+    };
+    assert_eq!(h.code(c, &alice(ALLOCATE, &n, even_r)), 200);
+    // Allocation + reserved port fill the per-IP quota of 2.
+    let c2 = client(2);
+    assert_eq!(h.code(c2, &alice(ALLOCATE, &n, udp_transport)), 486);
+    // Claiming the reservation passes its slot on.
+    let claim = |w: &mut MessageWriteVec, t| {
+        udp_transport(w, t);
+        w.add_attribute(&ReservationToken::new(0xfeed)).unwrap();
+    };
+    assert_eq!(h.code(c2, &alice(ALLOCATE, &n, claim)), 200);
+    // An unclaimed reservation expires and frees its slot.
+    let mut h = H::new(Setup {
+        per_ip: 2,
+        ..Default::default()
+    });
+    assert_eq!(h.code(c, &alice(ALLOCATE, &n, even_r)), 200);
+    assert_eq!(h.code(c2, &alice(ALLOCATE, &n, udp_transport)), 486);
+    h.advance(31);
+    h.tick();
+    let n = h.nonce(c2);
+    assert_eq!(h.code(c2, &alice(ALLOCATE, &n, udp_transport)), 200);
 }
