@@ -20,7 +20,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use stun_types::message::{IntegrityAlgorithm, Message, TransactionId};
+use stun_types::message::{Message, TransactionId};
 use turn_types::attribute::{Data, XorPeerAddress};
 
 use crate::auth::Authenticator;
@@ -286,7 +286,6 @@ struct Allocation {
     /// What the per-user quota counts this allocation under.
     quota_user: Arc<str>,
     password: String,
-    algorithm: IntegrityAlgorithm,
     relay_local: SocketAddr,
     relay_public: SocketAddr,
     expires: Instant,

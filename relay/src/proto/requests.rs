@@ -315,21 +315,29 @@ impl Server {
             .and_then(|id| self.allocs.get(id))
         {
             // Requests on an existing allocation must use its credentials.
+            // 441 is an authenticated answer: only sent once the request's own
+            // MESSAGE-INTEGRITY checks out, and signed with those credentials,
+            // so a forged request learns nothing and gets only a 401.
             if &*a.username != username {
-                let cred = Cred {
-                    username: a.username.clone(),
-                    password: a.password.clone(),
-                    algorithm: a.algorithm,
-                };
                 self.counters.auth_failures += 1;
-                self.reply_error(
-                    client,
-                    msg,
-                    ErrorCode::WRONG_CREDENTIALS,
-                    Some(&cred),
-                    io,
-                    |_| {},
-                );
+                match self.auth.verify(msg, username, now.unix) {
+                    Ok(v) => {
+                        let cred = Cred {
+                            username: Arc::from(username),
+                            password: v.password,
+                            algorithm: v.algorithm,
+                        };
+                        self.reply_error(
+                            client,
+                            msg,
+                            ErrorCode::WRONG_CREDENTIALS,
+                            Some(&cred),
+                            io,
+                            |_| {},
+                        );
+                    }
+                    Err(_) => self.challenge(client, msg, ErrorCode::UNAUTHORIZED, now, io),
+                }
                 return None;
             }
             let (user, pw) = (a.username.clone(), a.password.clone());
@@ -492,7 +500,6 @@ impl Server {
                 username: r.cred.username.clone(),
                 quota_user,
                 password: r.cred.password.clone(),
-                algorithm: r.cred.algorithm,
                 relay_local: granted.local,
                 relay_public: self.public_addr(granted.local),
                 expires: r.now.mono + secs(lifetime),

@@ -662,7 +662,17 @@ fn wrong_credentials_on_existing_allocation_give_441() {
     let c = client(1);
     let (n, _) = allocate(&mut h, c);
     let (u, p) = mint(SECRET.as_bytes(), 600, Some("bob"), T0);
-    assert_eq!(h.code(c, &signed(REFRESH, &u, &p, &n, |_, _| {})), 441);
+    let resp = h.send(c, &signed(REFRESH, &u, &p, &n, |_, _| {})).unwrap();
+    assert_eq!(code_of(&resp), 441);
+    // Signed with the credentials the request proved, not the allocation's.
+    check_integrity(&resp, &u, &p);
+    // A request with another username and a bad MESSAGE-INTEGRITY gets no
+    // authenticated error, only an unsigned 401.
+    let forged = signed(REFRESH, &u, "not-the-password", &n, |_, _| {});
+    let resp = h.send(c, &forged).unwrap();
+    assert_eq!(code_of(&resp), 401);
+    let m = Message::from_bytes(&resp).unwrap();
+    assert!(!m.has_attribute(stun_types::attribute::MessageIntegrity::TYPE));
     // Requests without an allocation: 437.
     let c2 = client(2);
     assert_eq!(h.code(c2, &alice(REFRESH, &n, |_, _| {})), 437);
