@@ -902,3 +902,46 @@ fn even_port_reservations_count_against_quotas() {
     let n = h.nonce(c2);
     assert_eq!(h.code(c2, &alice(ALLOCATE, &n, udp_transport)), 200);
 }
+
+/// `req` (signed, without FINGERPRINT) with `extra` raw attribute bytes
+/// appended after MESSAGE-INTEGRITY and the header length adjusted.
+fn append_after_integrity(mut req: Vec<u8>, extra: &[u8]) -> Vec<u8> {
+    req.extend_from_slice(extra);
+    let len = (req.len() - 20) as u16;
+    req[2..4].copy_from_slice(&len.to_be_bytes());
+    req
+}
+
+#[test]
+fn attributes_after_message_integrity_are_ignored() {
+    let mut h = H::new(Setup::default());
+    let c = client(1);
+    let (n, _) = allocate(&mut h, c);
+    let signed_no_fp = |nonce: &str, add: AddAttrs| {
+        let mut w = Message::builder_request(CREATE_PERMISSION, MessageWriteVec::new());
+        let tid = w.transaction_id();
+        add(&mut w, tid);
+        w.add_attribute(&Username::new("alice").unwrap()).unwrap();
+        w.add_attribute(&Realm::new(REALM).unwrap()).unwrap();
+        w.add_attribute(&Nonce::new(nonce).unwrap()).unwrap();
+        let creds =
+            LongTermKeyCredentials::new("alice".into(), "wonderland".into(), REALM.into()).into();
+        w.add_message_integrity(&creds, IntegrityAlgorithm::Sha1)
+            .unwrap();
+        (w.finish(), tid)
+    };
+    // An unknown comprehension-required attribute smuggled after MI: no 420.
+    let (req, _) = signed_no_fp(&n, Box::new(peer_attr(peer_ok())));
+    let req = append_after_integrity(req, &[0x00, 0x2f, 0x00, 0x04, 1, 2, 3, 4]);
+    assert_eq!(h.code(c, &req), 200);
+    // A second XOR-PEER-ADDRESS (a denied peer) after MI is not acted upon.
+    let (req, tid) = signed_no_fp(&n, Box::new(peer_attr(peer_ok())));
+    let denied: SocketAddr = "10.1.2.3:9".parse().unwrap();
+    let attr = XorPeerAddress::new(denied, tid);
+    let raw = attr.to_raw();
+    let mut bytes = vec![0x00, 0x12, 0x00, raw.length() as u8];
+    bytes.extend_from_slice(&raw.value);
+    let req = append_after_integrity(req, &bytes);
+    assert_eq!(h.code(c, &req), 200);
+    assert_eq!(h.s.counters().peer_denied, 0);
+}
