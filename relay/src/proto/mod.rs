@@ -204,6 +204,8 @@ pub struct ProtoConfig {
     /// Binding requests answered per second per UDP source (IPv4 address or
     /// IPv6 /64; burst twice that); 0 = unlimited.
     pub bindings_per_sec: u32,
+    /// The relay's own listener and HTTP endpoints, refused as peers.
+    pub own: crate::policy::OwnAddrs,
 }
 
 impl ProtoConfig {
@@ -225,6 +227,7 @@ impl ProtoConfig {
             max_channels: c.limits.channels_per_allocation as usize,
             alternate_server: c.operations.alternate_server,
             bindings_per_sec: c.limits.bindings_per_ip,
+            own: crate::policy::OwnAddrs::from_config(c),
         }
     }
 }
@@ -478,6 +481,10 @@ impl Server {
             return;
         };
         let peer = peer.addr(msg.transaction_id());
+        if self.cfg.own.contains(peer) {
+            self.counters.peer_denied += 1;
+            return;
+        }
         self.relay_in(client, data.data(), now, io, |a| {
             let ok =
                 Family::of(&peer) == Family::of(&a.relay_local) && a.permitted(peer.ip(), now.mono);

@@ -579,7 +579,7 @@ impl Server {
         if Family::of(&peer) != Family::of(&a.relay_local) {
             return Err(ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH);
         }
-        if self.policy.check(peer.ip()).is_err() {
+        if self.policy.check(peer.ip()).is_err() || self.cfg.own.contains(peer) {
             self.counters.peer_denied += 1;
             return Err(ErrorCode::FORBIDDEN);
         }

@@ -102,6 +102,10 @@ impl Default for Setup {
                 max_channels: 2,
                 alternate_server: None,
                 bindings_per_sec: 0,
+                own: crate::policy::OwnAddrs::new(
+                    vec![3478, 9641],
+                    vec!["198.51.100.1".parse().unwrap()],
+                ),
             },
             per_user: 0,
             per_ip: 0,
@@ -944,4 +948,38 @@ fn attributes_after_message_integrity_are_ignored() {
     let req = append_after_integrity(req, &bytes);
     assert_eq!(h.code(c, &req), 200);
     assert_eq!(h.s.counters().peer_denied, 0);
+}
+
+#[test]
+fn own_listener_and_http_ports_are_denied_as_peers() {
+    let mut h = H::new(Setup::default());
+    let c = client(1);
+    let (n, _) = allocate(&mut h, c);
+    // The relay's external address is in the allowed test range, but its
+    // listener and HTTP ports are not reachable through an allocation.
+    for own in ["198.51.100.1:3478", "198.51.100.1:9641"] {
+        let own: SocketAddr = own.parse().unwrap();
+        let bind = alice(CHANNEL_BIND, &n, move |w, t| {
+            w.add_attribute(&ChannelNumber::new(0x4001)).unwrap();
+            w.add_attribute(&XorPeerAddress::new(own, t)).unwrap();
+        });
+        assert_eq!(h.code(c, &bind), 403, "{own}");
+    }
+    // Another port of the same address is a peer like any other.
+    let other: SocketAddr = "198.51.100.1:50000".parse().unwrap();
+    assert_eq!(
+        h.code(c, &alice(CREATE_PERMISSION, &n, peer_attr(other))),
+        200
+    );
+    // A Send indication to the listener port is dropped, to another port relayed.
+    for (peer, relayed) in [("198.51.100.1:3478", false), ("198.51.100.1:50000", true)] {
+        let peer: SocketAddr = peer.parse().unwrap();
+        let mut w = Message::builder_indication(SEND, MessageWriteVec::new());
+        let tid = w.transaction_id();
+        w.add_attribute(&XorPeerAddress::new(peer, tid)).unwrap();
+        w.add_attribute(&Data::new(b"loop")).unwrap();
+        h.io.to_peer.clear();
+        h.send(c, &w.finish());
+        assert_eq!(!h.io.to_peer.is_empty(), relayed, "{peer}");
+    }
 }
