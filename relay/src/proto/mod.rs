@@ -9,6 +9,8 @@
 //! Control messages are parsed and written with `stun-types`/`turn-types`;
 //! ChannelData and Data indications (the hot path) use [`wire`].
 
+#[doc(hidden)]
+pub mod harness;
 mod requests;
 #[cfg(test)]
 mod tests;
