@@ -84,6 +84,9 @@ capacity = 100000
 max_bps = 10000000000
 total_bps = 1000000000000
 unauthorized_per_ip = 0
+bindings_per_ip = 0
+allocations_per_user = 0
+allocations_per_ip = 0
 [operations]
 drain_timeout = 1
 TOML

@@ -202,6 +202,19 @@ impl Authenticator {
             .collect())
     }
 
+    /// The name quotas count `username` under: a static user as is, a TURN
+    /// REST username `expiry:user` by its user part (every minted credential
+    /// of one user has another expiry), a bare `expiry` as is.
+    pub fn quota_user<'a>(&self, username: &'a str) -> &'a str {
+        if self.users.contains_key(username) || rest_expiry(username).is_none() {
+            return username;
+        }
+        match username.split_once(':') {
+            Some((_, user)) if !user.is_empty() => user,
+            _ => username,
+        }
+    }
+
     /// Whether `username` (already authenticated once) is still acceptable,
     /// i.e. a static user or a REST username that has not expired.
     pub fn still_valid(&self, username: &str, now_unix: u64) -> bool {
@@ -349,6 +362,19 @@ mod tests {
             auth(&[]).passwords("9999999999:bob", now).unwrap_err(),
             AuthFailure::UnknownUser
         );
+    }
+
+    #[test]
+    fn quota_user_is_the_user_part_of_rest_usernames() {
+        let mut users = BTreeMap::new();
+        users.insert("1:static".to_string(), "pw".to_string());
+        let a = Authenticator::new("r", users, &["s".into()], Some(b"k"), 600);
+        assert_eq!(a.quota_user("1700000000:bob"), "bob");
+        assert_eq!(a.quota_user("1700000000:bob:x"), "bob:x");
+        assert_eq!(a.quota_user("1700000000"), "1700000000");
+        assert_eq!(a.quota_user("1700000000:"), "1700000000:");
+        assert_eq!(a.quota_user("1:static"), "1:static");
+        assert_eq!(a.quota_user("alice"), "alice");
     }
 
     #[test]

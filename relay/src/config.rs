@@ -238,11 +238,13 @@ pub struct PeerPolicyConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
-    /// Allocations per username (0 = unlimited); exceeding gives 486.
-    #[serde(default)]
+    /// Allocations per user (0 = unlimited); exceeding gives 486. For TURN
+    /// REST usernames (`expiry:user`) the user part counts, so freshly minted
+    /// credentials of one user share the quota. Reserved EVEN-PORT ports count.
+    #[serde(default = "default_per_user")]
     pub allocations_per_user: u32,
     /// Allocations per client IP (0 = unlimited); exceeding gives 486.
-    #[serde(default)]
+    #[serde(default = "default_per_ip")]
     pub allocations_per_ip: u32,
     /// Total allocations (capacity, > 0); exceeding gives 508 (or 300).
     #[serde(default = "default_capacity")]
@@ -253,9 +255,15 @@ pub struct LimitsConfig {
     /// Total relayed bits per second (> 0).
     #[serde(default = "default_total_bps")]
     pub total_bps: u64,
-    /// 401 replies per second per source IP (0 = unlimited).
+    /// 401/438 replies per second per source IPv4 address or IPv6 /64, with a
+    /// burst of twice that (0 = unlimited). The default lets a carrier-grade
+    /// NAT address start hundreds of allocations per second.
     #[serde(default = "default_unauth")]
     pub unauthorized_per_ip: u32,
+    /// Binding responses per second per UDP source IPv4 address or IPv6 /64,
+    /// burst twice that (0 = unlimited).
+    #[serde(default = "default_bindings")]
+    pub bindings_per_ip: u32,
     /// Permissions per allocation; exceeding gives 508.
     #[serde(default = "default_perms")]
     pub permissions_per_allocation: u32,
@@ -274,7 +282,16 @@ fn default_total_bps() -> u64 {
     10_000_000_000
 }
 fn default_unauth() -> u32 {
-    20
+    500
+}
+fn default_bindings() -> u32 {
+    500
+}
+fn default_per_user() -> u32 {
+    50
+}
+fn default_per_ip() -> u32 {
+    200
 }
 fn default_perms() -> u32 {
     64
@@ -283,12 +300,13 @@ fn default_perms() -> u32 {
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
-            allocations_per_user: 0,
-            allocations_per_ip: 0,
+            allocations_per_user: default_per_user(),
+            allocations_per_ip: default_per_ip(),
             capacity: default_capacity(),
             max_bps: default_max_bps(),
             total_bps: default_total_bps(),
             unauthorized_per_ip: default_unauth(),
+            bindings_per_ip: default_bindings(),
             permissions_per_allocation: default_perms(),
             channels_per_allocation: default_perms(),
         }

@@ -48,52 +48,129 @@ impl TokenBucket {
     }
 }
 
-/// Caps the number of 401 replies per source IP per second.
-#[derive(Debug, Default)]
-pub struct UnauthorizedLimiter {
-    per_sec: u32,
-    window: u64,
-    counts: HashMap<IpAddr, u32>,
+/// Key of a source for rate limiting: an IPv4 address (IPv4-mapped IPv6
+/// included), or the /64 of an IPv6 address, since one IPv6 subscriber
+/// usually holds a whole /64 and would otherwise get 2^64 buckets.
+#[inline]
+pub fn source_key(ip: IpAddr) -> u128 {
+    let v6 = match ip {
+        IpAddr::V4(a) => return (0xffff_u128 << 32) | u32::from(a) as u128,
+        IpAddr::V6(a) => a,
+    };
+    match v6.to_ipv4_mapped() {
+        Some(a) => (0xffff_u128 << 32) | u32::from(a) as u128,
+        None => u128::from(v6) & !((1u128 << 64) - 1),
+    }
 }
 
-/// Bound on tracked sources per window; beyond it new sources are refused
-/// (their 401 is not sent) until the window turns over.
-const MAX_TRACKED: usize = 100_000;
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    key: u128,
+    tokens: f32,
+    last: Instant,
+}
 
-impl UnauthorizedLimiter {
-    /// `per_sec == 0` disables the limit.
+/// Default number of sources a [`SourceLimiter`] tracks.
+pub const SOURCE_SLOTS: usize = 16_384;
+
+/// Per-source token buckets (`rate` events/s, burst `2 * rate`) in a fixed
+/// table: two candidate slots per source (keyed hash with a random seed), the
+/// least recently used of the two is evicted when neither holds the source.
+/// The table never grows and a full table never refuses a new source: an
+/// evicted source merely starts again with a full bucket.
+#[derive(Debug)]
+pub struct SourceLimiter {
+    rate: f32,
+    burst: f32,
+    seed: u64,
+    slots: Vec<Option<Slot>>,
+}
+
+impl SourceLimiter {
+    /// `per_sec == 0` disables the limit (and allocates no table).
     pub fn new(per_sec: u32) -> Self {
+        Self::with_slots(per_sec, SOURCE_SLOTS)
+    }
+
+    /// Like [`SourceLimiter::new`] with `slots` table entries (rounded up to a power of two).
+    pub fn with_slots(per_sec: u32, slots: usize) -> Self {
+        let mut seed = [0u8; 8];
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed);
+        let n = if per_sec == 0 {
+            0
+        } else {
+            slots.max(2).next_power_of_two()
+        };
         Self {
-            per_sec,
-            window: 0,
-            counts: HashMap::new(),
+            rate: per_sec as f32,
+            burst: (per_sec as f32 * 2.0).max(1.0),
+            seed: u64::from_le_bytes(seed),
+            slots: vec![None; n],
         }
     }
 
-    /// Whether a 401 may be sent to `ip` in the second `now_secs`.
-    pub fn allow(&mut self, ip: IpAddr, now_secs: u64) -> bool {
-        if self.per_sec == 0 {
+    /// Number of table entries (the bound on tracked sources).
+    pub fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Number of sources currently tracked.
+    pub fn tracked(&self) -> usize {
+        self.slots.iter().filter(|s| s.is_some()).count()
+    }
+
+    fn index(&self, key: u128, round: u64) -> usize {
+        let mut h = (key as u64) ^ ((key >> 64) as u64).rotate_left(29) ^ self.seed;
+        h = h.wrapping_add(round.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        (h as usize) & (self.slots.len() - 1)
+    }
+
+    /// Takes one token for `ip`'s source; false when its bucket is empty.
+    #[inline]
+    pub fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
+        if self.slots.is_empty() {
             return true;
         }
-        if now_secs != self.window {
-            self.window = now_secs;
-            self.counts.clear();
-        }
-        let full = self.counts.len() >= MAX_TRACKED;
-        match self.counts.get_mut(&ip) {
-            Some(c) if *c >= self.per_sec => false,
-            Some(c) => {
-                *c += 1;
-                true
-            }
-            None if full => false,
-            None => {
-                self.counts.insert(ip, 1);
-                true
+        let key = source_key(ip);
+        let (i, j) = (self.index(key, 0), self.index(key, 1));
+        for k in [i, j] {
+            if let Some(s) = self.slots[k].as_mut().filter(|s| s.key == key) {
+                let dt = now.saturating_duration_since(s.last).as_secs_f32();
+                s.tokens = (s.tokens + dt * self.rate).min(self.burst);
+                s.last = now;
+                if s.tokens >= 1.0 {
+                    s.tokens -= 1.0;
+                    return true;
+                }
+                return false;
             }
         }
+        let victim = match (&self.slots[i], &self.slots[j]) {
+            (None, _) => i,
+            (_, None) => j,
+            (Some(a), Some(b)) => {
+                if a.last <= b.last {
+                    i
+                } else {
+                    j
+                }
+            }
+        };
+        self.slots[victim] = Some(Slot {
+            key,
+            tokens: self.burst - 1.0,
+            last: now,
+        });
+        true
     }
 }
+
+/// Caps the 401/438 replies per source (IPv4 address or IPv6 /64): a
+/// [`SourceLimiter`] of `per_sec` replies per second with a burst of twice that.
+pub type UnauthorizedLimiter = SourceLimiter;
 
 /// Which quota refused an allocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,14 +217,19 @@ impl Quotas {
 
     /// Checks whether one more allocation fits, without taking it.
     pub fn check(&self, user: &str, ip: IpAddr) -> Result<(), QuotaError> {
-        if self.total >= self.capacity {
+        self.check_n(user, ip, 1)
+    }
+
+    /// Checks whether `n` more slots (an allocation plus a reserved port) fit.
+    pub fn check_n(&self, user: &str, ip: IpAddr, n: u32) -> Result<(), QuotaError> {
+        if self.total + n > self.capacity {
             return Err(QuotaError::Capacity);
         }
-        if self.per_user_max > 0 && self.users.get(user).copied().unwrap_or(0) >= self.per_user_max
-        {
+        let user_n = self.users.get(user).copied().unwrap_or(0);
+        if self.per_user_max > 0 && user_n + n > self.per_user_max {
             return Err(QuotaError::PerUser);
         }
-        if self.per_ip_max > 0 && self.ips.get(&ip).copied().unwrap_or(0) >= self.per_ip_max {
+        if self.per_ip_max > 0 && self.ips.get(&ip).copied().unwrap_or(0) + n > self.per_ip_max {
             return Err(QuotaError::PerIp);
         }
         Ok(())
@@ -203,16 +285,57 @@ mod tests {
     }
 
     #[test]
-    fn unauthorized_limiter_per_ip_per_second() {
-        let mut l = UnauthorizedLimiter::new(3);
+    fn source_limiter_token_bucket_per_source() {
+        let t0 = Instant::now();
+        let mut l = SourceLimiter::new(3);
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
-        assert!(l.allow(a, 10) && l.allow(a, 10) && l.allow(a, 10));
-        assert!(!l.allow(a, 10));
-        assert!(l.allow(b, 10));
-        assert!(l.allow(a, 11));
-        let mut off = UnauthorizedLimiter::new(0);
-        assert!((0..1000).all(|_| off.allow(a, 1)));
+        // Burst of 2 * rate, then refused until tokens come back.
+        assert!((0..6).all(|_| l.allow(a, t0)));
+        assert!(!l.allow(a, t0));
+        assert!(l.allow(b, t0));
+        assert!(!l.allow(a, t0 + Duration::from_millis(100)));
+        assert!(l.allow(a, t0 + Duration::from_millis(400)));
+        let mut off = SourceLimiter::new(0);
+        assert!((0..1000).all(|_| off.allow(a, t0)));
+        assert_eq!(off.slots(), 0);
+    }
+
+    #[test]
+    fn source_limiter_groups_ipv6_per_64_and_maps_v4() {
+        let t0 = Instant::now();
+        let mut l = SourceLimiter::new(1);
+        let x: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let y: IpAddr = "2001:db8:1:2:ffff:1:2:3".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert!(l.allow(x, t0) && l.allow(y, t0));
+        assert!(
+            !l.allow(x, t0) && !l.allow(y, t0),
+            "same /64 shares a bucket"
+        );
+        assert!(l.allow(other, t0));
+        assert_eq!(
+            source_key("::ffff:192.0.2.1".parse().unwrap()),
+            source_key("192.0.2.1".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn source_limiter_full_table_still_admits_new_sources() {
+        let t0 = Instant::now();
+        let mut l = SourceLimiter::with_slots(1, 64);
+        // A flood from far more sources than the table holds.
+        for i in 0..10_000u32 {
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            l.allow(ip, t0);
+        }
+        assert!(l.tracked() <= 64);
+        // A newcomer is not refused because the table is full.
+        assert!(l.allow("198.51.100.1".parse().unwrap(), t0));
+        // And a source that keeps asking stays limited despite the churn.
+        let hot: IpAddr = "198.51.100.2".parse().unwrap();
+        assert!(l.allow(hot, t0) && l.allow(hot, t0));
+        assert!(!l.allow(hot, t0));
     }
 
     #[test]

@@ -197,9 +197,95 @@ impl PeerPolicy {
     }
 }
 
+/// The relay's own service endpoints (listener and HTTP ports on its own
+/// addresses), refused as peers so a client cannot loop traffic into the
+/// relay's listeners or reach its admin/metrics API through a relay socket.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnAddrs {
+    ports: Vec<u16>,
+    ips: Vec<IpAddr>,
+}
+
+impl OwnAddrs {
+    /// The listener and HTTP endpoints of `cfg`: their ports on every address
+    /// the relay is known by (listener and relay addresses, advertised
+    /// external addresses, loopback and unspecified).
+    pub fn from_config(cfg: &crate::config::RelayConfig) -> Self {
+        let l = &cfg.listen;
+        let listeners = l.udp.iter().chain(&l.tcp).chain(&l.tls);
+        let mut ports: Vec<u16> = listeners.clone().map(|a| a.port()).collect();
+        ports.push(l.http.port());
+        let mut ips: Vec<IpAddr> = listeners.map(|a| a.ip()).collect();
+        ips.push(l.http.ip());
+        ips.extend(cfg.relay.ips.iter().copied());
+        ips.extend(cfg.relay.external_ip);
+        ips.extend(cfg.relay.external_ipv6);
+        ips.extend(cfg.relay_ipv4());
+        ips.extend(cfg.relay_ipv6());
+        Self::new(ports, ips)
+    }
+
+    /// Endpoints from explicit lists (loopback and unspecified are added).
+    pub fn new(mut ports: Vec<u16>, mut ips: Vec<IpAddr>) -> Self {
+        ips.extend([
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ]);
+        ips.retain(|ip| !ip.is_unspecified());
+        ips.sort();
+        ips.dedup();
+        ports.sort();
+        ports.dedup();
+        Self { ports, ips }
+    }
+
+    /// Whether `peer` is one of the relay's own service endpoints (in any
+    /// IPv4-embedding IPv6 form too).
+    #[inline]
+    pub fn contains(&self, peer: std::net::SocketAddr) -> bool {
+        if !self.ports.contains(&peer.port()) {
+            return false;
+        }
+        let ip = peer.ip();
+        let decoded = match ip {
+            IpAddr::V6(v6) => embedded_ipv4(v6).map(IpAddr::V4),
+            IpAddr::V4(_) => None,
+        };
+        [Some(ip), decoded]
+            .into_iter()
+            .flatten()
+            .any(|a| a.is_unspecified() || a.is_loopback() || self.ips.contains(&a))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_listener_and_http_ports_are_own_endpoints() {
+        let mut cfg: crate::config::RelayConfig = crate::config::RelayConfig::from_toml(
+            "region = \"x\"\n[relay]\nips = [\"192.0.2.5\"]\nexternal_ip = \"198.51.100.5\"\n",
+        )
+        .unwrap();
+        cfg.listen.tls = vec!["0.0.0.0:5349".parse().unwrap()];
+        let own = OwnAddrs::from_config(&cfg);
+        for a in [
+            "192.0.2.5:3478",
+            "198.51.100.5:3478",
+            "198.51.100.5:5349",
+            "127.0.0.1:9641",
+            "[::ffff:127.0.0.1]:3478",
+            "[::ffff:198.51.100.5]:5349",
+            "0.0.0.0:3478",
+            "[::1]:9641",
+        ] {
+            assert!(own.contains(a.parse().unwrap()), "{a}");
+        }
+        for a in ["198.51.100.5:3479", "8.8.8.8:3478", "192.0.2.5:50000"] {
+            assert!(!own.contains(a.parse().unwrap()), "{a}");
+        }
+    }
 
     fn policy(allow_loopback: bool, allow: &[&str], deny: &[&str]) -> PeerPolicy {
         PeerPolicy::new(&PeerPolicyConfig {

@@ -80,6 +80,8 @@ pub struct Counters {
     pub auth_failures: u64,
     /// 401 replies suppressed by the per-IP rate limit.
     pub unauthorized_limited: u64,
+    /// Binding requests dropped by the per-source rate limit.
+    pub binding_limited: u64,
     /// Peers refused by the peer policy.
     pub peer_denied: u64,
     /// Packets dropped by bandwidth limits.
@@ -158,6 +160,8 @@ impl Stats {
             binding_requests: self.binding_requests.load(Relaxed),
             auth_failures: self.auth_failures.load(Relaxed),
             unauthorized_limited: self.unauthorized_limited.load(Relaxed),
+            // Local to the state machine (not yet exported as a metric).
+            binding_limited: 0,
             peer_denied: self.peer_denied.load(Relaxed),
             bandwidth_drops: self.bandwidth_drops.load(Relaxed),
             malformed: self.malformed.load(Relaxed),

@@ -5,14 +5,12 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+pub use crate::proto::RESERVATION_TTL;
 use crate::proto::{Family, RelayError, RelayGranted, RelayRequest};
-
-/// How long a reserved port (EVEN-PORT with R) is held (RFC 8656: about 30 s).
-pub const RESERVATION_TTL: Duration = Duration::from_secs(30);
 
 struct Reserved {
     socket: UdpSocket,
@@ -26,7 +24,6 @@ pub struct RelayPorts {
     ip6: Option<IpAddr>,
     min: u16,
     max: u16,
-    next: u32,
     used4: Vec<u64>,
     used6: Vec<u64>,
     reserved: HashMap<u64, Reserved>,
@@ -95,7 +92,6 @@ impl RelayPorts {
             ip6,
             min,
             max,
-            next: 0,
             used4: vec![0; 1024],
             used6: vec![0; 1024],
             reserved: HashMap::new(),
@@ -140,9 +136,14 @@ impl RelayPorts {
         .ok_or(RelayError::NoPorts)?;
         let span = self.max as u32 - self.min as u32 + 1;
         let even = req.even_port || req.reserve_next;
-        for _ in 0..span {
-            let port = (self.min as u32 + self.next % span) as u16;
-            self.next = self.next.wrapping_add(1);
+        // RFC 6056 algorithm 1: a random starting point in the range, then
+        // the next free port from there, so relayed ports are not guessable
+        // from earlier allocations.
+        let mut r = [0u8; 4];
+        let _ = ring::rand::SecureRandom::fill(&self.rng, &mut r);
+        let start = u32::from_le_bytes(r) % span;
+        for i in 0..span {
+            let port = (self.min as u32 + (start + i) % span) as u16;
             if even && port % 2 == 1 {
                 continue;
             }
@@ -258,6 +259,28 @@ mod tests {
         let mut v6 = req(false, false, None);
         v6.family = Family::V6;
         assert_eq!(p.open(&v6, now).err(), Some(RelayError::NoPorts));
+    }
+
+    #[test]
+    fn ports_are_random_within_the_range() {
+        let now = Instant::now();
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let mut p = RelayPorts::new(Some(lo), None, 42_000, 42_999);
+        let ports: Vec<u16> = (0..16)
+            .map(|_| {
+                let (s, g) = p.open(&req(false, false, None), now).unwrap();
+                drop(s);
+                p.release(g.local);
+                g.local.port()
+            })
+            .collect();
+        assert!(ports.iter().all(|p| (42_000..=42_999).contains(p)));
+        // Sequential allocation would give 42000, 42001, ...: random starting
+        // points make consecutive successors vanishingly unlikely (16/1000 each).
+        let successors = ports.windows(2).filter(|w| w[1] == w[0] + 1).count();
+        assert!(successors < 4, "{ports:?}");
+        let distinct: std::collections::BTreeSet<_> = ports.iter().collect();
+        assert!(distinct.len() > 8, "{ports:?}");
     }
 
     #[test]

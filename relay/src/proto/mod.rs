@@ -9,6 +9,8 @@
 //! Control messages are parsed and written with `stun-types`/`turn-types`;
 //! ChannelData and Data indications (the hot path) use [`wire`].
 
+#[doc(hidden)]
+pub mod harness;
 mod requests;
 #[cfg(test)]
 mod tests;
@@ -20,12 +22,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use stun_types::message::{IntegrityAlgorithm, Message, TransactionId};
+use stun_types::message::{Message, TransactionId};
 use turn_types::attribute::{Data, XorPeerAddress};
 
 use crate::auth::Authenticator;
 use crate::config::RelayConfig;
-use crate::limits::{Quotas, TokenBucket, UnauthorizedLimiter};
+use crate::limits::{Quotas, SourceLimiter, TokenBucket, UnauthorizedLimiter};
 use crate::policy::PeerPolicy;
 use crate::stats::{Counters, Stats};
 use wire::FrameKind;
@@ -73,6 +75,18 @@ impl Family {
             Family::V6
         }
     }
+}
+
+/// How long a reserved port (EVEN-PORT with R) is held (RFC 8656: about 30 s);
+/// it counts against the quotas of whoever reserved it for that long.
+pub const RESERVATION_TTL: Duration = Duration::from_secs(30);
+
+/// A port reserved by an EVEN-PORT R request, counted against quotas.
+#[derive(Debug)]
+struct Reservation {
+    quota_user: Arc<str>,
+    ip: IpAddr,
+    expires: Instant,
 }
 
 /// Request to the IO layer for a relay socket.
@@ -189,6 +203,11 @@ pub struct ProtoConfig {
     pub max_channels: usize,
     /// ALTERNATE-SERVER for 300 replies.
     pub alternate_server: Option<SocketAddr>,
+    /// Binding requests answered per second per UDP source (IPv4 address or
+    /// IPv6 /64; burst twice that); 0 = unlimited.
+    pub bindings_per_sec: u32,
+    /// The relay's own listener and HTTP endpoints, refused as peers.
+    pub own: crate::policy::OwnAddrs,
 }
 
 impl ProtoConfig {
@@ -209,6 +228,8 @@ impl ProtoConfig {
             max_permissions: c.limits.permissions_per_allocation as usize,
             max_channels: c.limits.channels_per_allocation as usize,
             alternate_server: c.operations.alternate_server,
+            bindings_per_sec: c.limits.bindings_per_ip,
+            own: crate::policy::OwnAddrs::from_config(c),
         }
     }
 }
@@ -267,8 +288,9 @@ struct Channel {
 struct Allocation {
     client: ClientId,
     username: Arc<str>,
+    /// What the per-user quota counts this allocation under.
+    quota_user: Arc<str>,
     password: String,
-    algorithm: IntegrityAlgorithm,
     relay_local: SocketAddr,
     relay_public: SocketAddr,
     expires: Instant,
@@ -296,9 +318,11 @@ pub struct Server {
     policy: PeerPolicy,
     quotas: Quotas,
     unauth: UnauthorizedLimiter,
+    bindings: SourceLimiter,
     total_bucket: TokenBucket,
     allocs: FastMap<AllocId, Allocation>,
     by_client: FastMap<ClientId, AllocId>,
+    reservations: FastMap<u64, Reservation>,
     next_id: AllocId,
     draining: bool,
     rng: u64,
@@ -338,6 +362,7 @@ impl Server {
         );
         Self {
             total_bucket: TokenBucket::new(cfg.total_bps, now),
+            bindings: SourceLimiter::new(cfg.bindings_per_sec),
             cfg,
             auth,
             policy,
@@ -345,6 +370,7 @@ impl Server {
             unauth,
             allocs: FastMap::default(),
             by_client: FastMap::default(),
+            reservations: FastMap::default(),
             next_id: 1,
             draining: false,
             rng: u64::from_le_bytes(seed) | 1,
@@ -457,6 +483,10 @@ impl Server {
             return;
         };
         let peer = peer.addr(msg.transaction_id());
+        if self.cfg.own.contains(peer) {
+            self.counters.peer_denied += 1;
+            return;
+        }
         self.relay_in(client, data.data(), now, io, |a| {
             let ok =
                 Family::of(&peer) == Family::of(&a.relay_local) && a.permitted(peer.ip(), now.mono);
@@ -541,7 +571,7 @@ impl Server {
     fn remove(&mut self, id: AllocId, io: &mut impl Io) {
         if let Some(a) = self.allocs.remove(&id) {
             self.by_client.remove(&a.client);
-            self.quotas.release(&a.username, a.client.remote.ip());
+            self.quotas.release(&a.quota_user, a.client.remote.ip());
             io.close_relay(id);
         }
     }
@@ -560,6 +590,14 @@ impl Server {
         for id in expired {
             self.remove(id, io);
         }
+        let quotas = &mut self.quotas;
+        self.reservations.retain(|_, r| {
+            let live = r.expires > t;
+            if !live {
+                quotas.release(&r.quota_user, r.ip);
+            }
+            live
+        });
         self.publish(t);
     }
 

@@ -5,8 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use stun_types::attribute::{
-    AlternateServer, ErrorCode, MessageIntegrity, MessageIntegritySha256, Nonce, RawAttribute,
-    Realm, Software, UnknownAttributes, Username, XorMappedAddress,
+    AlternateServer, ErrorCode, MessageIntegrity, MessageIntegritySha256, Nonce, Realm, Software,
+    UnknownAttributes, Username, XorMappedAddress,
 };
 use stun_types::message::{
     IntegrityAlgorithm, LongTermKeyCredentials, Message, MessageClass, MessageHeader, MessageType,
@@ -139,6 +139,13 @@ impl Server {
         }
         let method = msg.method();
         if method == BINDING {
+            // Over UDP the source may be spoofed: cap the answers per source.
+            if client.transport == super::Transport::Udp
+                && !self.bindings.allow(client.remote.ip(), now.mono)
+            {
+                self.counters.binding_limited += 1;
+                return;
+            }
             self.binding(client, msg, io);
             return;
         }
@@ -179,25 +186,10 @@ impl Server {
     fn binding(&mut self, client: ClientId, msg: &Message<'_>, io: &mut impl Io) {
         self.counters.binding_requests += 1;
         let mut w = Message::builder_success(msg, MessageWriteVec::new());
+        // Only XOR-MAPPED-ADDRESS and FINGERPRINT: no SOFTWARE and no legacy
+        // MAPPED-ADDRESS, so the answer is barely larger than the request and
+        // Binding is no amplifier for spoofed sources.
         let _ = w.add_attribute(&XorMappedAddress::new(client.remote, msg.transaction_id()));
-        // MAPPED-ADDRESS for RFC 3489 clients.
-        let mut mapped = [0u8; 20];
-        let n = match client.remote {
-            SocketAddr::V4(a) => {
-                mapped[1] = 1;
-                mapped[2..4].copy_from_slice(&a.port().to_be_bytes());
-                mapped[4..8].copy_from_slice(&a.ip().octets());
-                8
-            }
-            SocketAddr::V6(a) => {
-                mapped[1] = 2;
-                mapped[2..4].copy_from_slice(&a.port().to_be_bytes());
-                mapped[4..20].copy_from_slice(&a.ip().octets());
-                20
-            }
-        };
-        let _ = w.add_attribute(&RawAttribute::new(0x0001.into(), &mapped[..n]));
-        self.add_software(&mut w);
         let _ = w.add_fingerprint();
         io.send_to_client(&client, &w.finish());
     }
@@ -270,7 +262,7 @@ impl Server {
         io: &mut impl Io,
     ) {
         let ip = client.remote.ip();
-        if !self.unauth.allow(ip, now.unix) {
+        if !self.unauth.allow(ip, now.mono) {
             self.counters.unauthorized_limited += 1;
             return;
         }
@@ -323,21 +315,29 @@ impl Server {
             .and_then(|id| self.allocs.get(id))
         {
             // Requests on an existing allocation must use its credentials.
+            // 441 is an authenticated answer: only sent once the request's own
+            // MESSAGE-INTEGRITY checks out, and signed with those credentials,
+            // so a forged request learns nothing and gets only a 401.
             if &*a.username != username {
-                let cred = Cred {
-                    username: a.username.clone(),
-                    password: a.password.clone(),
-                    algorithm: a.algorithm,
-                };
                 self.counters.auth_failures += 1;
-                self.reply_error(
-                    client,
-                    msg,
-                    ErrorCode::WRONG_CREDENTIALS,
-                    Some(&cred),
-                    io,
-                    |_| {},
-                );
+                match self.auth.verify(msg, username, now.unix) {
+                    Ok(v) => {
+                        let cred = Cred {
+                            username: Arc::from(username),
+                            password: v.password,
+                            algorithm: v.algorithm,
+                        };
+                        self.reply_error(
+                            client,
+                            msg,
+                            ErrorCode::WRONG_CREDENTIALS,
+                            Some(&cred),
+                            io,
+                            |_| {},
+                        );
+                    }
+                    Err(_) => self.challenge(client, msg, ErrorCode::UNAUTHORIZED, now, io),
+                }
                 return None;
             }
             let (user, pw) = (a.username.clone(), a.password.clone());
@@ -413,7 +413,16 @@ impl Server {
         if self.draining {
             return Err((AllocError::Draining, alt_or_508));
         }
-        let quota = self.quotas.check(&r.cred.username, r.client.remote.ip());
+        let quota_user: Arc<str> = Arc::from(self.auth.quota_user(&r.cred.username));
+        let ip = r.client.remote.ip();
+        // Claiming a reserved port: its slot passes to this allocation.
+        if let Ok(t) = r.msg.attribute::<ReservationToken>() {
+            if let Some(res) = self.reservations.remove(&t.token()) {
+                self.quotas.release(&res.quota_user, res.ip);
+            }
+        }
+        let reserving = r.msg.attribute::<EvenPort>().map(|e| e.requested()) == Ok(true);
+        let quota = self.quotas.check_n(&quota_user, ip, 1 + reserving as u32);
         quota.map_err(|e| match e {
             QuotaError::PerUser => (AllocError::QuotaUser, ErrorCode::ALLOCATION_QUOTA_REACHED),
             QuotaError::PerIp => (AllocError::QuotaIp, ErrorCode::ALLOCATION_QUOTA_REACHED),
@@ -471,14 +480,26 @@ impl Server {
             }
         };
         let lifetime = self.lifetime(r.msg.attribute::<Lifetime>().ok().map(|l| l.seconds()));
-        self.quotas.acquire(&r.cred.username, r.client.remote.ip());
+        self.quotas.acquire(&quota_user, ip);
+        if let Some(t) = granted.reservation_token {
+            // The reserved port counts against the same quotas until claimed or expired.
+            self.quotas.acquire(&quota_user, ip);
+            self.reservations.insert(
+                t,
+                super::Reservation {
+                    quota_user: quota_user.clone(),
+                    ip,
+                    expires: r.now.mono + super::RESERVATION_TTL,
+                },
+            );
+        }
         self.allocs.insert(
             id,
             Allocation {
                 client: r.client,
                 username: r.cred.username.clone(),
+                quota_user,
                 password: r.cred.password.clone(),
-                algorithm: r.cred.algorithm,
                 relay_local: granted.local,
                 relay_public: self.public_addr(granted.local),
                 expires: r.now.mono + secs(lifetime),
@@ -558,7 +579,7 @@ impl Server {
         if Family::of(&peer) != Family::of(&a.relay_local) {
             return Err(ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH);
         }
-        if self.policy.check(peer.ip()).is_err() {
+        if self.policy.check(peer.ip()).is_err() || self.cfg.own.contains(peer) {
             self.counters.peer_denied += 1;
             return Err(ErrorCode::FORBIDDEN);
         }

@@ -101,6 +101,11 @@ impl Default for Setup {
                 max_permissions: 4,
                 max_channels: 2,
                 alternate_server: None,
+                bindings_per_sec: 0,
+                own: crate::policy::OwnAddrs::new(
+                    vec![3478, 9641],
+                    vec!["198.51.100.1".parse().unwrap()],
+                ),
             },
             per_user: 0,
             per_ip: 0,
@@ -661,7 +666,17 @@ fn wrong_credentials_on_existing_allocation_give_441() {
     let c = client(1);
     let (n, _) = allocate(&mut h, c);
     let (u, p) = mint(SECRET.as_bytes(), 600, Some("bob"), T0);
-    assert_eq!(h.code(c, &signed(REFRESH, &u, &p, &n, |_, _| {})), 441);
+    let resp = h.send(c, &signed(REFRESH, &u, &p, &n, |_, _| {})).unwrap();
+    assert_eq!(code_of(&resp), 441);
+    // Signed with the credentials the request proved, not the allocation's.
+    check_integrity(&resp, &u, &p);
+    // A request with another username and a bad MESSAGE-INTEGRITY gets no
+    // authenticated error, only an unsigned 401.
+    let forged = signed(REFRESH, &u, "not-the-password", &n, |_, _| {});
+    let resp = h.send(c, &forged).unwrap();
+    assert_eq!(code_of(&resp), 401);
+    let m = Message::from_bytes(&resp).unwrap();
+    assert!(!m.has_attribute(stun_types::attribute::MessageIntegrity::TYPE));
     // Requests without an allocation: 437.
     let c2 = client(2);
     assert_eq!(h.code(c2, &alice(REFRESH, &n, |_, _| {})), 437);
@@ -699,8 +714,9 @@ fn unauthorized_replies_are_rate_limited_per_ip() {
             replies += 1;
         }
     }
-    assert_eq!(replies, 5);
-    assert_eq!(h.s.counters().unauthorized_limited, 45);
+    // A burst of twice the rate, then nothing until tokens come back.
+    assert_eq!(replies, 10);
+    assert_eq!(h.s.counters().unauthorized_limited, 40);
     h.advance(1);
     assert!(h.send(client(1), &req).is_some());
 }
@@ -795,4 +811,175 @@ fn address_families() {
     // ADDITIONAL-ADDRESS-FAMILY with REQUESTED-ADDRESS-FAMILY: 400.
     let both = udp_with_families(Some(AddressFamily::IPV4), Some(AddressFamily::IPV6));
     assert_eq!(h.code(client(3), &alice(ALLOCATE, &n, both)), 400);
+}
+
+#[test]
+fn binding_answer_is_minimal_and_rate_limited_per_udp_source() {
+    let mut setup = Setup::default();
+    setup.cfg.bindings_per_sec = 5;
+    let mut h = H::new(setup);
+    let c = client(5000);
+    let req = Message::builder_request(BINDING, MessageWriteVec::new()).finish();
+    let resp = h.send(c, &req).unwrap();
+    let m = Message::from_bytes(&resp).unwrap();
+    assert!(!m.has_attribute(stun_types::attribute::Software::TYPE));
+    assert!(!m.has_attribute(0x0001.into()), "no legacy MAPPED-ADDRESS");
+    // Header, XOR-MAPPED-ADDRESS (IPv4) and FINGERPRINT only.
+    assert_eq!(resp.len(), 20 + 12 + 8);
+    // Burst of 2 * 5 per source (the first above included), then dropped.
+    let answered = (0..20).filter(|_| h.send(c, &req).is_some()).count();
+    assert_eq!(answered, 9);
+    assert_eq!(h.s.counters().binding_limited, 11);
+    // Another source is unaffected; TCP is not limited (no spoofing).
+    let other = ClientId {
+        remote: "203.0.113.11:1".parse().unwrap(),
+        ..c
+    };
+    assert!(h.send(other, &req).is_some());
+    let tcp = ClientId {
+        transport: Transport::Tcp,
+        ..c
+    };
+    assert!((0..20).all(|_| h.send(tcp, &req).is_some()));
+    h.advance(1);
+    assert!(h.send(c, &req).is_some());
+}
+
+#[test]
+fn per_user_quota_keys_on_the_rest_user_part() {
+    let mut h = H::new(Setup {
+        per_user: 2,
+        ..Default::default()
+    });
+    // Three credentials of bob with different expiries, from three addresses.
+    for (i, ttl) in [600u64, 700, 800].into_iter().enumerate() {
+        let c = ClientId {
+            remote: SocketAddr::new(IpAddr::from([203, 0, 113, 20 + i as u8]), 1000),
+            ..client(1)
+        };
+        let n = h.nonce(c);
+        let (u, p) = mint(SECRET.as_bytes(), ttl, Some("bob"), T0);
+        let want = if i < 2 { 200 } else { 486 };
+        assert_eq!(
+            h.code(c, &signed(ALLOCATE, &u, &p, &n, udp_transport)),
+            want
+        );
+    }
+    // Another user is not affected.
+    let c = client(9);
+    let n = h.nonce(c);
+    let (u, p) = mint(SECRET.as_bytes(), 600, Some("carol"), T0);
+    assert_eq!(h.code(c, &signed(ALLOCATE, &u, &p, &n, udp_transport)), 200);
+}
+
+#[test]
+fn even_port_reservations_count_against_quotas() {
+    let mut h = H::new(Setup {
+        per_ip: 2,
+        ..Default::default()
+    });
+    let c = client(1);
+    let n = h.nonce(c);
+    let even_r = |w: &mut MessageWriteVec, t| {
+        udp_transport(w, t);
+        w.add_attribute(&EvenPort::new(true)).unwrap();
+    };
+    assert_eq!(h.code(c, &alice(ALLOCATE, &n, even_r)), 200);
+    // Allocation + reserved port fill the per-IP quota of 2.
+    let c2 = client(2);
+    assert_eq!(h.code(c2, &alice(ALLOCATE, &n, udp_transport)), 486);
+    // Claiming the reservation passes its slot on.
+    let claim = |w: &mut MessageWriteVec, t| {
+        udp_transport(w, t);
+        w.add_attribute(&ReservationToken::new(0xfeed)).unwrap();
+    };
+    assert_eq!(h.code(c2, &alice(ALLOCATE, &n, claim)), 200);
+    // An unclaimed reservation expires and frees its slot.
+    let mut h = H::new(Setup {
+        per_ip: 2,
+        ..Default::default()
+    });
+    assert_eq!(h.code(c, &alice(ALLOCATE, &n, even_r)), 200);
+    assert_eq!(h.code(c2, &alice(ALLOCATE, &n, udp_transport)), 486);
+    h.advance(31);
+    h.tick();
+    let n = h.nonce(c2);
+    assert_eq!(h.code(c2, &alice(ALLOCATE, &n, udp_transport)), 200);
+}
+
+/// `req` (signed, without FINGERPRINT) with `extra` raw attribute bytes
+/// appended after MESSAGE-INTEGRITY and the header length adjusted.
+fn append_after_integrity(mut req: Vec<u8>, extra: &[u8]) -> Vec<u8> {
+    req.extend_from_slice(extra);
+    let len = (req.len() - 20) as u16;
+    req[2..4].copy_from_slice(&len.to_be_bytes());
+    req
+}
+
+#[test]
+fn attributes_after_message_integrity_are_ignored() {
+    let mut h = H::new(Setup::default());
+    let c = client(1);
+    let (n, _) = allocate(&mut h, c);
+    let signed_no_fp = |nonce: &str, add: AddAttrs| {
+        let mut w = Message::builder_request(CREATE_PERMISSION, MessageWriteVec::new());
+        let tid = w.transaction_id();
+        add(&mut w, tid);
+        w.add_attribute(&Username::new("alice").unwrap()).unwrap();
+        w.add_attribute(&Realm::new(REALM).unwrap()).unwrap();
+        w.add_attribute(&Nonce::new(nonce).unwrap()).unwrap();
+        let creds =
+            LongTermKeyCredentials::new("alice".into(), "wonderland".into(), REALM.into()).into();
+        w.add_message_integrity(&creds, IntegrityAlgorithm::Sha1)
+            .unwrap();
+        (w.finish(), tid)
+    };
+    // An unknown comprehension-required attribute smuggled after MI: no 420.
+    let (req, _) = signed_no_fp(&n, Box::new(peer_attr(peer_ok())));
+    let req = append_after_integrity(req, &[0x00, 0x2f, 0x00, 0x04, 1, 2, 3, 4]);
+    assert_eq!(h.code(c, &req), 200);
+    // A second XOR-PEER-ADDRESS (a denied peer) after MI is not acted upon.
+    let (req, tid) = signed_no_fp(&n, Box::new(peer_attr(peer_ok())));
+    let denied: SocketAddr = "10.1.2.3:9".parse().unwrap();
+    let attr = XorPeerAddress::new(denied, tid);
+    let raw = attr.to_raw();
+    let mut bytes = vec![0x00, 0x12, 0x00, raw.length() as u8];
+    bytes.extend_from_slice(&raw.value);
+    let req = append_after_integrity(req, &bytes);
+    assert_eq!(h.code(c, &req), 200);
+    assert_eq!(h.s.counters().peer_denied, 0);
+}
+
+#[test]
+fn own_listener_and_http_ports_are_denied_as_peers() {
+    let mut h = H::new(Setup::default());
+    let c = client(1);
+    let (n, _) = allocate(&mut h, c);
+    // The relay's external address is in the allowed test range, but its
+    // listener and HTTP ports are not reachable through an allocation.
+    for own in ["198.51.100.1:3478", "198.51.100.1:9641"] {
+        let own: SocketAddr = own.parse().unwrap();
+        let bind = alice(CHANNEL_BIND, &n, move |w, t| {
+            w.add_attribute(&ChannelNumber::new(0x4001)).unwrap();
+            w.add_attribute(&XorPeerAddress::new(own, t)).unwrap();
+        });
+        assert_eq!(h.code(c, &bind), 403, "{own}");
+    }
+    // Another port of the same address is a peer like any other.
+    let other: SocketAddr = "198.51.100.1:50000".parse().unwrap();
+    assert_eq!(
+        h.code(c, &alice(CREATE_PERMISSION, &n, peer_attr(other))),
+        200
+    );
+    // A Send indication to the listener port is dropped, to another port relayed.
+    for (peer, relayed) in [("198.51.100.1:3478", false), ("198.51.100.1:50000", true)] {
+        let peer: SocketAddr = peer.parse().unwrap();
+        let mut w = Message::builder_indication(SEND, MessageWriteVec::new());
+        let tid = w.transaction_id();
+        w.add_attribute(&XorPeerAddress::new(peer, tid)).unwrap();
+        w.add_attribute(&Data::new(b"loop")).unwrap();
+        h.io.to_peer.clear();
+        h.send(c, &w.finish());
+        assert_eq!(!h.io.to_peer.is_empty(), relayed, "{peer}");
+    }
 }
