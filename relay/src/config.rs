@@ -93,13 +93,6 @@ pub struct ListenConfig {
     /// HTTP listener for `/livez`, `/readyz`, `/health`, `/metrics`, `/admin/*`.
     #[serde(default = "default_http")]
     pub http: SocketAddr,
-    /// Load balancers allowed to send a PROXY protocol v2 header on the TCP
-    /// and TLS listeners (HAProxy `send-proxy-v2`, AWS NLB). Connections from
-    /// these networks must start with the header; the client address it
-    /// carries is used for quotas, logs and XOR-MAPPED-ADDRESS. Other sources
-    /// never have a header parsed.
-    #[serde(default)]
-    pub proxy_from: Vec<IpNet>,
 }
 
 fn default_udp() -> Vec<SocketAddr> {
@@ -118,7 +111,6 @@ impl Default for ListenConfig {
             tls_cert: None,
             tls_key: None,
             http: default_http(),
-            proxy_from: Vec::new(),
         }
     }
 }
@@ -270,29 +262,6 @@ pub struct LimitsConfig {
     /// Channels per allocation; exceeding gives 508.
     #[serde(default = "default_perms")]
     pub channels_per_allocation: u32,
-    /// TCP/TLS connections in all, handshaking or established
-    /// (0: twice the capacity, at least 1024). Beyond it new ones are closed.
-    #[serde(default)]
-    pub max_connections: u32,
-    /// TCP/TLS connections per client address (IPv6: per /64); 0 = unlimited.
-    #[serde(default = "default_conns_per_ip")]
-    pub connections_per_ip: u32,
-    /// Connections still in their TLS handshake (or PROXY header) at once.
-    #[serde(default = "default_max_handshakes")]
-    pub max_handshakes: u32,
-    /// Seconds a connection may take for its PROXY header and TLS handshake.
-    #[serde(default = "default_handshake_timeout")]
-    pub handshake_timeout: u64,
-}
-
-fn default_conns_per_ip() -> u32 {
-    256
-}
-fn default_max_handshakes() -> u32 {
-    4096
-}
-fn default_handshake_timeout() -> u64 {
-    10
 }
 
 fn default_capacity() -> u32 {
@@ -322,10 +291,6 @@ impl Default for LimitsConfig {
             unauthorized_per_ip: default_unauth(),
             permissions_per_allocation: default_perms(),
             channels_per_allocation: default_perms(),
-            max_connections: 0,
-            connections_per_ip: default_conns_per_ip(),
-            max_handshakes: default_max_handshakes(),
-            handshake_timeout: default_handshake_timeout(),
         }
     }
 }
@@ -578,25 +543,6 @@ impl RelayConfig {
         if lim.channels_per_allocation == 0 || lim.channels_per_allocation > 4096 {
             err(&mut e, "limits.channels_per_allocation", "must be 1..=4096");
         }
-        if lim.max_handshakes == 0 {
-            err(&mut e, "limits.max_handshakes", "must be > 0");
-        }
-        if lim.handshake_timeout == 0 || lim.handshake_timeout > 300 {
-            err(
-                &mut e,
-                "limits.handshake_timeout",
-                "must be 1..=300 seconds",
-            );
-        }
-        for a in &l.tls {
-            if l.tcp.contains(a) {
-                err(
-                    &mut e,
-                    "listen.tcp",
-                    format!("{a} is also a tls listener, which serves plain TCP too"),
-                );
-            }
-        }
         let o = &self.operations;
         if !(o.high_watermark > 0.0 && o.high_watermark <= 1.0) {
             err(&mut e, "operations.high_watermark", "must be in (0, 1]");
@@ -684,9 +630,6 @@ impl RelayConfig {
         }
         if self.software != new.software {
             out.push("software");
-        }
-        if self.listen.proxy_from != new.listen.proxy_from {
-            out.push("listen.proxy_from");
         }
         if self.listen.tls_cert != new.listen.tls_cert || self.listen.tls_key != new.listen.tls_key
         {

@@ -185,6 +185,8 @@ fn replaced_certificate_files_are_served_without_a_reload() {
     let tls = relay.tls[0];
     let mut old = tls_connect(tls, &[b"stun.turn"]);
     assert_eq!(served_cert(&old), der1);
+    // RFC 7443 ALPN: the relay answers `stun.turn`.
+    assert_eq!(old.conn.alpn_protocol(), Some(&b"stun.turn"[..]));
     let mut old_client = Client::alice(Stream(&mut old));
     assert_eq!(old_client.allocate().code, 200);
 
