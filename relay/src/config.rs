@@ -90,7 +90,7 @@ pub struct ListenConfig {
     /// PEM private key for TLS.
     #[serde(default)]
     pub tls_key: Option<PathBuf>,
-    /// HTTP listener for `/livez`, `/readyz`, `/health`, `/metrics`, `/admin/drain`.
+    /// HTTP listener for `/livez`, `/readyz`, `/health`, `/metrics`, `/admin/*`.
     #[serde(default = "default_http")]
     pub http: SocketAddr,
 }
@@ -588,6 +588,72 @@ impl RelayConfig {
         } else {
             Err(e)
         }
+    }
+}
+
+impl RelayConfig {
+    /// Keys a reload cannot change (they need new sockets, or a restart of
+    /// membership): one error per changed key. Everything else reloads.
+    pub fn reload_conflicts(&self, new: &RelayConfig) -> Vec<ConfigError> {
+        fn same<T: Serialize>(a: &T, b: &T) -> bool {
+            serde_json::to_value(a).ok() == serde_json::to_value(b).ok()
+        }
+        let mut e = Vec::new();
+        let mut check = |path: &str, equal: bool| {
+            if !equal {
+                err(&mut e, path, "changing it needs a restart; reload rejected");
+            }
+        };
+        check("region", self.region == new.region);
+        check("realm", self.realm == new.realm);
+        check("listen.udp", self.listen.udp == new.listen.udp);
+        check("listen.tcp", self.listen.tcp == new.listen.tcp);
+        check("listen.tls", self.listen.tls == new.listen.tls);
+        check("listen.http", self.listen.http == new.listen.http);
+        check("relay", same(&self.relay, &new.relay));
+        check("membership", same(&self.membership, &new.membership));
+        check(
+            "operations.drain_timeout",
+            self.operations.drain_timeout == new.operations.drain_timeout,
+        );
+        e
+    }
+
+    /// Top-level sections (and TLS files) that differ, for the reload report.
+    pub fn reload_changes(&self, new: &RelayConfig) -> Vec<&'static str> {
+        fn same<T: Serialize>(a: &T, b: &T) -> bool {
+            serde_json::to_value(a).ok() == serde_json::to_value(b).ok()
+        }
+        let mut out = Vec::new();
+        if !same(&self.auth.users, &new.auth.users) {
+            out.push("auth.users");
+        }
+        if self.auth.secrets != new.auth.secrets {
+            out.push("auth.secrets");
+        }
+        if self.auth.nonce_key != new.auth.nonce_key || self.auth.nonce_ttl != new.auth.nonce_ttl {
+            out.push("auth.nonce");
+        }
+        if !same(&self.limits, &new.limits) {
+            out.push("limits");
+        }
+        if !same(&self.peer_policy, &new.peer_policy) {
+            out.push("peer_policy");
+        }
+        if !same(&self.lifetimes, &new.lifetimes) {
+            out.push("lifetimes");
+        }
+        if !same(&self.operations, &new.operations) {
+            out.push("operations");
+        }
+        if self.software != new.software {
+            out.push("software");
+        }
+        if self.listen.tls_cert != new.listen.tls_cert || self.listen.tls_key != new.listen.tls_key
+        {
+            out.push("listen.tls_cert");
+        }
+        out
     }
 }
 

@@ -1,6 +1,6 @@
 //! HTTP endpoints for the steering layer and operators:
 //! `GET /livez`, `GET /readyz`, `GET /health` (JSON), `GET /metrics`
-//! (Prometheus text) and `POST /admin/drain` (bearer token).
+//! (Prometheus text), `POST /admin/drain` and `POST /admin/reload` (bearer token).
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
@@ -13,33 +13,25 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 
-use crate::config::RelayConfig;
-use crate::server::Control;
+use crate::server::{Control, Reloader};
 use crate::stats::{AllocError, Stats};
 
 /// Shared state of the HTTP handlers.
+/// Settings come from the reloadable snapshot, so a reload changes them too.
 #[derive(Clone)]
 pub struct HttpState {
-    region: String,
-    capacity: u64,
-    total_bps: u64,
-    high_watermark: f64,
-    admin_token: Option<String>,
     stats: Arc<Stats>,
     control: Arc<Control>,
+    reloader: Arc<Reloader>,
 }
 
 impl HttpState {
-    /// Builds the state from configuration and shared handles.
-    pub fn new(cfg: &RelayConfig, stats: Arc<Stats>, control: Arc<Control>) -> Self {
+    /// Builds the state from shared handles.
+    pub fn new(stats: Arc<Stats>, control: Arc<Control>, reloader: Arc<Reloader>) -> Self {
         Self {
-            region: cfg.region.clone(),
-            capacity: cfg.limits.capacity as u64,
-            total_bps: cfg.limits.total_bps,
-            high_watermark: cfg.operations.high_watermark,
-            admin_token: cfg.operations.admin_token.clone(),
             stats,
             control,
+            reloader,
         }
     }
 }
@@ -99,15 +91,17 @@ pub fn health_of(
 impl HttpState {
     fn health(&self) -> Health {
         let s = &self.stats;
+        let live = self.reloader.live();
+        let c = &live.config;
         health_of(
-            &self.region,
+            &c.region,
             s.allocations.load(Relaxed),
-            self.capacity,
+            c.limits.capacity as u64,
             s.bps_in.load(Relaxed),
             s.bps_out.load(Relaxed),
-            self.total_bps,
+            c.limits.total_bps,
             s.draining.load(Relaxed) || s.stopped.load(Relaxed),
-            self.high_watermark,
+            c.operations.high_watermark,
         )
     }
 
@@ -256,7 +250,7 @@ pub fn render_metrics(stats: &Stats, capacity: u64) -> String {
 async fn metrics(State(s): State<HttpState>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        render_metrics(&s.stats, s.capacity),
+        render_metrics(&s.stats, s.reloader.live().config.limits.capacity as u64),
     )
         .into_response()
 }
@@ -265,13 +259,17 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn admin_drain(State(s): State<HttpState>, headers: HeaderMap) -> Response {
-    let Some(token) = &s.admin_token else {
-        return (
-            StatusCode::NOT_FOUND,
-            "admin endpoint disabled (no operations.admin_token)\n",
-        )
-            .into_response();
+/// Checks the bearer token; `Some(response)` refuses the request.
+fn admin_refusal(s: &HttpState, headers: &HeaderMap) -> Option<Response> {
+    let live = s.reloader.live();
+    let Some(token) = &live.config.operations.admin_token else {
+        return Some(
+            (
+                StatusCode::NOT_FOUND,
+                "admin endpoint disabled (no operations.admin_token)\n",
+            )
+                .into_response(),
+        );
     };
     let given = headers
         .get(header::AUTHORIZATION)
@@ -279,7 +277,38 @@ async fn admin_drain(State(s): State<HttpState>, headers: HeaderMap) -> Response
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     if !ct_eq(given.as_bytes(), token.as_bytes()) {
-        return (StatusCode::UNAUTHORIZED, "bad token\n").into_response();
+        return Some((StatusCode::UNAUTHORIZED, "bad token\n").into_response());
+    }
+    None
+}
+
+/// `POST /admin/reload`: re-reads the configuration file (like SIGHUP).
+/// 200 with `{generation, changed}`; 422 with `{errors}` when the new file is
+/// rejected (the running configuration stays); 409 without a file.
+async fn admin_reload(State(s): State<HttpState>, headers: HeaderMap) -> Response {
+    if let Some(r) = admin_refusal(&s, &headers) {
+        return r;
+    }
+    let r = s.reloader.clone();
+    match tokio::task::spawn_blocking(move || r.reload_file()).await {
+        Ok(Ok(report)) => (StatusCode::OK, Json(report)).into_response(),
+        Ok(Err(e)) => {
+            let code = match e {
+                crate::server::ReloadError::NoFile => StatusCode::CONFLICT,
+                crate::server::ReloadError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                crate::server::ReloadError::NotApplied => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            tracing::warn!("{e}");
+            let body = serde_json::json!({ "errors": e.messages() });
+            (code, Json(body)).into_response()
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+async fn admin_drain(State(s): State<HttpState>, headers: HeaderMap) -> Response {
+    if let Some(r) = admin_refusal(&s, &headers) {
+        return r;
     }
     tracing::info!("drain requested via admin endpoint");
     s.control.drain();
@@ -294,6 +323,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/admin/drain", post(admin_drain))
+        .route("/admin/reload", post(admin_reload))
         .with_state(state)
 }
 

@@ -205,6 +205,14 @@ impl Quotas {
         }
     }
 
+    /// Replaces the limits (configuration reload); current counts are kept,
+    /// so allocations above a lowered limit stay until they end.
+    pub fn set_limits(&mut self, per_user_max: u32, per_ip_max: u32, capacity: u32) {
+        self.per_user_max = per_user_max;
+        self.per_ip_max = per_ip_max;
+        self.capacity = capacity;
+    }
+
     /// Current total.
     pub fn total(&self) -> u32 {
         self.total

@@ -21,6 +21,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the relay. SIGTERM/SIGINT start a graceful drain; a second signal stops at once.
+    /// SIGHUP reloads the configuration file (certificates, secrets, limits, peer
+    /// rules) without dropping allocations; a bad file is rejected and logged.
     Serve {
         /// TOML configuration file.
         #[arg(long)]
@@ -121,12 +123,12 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            serve(cfg)
+            serve(cfg, config)
         }
     }
 }
 
-fn serve(cfg: RelayConfig) -> ExitCode {
+fn serve(cfg: RelayConfig, path: PathBuf) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -140,7 +142,7 @@ fn serve(cfg: RelayConfig) -> ExitCode {
     rt.block_on(async move {
         use tokio::signal::unix::{signal, SignalKind};
         let membership = geosteer_relay::membership::start(&cfg);
-        let handle = match geosteer_relay::start(cfg) {
+        let handle = match geosteer_relay::server::start_file(&path) {
             Ok(h) => h,
             Err(e) => {
                 eprintln!("{e}");
@@ -156,9 +158,10 @@ fn serve(cfg: RelayConfig) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let (Ok(mut term), Ok(mut int)) = (
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
         ) else {
             eprintln!("cannot install signal handlers");
             return ExitCode::FAILURE;
@@ -169,6 +172,21 @@ fn serve(cfg: RelayConfig) -> ExitCode {
             tokio::select! {
                 _ = term.recv() => signals += 1,
                 _ = int.recv() => signals += 1,
+                _ = hup.recv() => {
+                    let r = handle.reloader();
+                    match tokio::task::spawn_blocking(move || r.reload_file()).await {
+                        Ok(Ok(rep)) => tracing::info!(
+                            generation = rep.generation, changed = ?rep.changed, "SIGHUP: reloaded"
+                        ),
+                        Ok(Err(e)) => {
+                            for m in e.messages() {
+                                tracing::error!("SIGHUP: reload rejected, old configuration kept: {m}");
+                            }
+                        }
+                        Err(e) => tracing::error!("SIGHUP: reload failed: {e}"),
+                    }
+                    continue;
+                }
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {
                     if control.is_finished() { break; }
                     continue;

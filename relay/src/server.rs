@@ -8,6 +8,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::auth::Authenticator;
@@ -53,6 +54,9 @@ pub struct Control {
     waker: OnceLock<mio::Waker>,
     done: Mutex<bool>,
     done_cv: Condvar,
+    /// Configuration generation the event loop has applied.
+    applied: Mutex<u64>,
+    applied_cv: Condvar,
     stats: Arc<Stats>,
 }
 
@@ -64,6 +68,8 @@ impl Control {
             waker: OnceLock::new(),
             done: Mutex::new(false),
             done_cv: Condvar::new(),
+            applied: Mutex::new(0),
+            applied_cv: Condvar::new(),
             stats,
         }
     }
@@ -72,7 +78,32 @@ impl Control {
         let _ = self.waker.set(w);
     }
 
-    fn wake(&self) {
+    /// Called by the event loop once it runs with configuration `generation`.
+    pub(crate) fn applied(&self, generation: u64) {
+        let mut a = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        *a = generation;
+        self.applied_cv.notify_all();
+    }
+
+    /// Waits until the event loop applied `generation` (or exited, or `timeout`).
+    fn wait_applied(&self, generation: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut a = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        while *a < generation {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.stats.stopped.load(Relaxed) {
+                return false;
+            }
+            a = self
+                .applied_cv
+                .wait_timeout(a, left.min(Duration::from_millis(200)))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+
+    pub(crate) fn wake(&self) {
         if let Some(w) = self.waker.get() {
             let _ = w.wake();
         }
@@ -134,6 +165,214 @@ impl Control {
     }
 }
 
+/// Size, inode and modification time of a file: a certificate replaced in
+/// place (new inode by `mv`, or rewritten) gives a different stamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+}
+
+impl FileStamp {
+    /// Stamps `path`; `None` when it cannot be read.
+    pub fn of(path: &std::path::Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some(Self {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+        })
+    }
+}
+
+/// The reloadable parts of the relay, published as one immutable snapshot:
+/// the event loop compares [`Live::generation`] once per turn and applies a
+/// new configuration between packets; the acceptor takes [`Live::tls`] for
+/// each new connection. Nothing on the packet path reads it.
+#[derive(Debug)]
+pub struct Live {
+    /// Configuration generation (1 at start, +1 per accepted reload).
+    pub generation: u64,
+    /// The configuration in force.
+    pub config: Arc<RelayConfig>,
+    /// TLS server configuration, when TLS listeners exist.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    tls_stamp: Option<(FileStamp, FileStamp)>,
+}
+
+/// What an accepted reload changed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReloadReport {
+    /// The new configuration generation.
+    pub generation: u64,
+    /// Sections that changed (`auth.secrets`, `limits`, `tls certificate`, ...).
+    pub changed: Vec<String>,
+}
+
+/// Why a reload was refused (the running configuration stays).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The relay was started without a configuration file.
+    #[error("no configuration file to reload (relay started in-process)")]
+    NoFile,
+    /// The new configuration is invalid or changes keys that need a restart.
+    #[error("reload rejected: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<ConfigError>),
+    /// The event loop did not pick the new configuration up (it is stopping).
+    #[error("event loop did not apply the new configuration")]
+    NotApplied,
+}
+
+impl ReloadError {
+    /// Every problem as text.
+    pub fn messages(&self) -> Vec<String> {
+        match self {
+            ReloadError::Invalid(v) => v.iter().map(|e| e.to_string()).collect(),
+            e => vec![e.to_string()],
+        }
+    }
+}
+
+fn load_tls(c: &RelayConfig) -> Result<TlsState, Vec<ConfigError>> {
+    let (Some(cert), Some(key), false) = (&c.listen.tls_cert, &c.listen.tls_key, {
+        c.listen.tls.is_empty()
+    }) else {
+        return Ok((None, None));
+    };
+    let stamps = FileStamp::of(cert).zip(FileStamp::of(key));
+    let cfg = tls_config(cert, key).map_err(|e| {
+        vec![ConfigError {
+            path: "listen.tls_cert".into(),
+            message: e.to_string(),
+        }]
+    })?;
+    Ok((Some(Arc::new(cfg)), stamps))
+}
+
+type TlsState = (
+    Option<Arc<rustls::ServerConfig>>,
+    Option<(FileStamp, FileStamp)>,
+);
+
+/// Validates and publishes new configurations (SIGHUP, `POST /admin/reload`,
+/// [`RelayHandle::reload`]) and picks up replaced certificate files.
+pub struct Reloader {
+    path: Option<std::path::PathBuf>,
+    live: Arc<ArcSwap<Live>>,
+    lock: Mutex<()>,
+    control: Arc<Control>,
+    /// Stamps of certificate files that failed to load (logged once).
+    failed_stamp: Mutex<Option<(FileStamp, FileStamp)>>,
+}
+
+impl std::fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloader")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl Reloader {
+    /// The snapshot in force.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.load_full()
+    }
+
+    /// Re-reads the configuration file and applies it.
+    pub fn reload_file(&self) -> Result<ReloadReport, ReloadError> {
+        let path = self.path.as_ref().ok_or(ReloadError::NoFile)?;
+        let cfg = RelayConfig::load(path).map_err(|e| ReloadError::Invalid(vec![e]))?;
+        self.reload(cfg)
+    }
+
+    /// Validates `new` and, if it is good, publishes it and waits until the
+    /// event loop runs with it. On any error the running configuration stays.
+    pub fn reload(&self, new: RelayConfig) -> Result<ReloadReport, ReloadError> {
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        new.validate().map_err(ReloadError::Invalid)?;
+        let cur = self.live.load_full();
+        let conflicts = cur.config.reload_conflicts(&new);
+        if !conflicts.is_empty() {
+            return Err(ReloadError::Invalid(conflicts));
+        }
+        let (tls, tls_stamp) = load_tls(&new).map_err(ReloadError::Invalid)?;
+        let mut changed: Vec<String> = cur
+            .config
+            .reload_changes(&new)
+            .into_iter()
+            .map(String::from)
+            .collect();
+        if tls_stamp != cur.tls_stamp && !changed.iter().any(|c| c == "listen.tls_cert") {
+            changed.push("tls certificate".into());
+        }
+        let generation = cur.generation + 1;
+        self.live.store(Arc::new(Live {
+            generation,
+            config: Arc::new(new),
+            tls,
+            tls_stamp,
+        }));
+        self.control.wake();
+        if !self
+            .control
+            .wait_applied(generation, Duration::from_secs(10))
+        {
+            return Err(ReloadError::NotApplied);
+        }
+        tracing::info!(generation, changed = ?changed, "configuration reloaded");
+        Ok(ReloadReport {
+            generation,
+            changed,
+        })
+    }
+
+    /// Reloads the TLS certificate if its files were replaced since it was
+    /// loaded (called every couple of seconds). A half-written pair fails to
+    /// load and is retried on the next call; the old certificate stays.
+    /// Returns whether a new certificate was published.
+    pub fn poll_certificates(&self) -> bool {
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let cur = self.live.load_full();
+        let l = &cur.config.listen;
+        let (Some(cert), Some(key), Some(old)) = (&l.tls_cert, &l.tls_key, cur.tls_stamp) else {
+            return false;
+        };
+        let now = FileStamp::of(cert).zip(FileStamp::of(key));
+        let mut failed = self.failed_stamp.lock().unwrap_or_else(|e| e.into_inner());
+        if now.is_none() || now == Some(old) || now == *failed {
+            return false;
+        }
+        match load_tls(&cur.config) {
+            Ok((tls, tls_stamp)) => {
+                self.live.store(Arc::new(Live {
+                    generation: cur.generation,
+                    config: cur.config.clone(),
+                    tls,
+                    tls_stamp,
+                }));
+                tracing::info!(cert = %cert.display(), "TLS certificate files changed: reloaded");
+                true
+            }
+            Err(e) => {
+                *failed = now;
+                tracing::warn!(
+                    "TLS certificate files changed but do not load (old certificate kept): {}",
+                    e.iter()
+                        .map(|e| e.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                );
+                false
+            }
+        }
+    }
+}
+
 /// A running relay.
 pub struct RelayHandle {
     /// Bound UDP listener addresses.
@@ -147,6 +386,7 @@ pub struct RelayHandle {
     /// Shared statistics.
     pub stats: Arc<Stats>,
     control: Arc<Control>,
+    reloader: Arc<Reloader>,
     core: Option<JoinHandle<()>>,
     http_thread: Option<JoinHandle<()>>,
     http_stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -172,6 +412,16 @@ impl RelayHandle {
     /// Starts a graceful drain.
     pub fn drain(&self) {
         self.control.drain();
+    }
+
+    /// The reloader (SIGHUP handler, admin API).
+    pub fn reloader(&self) -> Arc<Reloader> {
+        self.reloader.clone()
+    }
+
+    /// Applies a new configuration without dropping allocations.
+    pub fn reload(&self, config: RelayConfig) -> Result<ReloadReport, ReloadError> {
+        self.reloader.reload(config)
     }
 
     /// Waits for the event loop to exit (after drain or stop), then stops HTTP.
@@ -261,13 +511,21 @@ pub fn tls_config(
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| StartError::Tls(format!("{}: {e}", key.display())))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    rustls::ServerConfig::builder_with_provider(provider)
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| StartError::Tls(e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| StartError::Tls(e.to_string()))
+        .map_err(|e| StartError::Tls(e.to_string()))?;
+    // RFC 7443: TURN over TLS announces itself as `stun.turn`, which is what
+    // lets it share port 443 with HTTPS behind ALPN-routing middleboxes.
+    // Clients that offer no ALPN at all are served too.
+    cfg.alpn_protocols = vec![ALPN_TURN.to_vec()];
+    Ok(cfg)
 }
+
+/// ALPN protocol id of TURN/STUN over TLS (RFC 7443).
+pub const ALPN_TURN: &[u8] = b"stun.turn";
 
 fn raise_fd_limit() {
     // SAFETY: plain getrlimit/setrlimit on a local struct.
@@ -283,6 +541,20 @@ fn raise_fd_limit() {
 /// Validates the configuration, binds every socket and starts the relay.
 /// Returns once it is serving, with the bound addresses.
 pub fn start(config: RelayConfig) -> Result<RelayHandle, StartError> {
+    start_inner(config, None)
+}
+
+/// Like [`start`], reading `path`, which SIGHUP and `POST /admin/reload`
+/// re-read later.
+pub fn start_file(path: &std::path::Path) -> Result<RelayHandle, StartError> {
+    let config = RelayConfig::load(path).map_err(|e| StartError::Config(vec![e]))?;
+    start_inner(config, Some(path.to_path_buf()))
+}
+
+fn start_inner(
+    config: RelayConfig,
+    path: Option<std::path::PathBuf>,
+) -> Result<RelayHandle, StartError> {
     config.validate().map_err(StartError::Config)?;
     raise_fd_limit();
     let udp: Vec<UdpSocket> = config
@@ -303,14 +575,7 @@ pub fn start(config: RelayConfig) -> Result<RelayHandle, StartError> {
         .iter()
         .map(|a| bind_tcp(*a, "tls"))
         .collect::<Result<_, _>>()?;
-    let tls_config = match (
-        &config.listen.tls_cert,
-        &config.listen.tls_key,
-        tls.is_empty(),
-    ) {
-        (Some(c), Some(k), false) => Some(Arc::new(tls_config(c, k)?)),
-        _ => None,
-    };
+    let (tls_config, tls_stamp) = load_tls(&config).map_err(StartError::Config)?;
     let http =
         std::net::TcpListener::bind(config.listen.http).map_err(|source| StartError::Bind {
             what: "http",
@@ -337,11 +602,23 @@ pub fn start(config: RelayConfig) -> Result<RelayHandle, StartError> {
     let stats = Arc::new(Stats::default());
     let control = Arc::new(Control::new(stats.clone()));
     control.heartbeat();
+    // A random nonce key is kept for the life of the process, so reloads
+    // leave outstanding nonces valid.
+    let mut random_nonce_key = vec![0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random_nonce_key)
+        .map_err(|_| std::io::Error::other("system RNG unavailable"))?;
     let auth = Authenticator::new(
         &config.realm,
         config.auth.users.clone(),
         &config.auth.secrets,
-        config.auth.nonce_key.as_deref().map(str::as_bytes),
+        Some(
+            config
+                .auth
+                .nonce_key
+                .as_deref()
+                .map(str::as_bytes)
+                .unwrap_or(&random_nonce_key),
+        ),
         config.auth.nonce_ttl,
     );
     let lim = &config.limits;
@@ -364,11 +641,26 @@ pub fn start(config: RelayConfig) -> Result<RelayHandle, StartError> {
         config.relay.port_min,
         config.relay.port_max,
     );
+    let live = Arc::new(ArcSwap::from_pointee(Live {
+        generation: 1,
+        config: Arc::new(config.clone()),
+        tls: tls_config,
+        tls_stamp,
+    }));
+    control.applied(1);
+    let reloader = Arc::new(Reloader {
+        path,
+        live: live.clone(),
+        lock: Mutex::new(()),
+        control: control.clone(),
+        failed_stamp: Mutex::new(None),
+    });
     let sockets = Sockets {
         udp,
         tcp,
         tls,
-        tls_config,
+        live,
+        random_nonce_key,
     };
     let max_conns = (lim.capacity as usize).saturating_mul(2).max(1024);
     let drain_timeout = Duration::from_secs(config.operations.drain_timeout);
@@ -400,7 +692,8 @@ pub fn start(config: RelayConfig) -> Result<RelayHandle, StartError> {
         .map_err(|_| std::io::Error::other("event loop thread died"))??;
 
     let (http_stop, http_rx) = tokio::sync::oneshot::channel();
-    let state = crate::http::HttpState::new(&config, stats.clone(), control.clone());
+    let state = crate::http::HttpState::new(stats.clone(), control.clone(), reloader.clone());
+    let poller = reloader.clone();
     let http_thread = std::thread::Builder::new()
         .name("relay-http".into())
         .spawn(move || {
@@ -415,6 +708,15 @@ pub fn start(config: RelayConfig) -> Result<RelayHandle, StartError> {
                 }
             };
             rt.block_on(async move {
+                // Replaced certificate files are picked up within two seconds.
+                tokio::spawn(async move {
+                    let mut every = tokio::time::interval(Duration::from_secs(2));
+                    loop {
+                        every.tick().await;
+                        let p = poller.clone();
+                        let _ = tokio::task::spawn_blocking(move || p.poll_certificates()).await;
+                    }
+                });
                 if let Err(e) = crate::http::serve(http, state, http_rx).await {
                     tracing::error!("http server: {e}");
                 }
@@ -431,6 +733,7 @@ pub fn start(config: RelayConfig) -> Result<RelayHandle, StartError> {
         http: http_addr,
         stats,
         control,
+        reloader,
         core: Some(core),
         http_thread: Some(http_thread),
         http_stop: Some(http_stop),

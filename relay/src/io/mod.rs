@@ -50,8 +50,10 @@ pub struct Sockets {
     pub tcp: Vec<TcpListener>,
     /// TLS listeners.
     pub tls: Vec<TcpListener>,
-    /// TLS server configuration (required when `tls` is non-empty).
-    pub tls_config: Option<Arc<rustls::ServerConfig>>,
+    /// The reloadable configuration snapshot (TLS, credentials, limits).
+    pub live: Arc<arc_swap::ArcSwap<crate::server::Live>>,
+    /// Nonce key used when the configuration names none (kept across reloads).
+    pub random_nonce_key: Vec<u8>,
 }
 
 struct RelaySock {
@@ -180,7 +182,10 @@ pub struct EventLoop {
     io: IoState,
     tcp: Vec<mio::net::TcpListener>,
     tls: Vec<mio::net::TcpListener>,
-    tls_config: Option<Arc<rustls::ServerConfig>>,
+    live: Arc<arc_swap::ArcSwap<crate::server::Live>>,
+    /// Configuration generation applied to `server`.
+    applied: u64,
+    random_nonce_key: Vec<u8>,
     rx: Box<Batch>,
     pending_udp: Vec<usize>,
     /// Connections stopped by [`CONN_READ_BUDGET`] with data left to read.
@@ -258,7 +263,9 @@ impl EventLoop {
             },
             tcp,
             tls,
-            tls_config: sockets.tls_config,
+            applied: sockets.live.load().generation,
+            live: sockets.live,
+            random_nonce_key: sockets.random_nonce_key,
             rx: Batch::new(),
             pending_udp: Vec::new(),
             pending_conns: Vec::new(),
@@ -289,6 +296,7 @@ impl EventLoop {
                 }
             }
             self.io.now = Instant::now();
+            self.apply_reload();
             // Listeners left with data last turn get their next share after
             // this turn's events.
             let pending = std::mem::take(&mut self.pending_udp);
@@ -363,6 +371,25 @@ impl EventLoop {
             }
         }
         self.control.finished();
+    }
+
+    /// Applies a configuration published since the last turn (one atomic
+    /// load per turn, nothing per packet). Allocations are untouched.
+    fn apply_reload(&mut self) {
+        let live = self.live.load();
+        if live.generation == self.applied {
+            return;
+        }
+        let c = &live.config;
+        let key = c
+            .auth
+            .nonce_key
+            .as_deref()
+            .map(str::as_bytes)
+            .unwrap_or(&self.random_nonce_key);
+        self.server.reconfigure(c, key, self.io.now);
+        self.applied = live.generation;
+        self.control.applied(live.generation);
     }
 
     /// Reads a UDP listener, at most [`LISTENER_BATCHES`] batches per turn so
@@ -456,10 +483,10 @@ impl EventLoop {
                 continue; // dropped: closes the connection
             }
             let session = if tls {
-                let Some(cfg) = &self.tls_config else {
+                let Some(cfg) = self.live.load().tls.clone() else {
                     continue;
                 };
-                match rustls::ServerConnection::new(cfg.clone()) {
+                match rustls::ServerConnection::new(cfg) {
                     Ok(s) => Some(s),
                     Err(_) => continue,
                 }

@@ -657,3 +657,44 @@ pub fn normalize(addr: SocketAddr) -> SocketAddr {
 fn secs(s: u32) -> Duration {
     Duration::from_secs(s as u64)
 }
+
+// --- Reload (issue 12, transports half): kept apart so that it merges
+// cleanly with changes to the request handling above.
+impl Server {
+    /// Applies a reloaded configuration without touching any allocation:
+    /// credentials, peer rules, quotas, rate limits, lifetimes and bandwidth
+    /// caps are replaced; permissions and channels the new peer rules deny
+    /// are dropped at once. `nonce_key` is the key in use (kept across
+    /// reloads so outstanding nonces stay valid). Settings that need new
+    /// sockets (listeners, relay addresses, realm) must not differ: the
+    /// caller rejects such a reload before it gets here.
+    pub fn reconfigure(&mut self, c: &RelayConfig, nonce_key: &[u8], now: Instant) {
+        let lim = &c.limits;
+        self.cfg = ProtoConfig::from_config(c);
+        self.auth = Authenticator::new(
+            &c.realm,
+            c.auth.users.clone(),
+            &c.auth.secrets,
+            Some(nonce_key),
+            c.auth.nonce_ttl,
+        );
+        self.policy = PeerPolicy::new(&c.peer_policy);
+        self.quotas.set_limits(
+            lim.allocations_per_user,
+            lim.allocations_per_ip,
+            lim.capacity,
+        );
+        self.unauth = UnauthorizedLimiter::new(lim.unauthorized_per_ip);
+        self.total_bucket = TokenBucket::new(self.cfg.total_bps, now);
+        let policy = &self.policy;
+        for a in self.allocs.values_mut() {
+            a.bucket = TokenBucket::new(self.cfg.max_bps, now);
+            a.permissions.retain(|(ip, _)| policy.check(*ip).is_ok());
+            a.channels.retain(|ch| policy.check(ch.peer.ip()).is_ok());
+        }
+        self.stats.capacity.store(
+            self.quotas.capacity() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+}
