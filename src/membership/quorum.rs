@@ -10,9 +10,11 @@
 //! Everything here is free of I/O and time sources: `now` comes in as an
 //! argument, so it is unit-tested without a network.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::fmt::Write as _;
 
-use geosteer_relay::membership::{is_key_segment, is_label};
+use geosteer_relay::membership::{is_key_segment, is_label, Kv, WatchEvent};
 use serde::{Deserialize, Serialize};
 
 use super::Rejection;
@@ -199,6 +201,125 @@ pub fn parse_vote(
     Ok((node.to_string(), format!("{pool}/{member}"), v))
 }
 
+/// The other DNS nodes' votes as last read from etcd, validated per key.
+/// Fed by a full read or watch events (as [`super::Members`] is); a bad key
+/// is logged and counted once and ignored, never poisoning the others.
+#[derive(Debug, Default)]
+pub struct VoteBook {
+    prefix: String,
+    own_node: String,
+    /// `pool/member` → (node → vote).
+    votes: BTreeMap<String, BTreeMap<String, Vote>>,
+    /// Keys currently rejected, with why.
+    rejected: BTreeMap<String, Rejection>,
+    rejected_total: BTreeMap<&'static str, u64>,
+    /// Which (member, node) each accepted key holds, for deletes.
+    keys: BTreeMap<String, (String, String)>,
+}
+
+impl VoteBook {
+    /// An empty book for votes under `prefix`; `own_node`'s votes are skipped
+    /// (a node's own verdict comes from its probes, not from etcd).
+    pub fn new(prefix: &str, own_node: &str) -> VoteBook {
+        VoteBook {
+            prefix: prefix.to_string(),
+            own_node: own_node.to_string(),
+            ..VoteBook::default()
+        }
+    }
+
+    /// Replaces everything with a full read.
+    pub fn replace(&mut self, kvs: Vec<Kv>) {
+        self.votes.clear();
+        self.keys.clear();
+        let mut rejected = BTreeMap::new();
+        for kv in kvs {
+            if let Err(r) = self.put(&kv.key, &kv.value) {
+                rejected.insert(kv.key, r);
+            }
+        }
+        for (k, r) in &rejected {
+            self.count(k, r);
+        }
+        self.rejected = rejected;
+    }
+
+    /// Applies watch events.
+    pub fn apply(&mut self, events: Vec<WatchEvent>) {
+        for e in events {
+            match e {
+                WatchEvent::Put(kv) => {
+                    self.remove(&kv.key);
+                    match self.put(&kv.key, &kv.value) {
+                        Ok(()) => {
+                            self.rejected.remove(&kv.key);
+                        }
+                        Err(r) => {
+                            self.count(&kv.key, &r);
+                            self.rejected.insert(kv.key, r);
+                        }
+                    }
+                }
+                WatchEvent::Delete(k) => {
+                    self.remove(&k);
+                    self.rejected.remove(&k);
+                }
+            }
+        }
+    }
+
+    fn put(&mut self, key: &str, value: &[u8]) -> Result<(), Rejection> {
+        let (node, member, v) = parse_vote(&self.prefix, key, value)?;
+        if node == self.own_node {
+            return Ok(());
+        }
+        self.votes
+            .entry(member.clone())
+            .or_default()
+            .insert(node.clone(), v);
+        self.keys.insert(key.to_string(), (member, node));
+        Ok(())
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some((member, node)) = self.keys.remove(key) {
+            if let Some(m) = self.votes.get_mut(&member) {
+                m.remove(&node);
+                if m.is_empty() {
+                    self.votes.remove(&member);
+                }
+            }
+        }
+    }
+
+    fn count(&mut self, key: &str, r: &Rejection) {
+        if self.rejected.get(key) != Some(r) {
+            tracing::warn!(key, reason = r.reason, error = %r.message, "etcd health vote rejected");
+            *self.rejected_total.entry(r.reason).or_default() += 1;
+        }
+    }
+
+    /// The other nodes' votes for `member` (`pool/name`).
+    pub fn for_member(&self, member: &str) -> Vec<(String, Vote)> {
+        self.votes
+            .get(member)
+            .map(|m| m.iter().map(|(n, v)| (n.clone(), *v)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Prometheus text: rejected vote keys, by reason.
+    pub fn render_metrics(&self, out: &mut String) {
+        let _ = writeln!(out, "# HELP geosteer_quorum_votes_invalid Health vote keys currently rejected.\n# TYPE geosteer_quorum_votes_invalid gauge\ngeosteer_quorum_votes_invalid {}", self.rejected.len());
+        let _ = writeln!(out, "# HELP geosteer_quorum_votes_rejected_total etcd health vote keys rejected, by reason.\n# TYPE geosteer_quorum_votes_rejected_total counter");
+        for (reason, n) in &self.rejected_total {
+            let _ = writeln!(
+                out,
+                "geosteer_quorum_votes_rejected_total{{reason=\"{reason}\"}} {n}"
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,5 +472,52 @@ mod tests {
             vote_key(p, "dns-a", "turn/fra1"),
             "/geosteer/t/votes/dns-a/turn/fra1"
         );
+    }
+
+    #[test]
+    fn vote_book_keeps_good_votes_and_counts_bad_ones_once() {
+        let p = "/geosteer/t/votes/";
+        let kv = |k: &str, v: &str| Kv {
+            key: format!("{p}{k}"),
+            value: v.as_bytes().to_vec(),
+            mod_revision: 1,
+        };
+        let mut b = VoteBook::new(p, "me");
+        b.replace(vec![
+            kv("b/turn/fra1", r#"{"up":false,"at_unix_ms":5}"#),
+            kv("c/turn/fra1", r#"{"up":true,"at_unix_ms":6}"#),
+            kv("me/turn/fra1", r#"{"up":true,"at_unix_ms":6}"#),
+            kv("d/turn/fra1", "{oops"),
+            kv("d/turn", r#"{"up":true,"at_unix_ms":6}"#),
+        ]);
+        assert_eq!(
+            b.for_member("turn/fra1"),
+            votes(&[("b", false, 5), ("c", true, 6)])
+        );
+        // Re-reading the same bad keys counts nothing twice.
+        b.replace(vec![
+            kv("b/turn/fra1", r#"{"up":false,"at_unix_ms":5}"#),
+            kv("d/turn/fra1", "{oops"),
+            kv("d/turn", r#"{"up":true,"at_unix_ms":6}"#),
+        ]);
+        assert_eq!(b.for_member("turn/fra1"), votes(&[("b", false, 5)]));
+        let mut out = String::new();
+        b.render_metrics(&mut out);
+        assert!(out.contains("geosteer_quorum_votes_invalid 2"), "{out}");
+        assert!(out.contains("reason=\"vote_json\"} 1"), "{out}");
+        assert!(out.contains("reason=\"vote_key\"} 1"), "{out}");
+        // A watch fixes a bad key, turns a good one bad, and expires one.
+        b.apply(vec![
+            WatchEvent::Put(kv("d/turn/fra1", r#"{"up":false,"at_unix_ms":9}"#)),
+            WatchEvent::Put(kv("b/turn/fra1", "[]")),
+            WatchEvent::Delete(format!("{p}d/turn")),
+        ]);
+        assert_eq!(b.for_member("turn/fra1"), votes(&[("d", false, 9)]));
+        b.apply(vec![WatchEvent::Delete(format!("{p}d/turn/fra1"))]);
+        assert!(b.for_member("turn/fra1").is_empty());
+        let mut out = String::new();
+        b.render_metrics(&mut out);
+        assert!(out.contains("geosteer_quorum_votes_invalid 1"), "{out}");
+        assert!(out.contains("reason=\"vote_json\"} 2"), "{out}");
     }
 }
