@@ -70,7 +70,7 @@ ttl = 1
 degraded_ttl = 1
 [health]
 interval_ms = ${INTERVAL:-250}
-timeout_ms = 200
+timeout_ms = ${TIMEOUT:-200}
 rise = 2
 fall = 2
 [api]
@@ -126,7 +126,8 @@ for p in "${pids[@]:2}"; do kill -9 "$p" 2>/dev/null && wait "$p" 2>/dev/null ||
 sleep 0.5
 
 # --- 2: 1,000 watched members against 1,000 static ones. Every member's
-# health URL is the one static relay's (still running), so all are probed up.
+# health URL is the one static relay's (still running), so all are probed up
+# (2 s interval, 1.5 s timeout: 1,000 probes per interval hit that one relay).
 members=""
 for i in $(seq 0 $((MEMBERS - 1))); do
 	a=127.31.$((i / 250)).$((i % 250 + 1))
@@ -136,8 +137,8 @@ done >"$WORK/puts"
 while read -r _ k v; do ctl put "$k" "$v" >/dev/null; done <"$WORK/puts"
 n=$(ctl get --prefix --keys-only /geosteer/watched/members/ | grep -c . || true)
 [[ $n == "$MEMBERS" ]] || die "only $n of $MEMBERS keys in etcd"
-INTERVAL=2000 API=8396 dns_conf 5396 watched "" >"$WORK/watched.toml"
-INTERVAL=2000 API=8397 dns_conf 5397 - "$members" >"$WORK/static.toml"
+INTERVAL=2000 TIMEOUT=1500 API=8396 dns_conf 5396 watched "" >"$WORK/watched.toml"
+INTERVAL=2000 TIMEOUT=1500 API=8397 dns_conf 5397 - "$members" >"$WORK/static.toml"
 taskset -c "$SERVER_CPU" "$GS" serve --config "$WORK/watched.toml" >"$WORK/watched.log" 2>&1 &
 PW=$!; pids+=($PW)
 taskset -c "$SERVER_CPU" "$GS" serve --config "$WORK/static.toml" >"$WORK/static.log" 2>&1 &
