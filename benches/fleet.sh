@@ -31,6 +31,7 @@ rm -rf "$WORK" && mkdir -p "$WORK"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
+trap 'exit 1' INT TERM   # so the EXIT trap runs on ^C / kill too
 ETCD_EP=http://127.0.30.1:2379
 ctl() { etcdctl --endpoints=$ETCD_EP --command-timeout=5s "$@"; }
 now_ms() { date +%s%3N; }
