@@ -8,6 +8,7 @@
 //! serves its static members and catches up once etcd answers.
 
 mod config;
+pub mod quorum;
 mod registry;
 mod watch;
 
