@@ -685,6 +685,7 @@ impl Server {
             lim.capacity,
         );
         self.unauth = UnauthorizedLimiter::new(lim.unauthorized_per_ip);
+        self.bindings = SourceLimiter::new(self.cfg.bindings_per_sec);
         self.total_bucket = TokenBucket::new(self.cfg.total_bps, now);
         let policy = &self.policy;
         for a in self.allocs.values_mut() {
