@@ -54,7 +54,7 @@ if [[ -e ${aws_modules[0]} ]]; then
   if command -v checkov >/dev/null; then
     for m in "${aws_modules[@]}"; do
       say "checkov $m"
-      checkov -d "$m" --framework terraform --quiet --compact --skip-download --no-guide
+      checkov -d "$m" --framework terraform --quiet --compact --skip-download
     done
   else
     missing "checkov (pip)" "cloud modules not scanned"
@@ -120,15 +120,21 @@ for p in sorted(etc.glob("relay-*.toml")):
     if listens != opened:
         sys.exit(f"{p.name}: opened-not-listened {sorted(opened - listens)}, listened-not-opened {sorted(listens - opened)}")
 print(f"  {len(opened)} rules match the listeners of every relay")
-# The cloud modules build their ingress only from that list.
+# The cloud modules build their ingress only from that list (plus SSH, 22
+# only and only from ssh_cidrs).
 for m in pathlib.Path("terraform/modules").glob("aws-relay-region"):
     text = "".join(f.read_text() for f in m.glob("*.tf"))
     if re.search(r"^\s*ingress\s*\{", text, re.M):
         sys.exit(f"{m}: inline ingress blocks; rules must come from relay_firewall")
-    rules = re.findall(r'resource "aws_vpc_security_group_ingress_rule" "(\w+)" \{\n\s*for_each\s*=\s*(.*)', text)
-    if not rules or any("relay_firewall" not in fe for _, fe in rules):
-        sys.exit(f"{m}: every ingress rule must iterate over relay_firewall: {rules}")
-    print(f"  {m}: {len(rules)} ingress resources, all from relay_firewall")
+    rules = dict(re.findall(r'resource "aws_vpc_security_group_ingress_rule" "(\w+)" \{\n\s*for_each\s*=\s*(.*)', text))
+    want = {"public": "local.public_rules", "dns_nodes": "local.dns_rules", "ssh": "toset(var.ssh_cidrs)"}
+    if rules != want:
+        sys.exit(f"{m}: ingress resources {rules}, expected {want}")
+    if not re.search(r"rules\s*=\s*\{\s*for r in var.relay_firewall", text):
+        sys.exit(f"{m}: local.rules must be built from var.relay_firewall")
+    if not re.search(r'"ssh"[^}]*from_port\s*=\s*22\s*\n\s*to_port\s*=\s*22', text, re.S):
+        sys.exit(f"{m}: the ssh rule must open 22 only")
+    print(f"  {m}: ingress only from relay_firewall (+ SSH from ssh_cidrs, default none)")
 PY
 
   if command -v systemd-analyze >/dev/null; then
@@ -150,7 +156,7 @@ fi
 if command -v cargo-deb >/dev/null || cargo install --list | grep -q '^cargo-deb '; then
   say "cargo deb (dev profile; publish with the release profile)"
   nice cargo build -q -p geosteer -p geosteer-relay --bins
-  deb=$(cargo deb -p geosteer --no-build --profile dev --no-strip -o "$tmp/" 2>&1 | tail -1)
+  deb=$(cargo deb -p geosteer --no-build --profile dev --fast -o "$tmp/" 2>&1 | tail -1)
   [[ -f $deb ]] || { echo "$deb"; say "FAIL: no .deb"; exit 1; }
   dpkg-deb -I "$deb" > "$tmp/info"
   dpkg-deb -c "$deb" > "$tmp/contents"
