@@ -1,0 +1,131 @@
+variable "deployment" {
+  description = "Deployment name (same as the geosteer-config module's)."
+  type        = string
+}
+
+variable "region_name" {
+  description = "geosteer region name, e.g. eu-central."
+  type        = string
+}
+
+variable "latitude" {
+  description = "Latitude of the region, degrees."
+  type        = number
+}
+
+variable "longitude" {
+  description = "Longitude of the region, degrees."
+  type        = number
+}
+
+variable "vpc_id" {
+  description = "VPC of the relays."
+  type        = string
+}
+
+variable "subnet_ids" {
+  description = "Public subnets (one per availability zone) for the relays."
+  type        = list(string)
+  validation {
+    condition     = length(var.subnet_ids) >= 1
+    error_message = "at least one subnet."
+  }
+}
+
+variable "ami_id" {
+  description = "Debian 12 AMI for the relays."
+  type        = string
+}
+
+variable "instance_type" {
+  description = "Relay instance type (network-optimised, e.g. c7gn.large or c6in.large)."
+  type        = string
+  default     = "c6in.large"
+}
+
+variable "min_size" {
+  description = "Fewest relays."
+  type        = number
+  default     = 2
+}
+
+variable "max_size" {
+  description = "Most relays; as many Elastic IPs are allocated."
+  type        = number
+  default     = 6
+  validation {
+    condition     = var.max_size >= 1 && var.max_size <= 50
+    error_message = "max_size must be 1..50."
+  }
+}
+
+variable "target_utilization_percent" {
+  description = "Target-tracking value of GeosteerRelay/Utilization (sessions / capacity, %); the brief scales out past 80."
+  type        = number
+  default     = 70
+  validation {
+    condition     = var.target_utilization_percent > 0 && var.target_utilization_percent < 100
+    error_message = "target_utilization_percent must be 1..99."
+  }
+}
+
+variable "relay_firewall" {
+  description = "Ports from geosteer-config's relay_firewall output: the only source of ingress rules."
+  type = list(object({
+    name     = string
+    protocol = string
+    from     = number
+    to       = number
+    source   = string
+  }))
+}
+
+variable "dns_node_cidrs" {
+  description = "Addresses of the DNS nodes (/32): the only sources allowed on the health/metrics port."
+  type        = list(string)
+}
+
+variable "ssh_cidrs" {
+  description = "Networks allowed to SSH; empty (the default) = SSH closed."
+  type        = list(string)
+  default     = []
+}
+
+variable "user_data" {
+  description = "cloud-init user-data from geosteer-config's relay_user_data (holds no secret)."
+  type        = string
+}
+
+variable "secret_name" {
+  description = "Secrets Manager name from geosteer-config's secret_names.relay."
+  type        = string
+}
+
+variable "relay_secret" {
+  description = "JSON {turn_secrets = [...], nonce_key, tls_cert, tls_key}; stored in Secrets Manager."
+  type = object({
+    turn_secrets = list(string)
+    nonce_key    = string
+    tls_cert     = optional(string)
+    tls_key      = optional(string)
+  })
+  sensitive = true
+}
+
+variable "kms_key_id" {
+  description = "KMS key for the secret, volumes and logs; null = a key created here."
+  type        = string
+  default     = null
+}
+
+variable "drain_timeout" {
+  description = "Seconds a terminating relay may drain (lifecycle hook heartbeat)."
+  type        = number
+  default     = 3600
+}
+
+variable "health_port" {
+  description = "Relay health port (for the health URLs)."
+  type        = number
+  default     = 9641
+}

@@ -1,0 +1,101 @@
+locals {
+  pkg = "${path.module}/../../../packaging"
+
+  tls_ports = concat([var.turns_port], var.turns_on_443 ? [443] : [])
+
+  members = flatten([
+    for r in var.regions : [
+      for m in r.members : merge(m, { region = r.name })
+    ]
+  ])
+
+  # Ports each relay listens on: the security groups of every cloud module
+  # are built from this list and nothing else.
+  relay_firewall = concat(
+    [
+      { name = "turn-udp", protocol = "udp", from = var.turn_port, to = var.turn_port, source = "public" },
+      { name = "turn-tcp", protocol = "tcp", from = var.turn_port, to = var.turn_port, source = "public" },
+    ],
+    [for p in local.tls_ports : { name = "turns-${p}", protocol = "tcp", from = p, to = p, source = "public" }],
+    [
+      { name = "relay-range", protocol = "udp", from = var.relay_port_min, to = var.relay_port_max, source = "public" },
+      { name = "health", protocol = "tcp", from = var.relay_http_port, to = var.relay_http_port, source = "dns_nodes" },
+    ],
+  )
+
+  geosteer_toml = templatefile("${path.module}/templates/geosteer.toml.tftpl", {
+    config_dir     = var.config_dir
+    geoip_database = var.geoip_database
+    ttl            = var.ttl
+    regions        = var.regions
+    members        = local.members
+    zone           = var.zone
+    steered_name   = var.steered_name
+    api_listen     = var.api_listen
+    etcd_endpoints = var.etcd_endpoints
+    deployment     = var.deployment
+    turn_port      = var.turn_port
+    turns_port     = var.turns_port
+  })
+
+  zone_file = templatefile("${path.module}/templates/zone.tftpl", {
+    zone      = var.zone
+    dns_nodes = var.dns_nodes
+  })
+
+  relay_toml = {
+    for r in var.regions : r.name => templatefile("${path.module}/templates/relay.toml.tftpl", {
+      region         = r.name
+      config_dir     = var.config_dir
+      turn_port      = var.turn_port
+      tls_ports      = local.tls_ports
+      http_port      = var.relay_http_port
+      capacity       = var.relay_capacity
+      drain_timeout  = var.drain_timeout
+      etcd_endpoints = var.etcd_endpoints
+      deployment     = var.deployment
+      port_min       = var.relay_port_min
+      port_max       = var.relay_port_max
+    })
+  }
+
+  units = {
+    "geosteer.service"       = file("${local.pkg}/systemd/geosteer.service")
+    "geosteer-relay.service" = file("${local.pkg}/systemd/geosteer-relay.service")
+  }
+  sysctl = file("${local.pkg}/sysctl/60-geosteer-relay.conf")
+
+  # Secrets live in Secrets Manager under these names; machines read them at
+  # boot through their instance role. Only names go into user-data.
+  dns_secret_name   = "geosteer/${var.deployment}/dns"
+  relay_secret_name = "geosteer/${var.deployment}/relay"
+
+  dns_user_data = templatefile("${path.module}/templates/cloud-init.yaml.tftpl", {
+    role           = "dns"
+    package_url    = var.package_url
+    package_sha256 = var.package_sha256
+    secret_name    = local.dns_secret_name
+    files = {
+      "/etc/geosteer/geosteer.toml"          = local.geosteer_toml
+      "/etc/geosteer/${var.zone}.zone"       = local.zone_file
+      "/etc/systemd/system/geosteer.service" = local.units["geosteer.service"]
+      "/etc/sysctl.d/60-geosteer-relay.conf" = local.sysctl
+    }
+    service = "geosteer.service"
+  })
+
+  relay_user_data = {
+    for r in var.regions : r.name => templatefile("${path.module}/templates/cloud-init.yaml.tftpl", {
+      role           = "relay"
+      package_url    = var.package_url
+      package_sha256 = var.package_sha256
+      secret_name    = local.relay_secret_name
+      files = {
+        "/etc/geosteer/relay.toml.base"              = local.relay_toml[r.name]
+        "/etc/systemd/system/geosteer-relay.service" = local.units["geosteer-relay.service"]
+        "/etc/sysctl.d/60-geosteer-relay.conf"       = local.sysctl
+      }
+      service = "geosteer-relay.service"
+    })
+  }
+}

@@ -1,0 +1,112 @@
+# terraform test: assertions on the rendered output (no provider needed).
+variables {
+  deployment = "prod"
+  zone       = "turn.example.com"
+  dns_nodes = [
+    { name = "ns1", address = "203.0.113.53" },
+    { name = "ns2", address = "198.51.100.53" },
+  ]
+  regions = [
+    {
+      name    = "us-east", latitude = 39.04, longitude = -77.49
+      members = [{ name = "use1-a", addresses = ["192.0.2.10"], health_url = "http://192.0.2.10:9641/health", weight = 150 }]
+    },
+    {
+      name    = "eu-central", latitude = 50.11, longitude = 8.68
+      members = [{ name = "euc1-a", addresses = ["192.0.2.20"], health_url = "http://192.0.2.20:9641/health" }]
+    },
+  ]
+}
+
+run "regions_weights_and_health_urls_are_carried" {
+  command = plan
+  assert {
+    condition     = strcontains(output.geosteer_toml, "[regions.\"us-east\"]") && strcontains(output.geosteer_toml, "[regions.\"eu-central\"]")
+    error_message = "every region must appear in geosteer.toml"
+  }
+  assert {
+    condition     = strcontains(output.geosteer_toml, "weight = 150, health_url = \"http://192.0.2.10:9641/health\"")
+    error_message = "weight and health_url of use1-a must be carried through"
+  }
+  assert {
+    condition     = length(output.relay_toml) == 2 && strcontains(output.relay_toml["eu-central"], "region = \"eu-central\"")
+    error_message = "one relay config per region"
+  }
+}
+
+run "a_region_added_appears" {
+  command = plan
+  variables {
+    regions = [
+      {
+        name    = "us-east", latitude = 39.04, longitude = -77.49
+        members = [{ name = "use1-a", addresses = ["192.0.2.10"], health_url = "http://192.0.2.10:9641/health" }]
+      },
+      {
+        name    = "ap-southeast", latitude = 1.29, longitude = 103.85
+        members = [{ name = "apse1-a", addresses = ["192.0.2.30"], health_url = "http://192.0.2.30:9641/health" }]
+      },
+    ]
+  }
+  assert {
+    condition     = strcontains(output.geosteer_toml, "[regions.\"ap-southeast\"]") && strcontains(output.geosteer_toml, "name = \"apse1-a\", region = \"ap-southeast\"")
+    error_message = "the added region and its member must appear"
+  }
+  assert {
+    condition     = !strcontains(output.geosteer_toml, "eu-central") && contains(keys(output.relay_user_data), "ap-southeast")
+    error_message = "the region list alone decides what is rendered"
+  }
+}
+
+run "secrets_never_rendered" {
+  command = plan
+  assert {
+    condition     = strcontains(output.geosteer_toml, "token_file = \"/etc/geosteer/secrets/api-token\"") && !strcontains(output.geosteer_toml, "token = ")
+    error_message = "DNS node secrets must come from files written at boot"
+  }
+  assert {
+    condition     = !can(regex("(?m)^\\s*(secrets|api_keys|token)\\s*=", output.geosteer_toml)) && !strcontains(output.relay_toml["us-east"], "[auth]")
+    error_message = "no secret list may be rendered"
+  }
+  assert {
+    condition     = strcontains(output.dns_user_data, "geosteer/prod/dns") && !strcontains(output.dns_user_data, "token =")
+    error_message = "user-data names the secret, never its value"
+  }
+}
+
+run "ports_follow_the_settings" {
+  command = plan
+  variables {
+    turns_on_443   = true
+    relay_port_min = 40000
+    relay_port_max = 41000
+  }
+  assert {
+    condition     = contains([for r in output.relay_firewall : r.from], 443) && strcontains(output.relay_toml["us-east"], "0.0.0.0:443")
+    error_message = "TURNS on 443 opens 443 and listens on it"
+  }
+  assert {
+    condition     = one([for r in output.relay_firewall : r if r.name == "relay-range"]).to == 41000 && strcontains(output.relay_toml["us-east"], "port_max = 41000")
+    error_message = "relay port range carried into the config and the firewall"
+  }
+  assert {
+    condition     = one([for r in output.relay_firewall : r if r.name == "health"]).source == "dns_nodes"
+    error_message = "the health/metrics port is open only to the DNS nodes"
+  }
+}
+
+run "one_dns_node_is_refused" {
+  command = plan
+  variables {
+    dns_nodes = [{ name = "ns1", address = "203.0.113.53" }]
+  }
+  expect_failures = [var.dns_nodes]
+}
+
+run "bad_sha256_is_refused" {
+  command = plan
+  variables {
+    package_sha256 = "abc"
+  }
+  expect_failures = [var.package_sha256]
+}

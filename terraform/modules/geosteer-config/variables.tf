@@ -1,0 +1,173 @@
+variable "deployment" {
+  description = "Deployment name: etcd key prefix, Secrets Manager names and tags."
+  type        = string
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9-]{0,30}$", var.deployment))
+    error_message = "deployment must be 1-31 lowercase letters, digits or '-'."
+  }
+}
+
+variable "zone" {
+  description = "The delegated zone served by the DNS nodes, e.g. turn.example.com."
+  type        = string
+  validation {
+    condition     = can(regex("^([a-z0-9]([a-z0-9-]*[a-z0-9])?\\.)+[a-z]{2,}$", var.zone))
+    error_message = "zone must be a lowercase DNS name without trailing dot."
+  }
+}
+
+variable "steered_name" {
+  description = "Name steered inside the zone: '@' for the apex or a label such as 'relay'."
+  type        = string
+  default     = "@"
+}
+
+variable "dns_nodes" {
+  description = "The steering DNS nodes: NS label inside the zone (ns1) and public IPv4 address (glue)."
+  type = list(object({
+    name    = string
+    address = string
+  }))
+  validation {
+    condition     = length(var.dns_nodes) >= 2
+    error_message = "at least two DNS nodes are needed (RFC 1034 §4.1; different regions)."
+  }
+  validation {
+    condition     = alltrue([for n in var.dns_nodes : can(cidrhost("${n.address}/32", 0))])
+    error_message = "every dns_nodes[].address must be an IPv4 address."
+  }
+}
+
+variable "regions" {
+  description = "Relay regions: name, coordinates and members (addresses handed out, health URL, weight)."
+  type = list(object({
+    name        = string
+    latitude    = number
+    longitude   = number
+    description = optional(string, "")
+    members = list(object({
+      name       = string
+      addresses  = list(string)
+      health_url = string
+      weight     = optional(number, 100)
+    }))
+  }))
+  validation {
+    condition     = length(var.regions) >= 1
+    error_message = "at least one region is needed."
+  }
+  validation {
+    condition     = alltrue([for r in var.regions : r.latitude >= -90 && r.latitude <= 90 && r.longitude >= -180 && r.longitude <= 180])
+    error_message = "regions[].latitude must be in -90..90 and longitude in -180..180."
+  }
+  validation {
+    condition     = length(distinct([for r in var.regions : r.name])) == length(var.regions)
+    error_message = "region names must be unique."
+  }
+  validation {
+    condition     = alltrue(flatten([for r in var.regions : [for m in r.members : m.weight >= 1 && m.weight <= 65535]]))
+    error_message = "regions[].members[].weight must be 1..65535."
+  }
+}
+
+variable "config_dir" {
+  description = "Directory of the configuration on the machines."
+  type        = string
+  default     = "/etc/geosteer"
+}
+
+variable "geoip_database" {
+  description = "Path of the MaxMind-format database on DNS nodes."
+  type        = string
+  default     = "/etc/geosteer/GeoLite2-City.mmdb"
+}
+
+variable "ttl" {
+  description = "TTL of steered answers, seconds."
+  type        = number
+  default     = 30
+  validation {
+    condition     = var.ttl >= 5 && var.ttl <= 3600
+    error_message = "ttl must be 5..3600."
+  }
+}
+
+variable "turn_port" {
+  description = "STUN/TURN port, UDP and TCP."
+  type        = number
+  default     = 3478
+}
+
+variable "turns_port" {
+  description = "TURN over TLS port."
+  type        = number
+  default     = 5349
+}
+
+variable "turns_on_443" {
+  description = "Also listen for TURN over TLS on 443 (gets through restrictive firewalls)."
+  type        = bool
+  default     = false
+}
+
+variable "relay_port_min" {
+  description = "Lowest relay (allocation) port."
+  type        = number
+  default     = 49152
+}
+
+variable "relay_port_max" {
+  description = "Highest relay (allocation) port."
+  type        = number
+  default     = 65535
+  validation {
+    condition     = var.relay_port_max <= 65535
+    error_message = "relay_port_max must be <= 65535."
+  }
+}
+
+variable "relay_http_port" {
+  description = "Relay health/metrics port, reachable only from the DNS nodes."
+  type        = number
+  default     = 9641
+}
+
+variable "relay_capacity" {
+  description = "Allocations per relay (limits.capacity); utilization = sessions / capacity."
+  type        = number
+  default     = 10000
+}
+
+variable "drain_timeout" {
+  description = "Seconds a draining relay keeps relaying existing allocations."
+  type        = number
+  default     = 3600
+}
+
+variable "api_listen" {
+  description = "Admin/ICE API listen address of DNS nodes."
+  type        = string
+  default     = "0.0.0.0:8053"
+}
+
+variable "etcd_endpoints" {
+  description = "etcd client URLs for fleet membership; empty = static members only."
+  type        = list(string)
+  default     = []
+}
+
+variable "package_url" {
+  description = "URL of the geosteer .deb the machines install."
+  type        = string
+  default     = "https://example.invalid/geosteer_0.1.0-1_amd64.deb"
+}
+
+variable "package_sha256" {
+  description = "SHA-256 of that .deb; cloud-init refuses a package that does not match."
+  type        = string
+  default     = "0000000000000000000000000000000000000000000000000000000000000000"
+  validation {
+    condition     = can(regex("^[0-9a-f]{64}$", var.package_sha256))
+    error_message = "package_sha256 must be 64 lowercase hex digits."
+  }
+}

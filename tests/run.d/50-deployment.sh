@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# Deployment checks (issue 10): Terraform modules, rendered configs, systemd
+# units, the Debian package. Under CI=true a missing tool fails the check.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+export TF_CLI_CONFIG_FILE="$tmp/terraformrc" TF_IN_AUTOMATION=1 CHECKPOINT_DISABLE=1
+: > "$TF_CLI_CONFIG_FILE"
+say() { echo "50-deployment: $*"; }
+missing() {
+  if [[ ${CI:-} == true ]]; then say "FAIL: $1 missing (CI=true)"; exit 1; fi
+  say "SKIP: $1 missing; $2"
+}
+tf=0; command -v terraform >/dev/null && tf=1
+
+# 1. Terraform: fmt everywhere, validate + test the provider-free module.
+if ((tf)); then
+  say "terraform fmt -check -recursive terraform"
+  terraform fmt -check -recursive -diff terraform
+  for d in terraform/modules/geosteer-config terraform/examples/render; do
+    say "terraform init/validate $d"
+    terraform -chdir="$d" init -backend=false -input=false -no-color >/dev/null
+    terraform -chdir="$d" validate -no-color
+  done
+  say "terraform test (modules/geosteer-config)"
+  terraform -chdir=terraform/modules/geosteer-config test -no-color
+else
+  missing terraform "fmt, validate, test and rendering are not checked"
+fi
+
+# 2. Every .tf parses (python-hcl2).
+if python3 -c 'import hcl2' 2>/dev/null; then
+  say "python-hcl2 parse of every .tf"
+  python3 - <<'PY'
+import hcl2, pathlib, sys
+files = sorted(p for p in pathlib.Path("terraform").rglob("*.tf") if ".terraform" not in p.parts)
+for p in files:
+    with open(p) as f:
+        try:
+            hcl2.load(f)
+        except Exception as e:
+            sys.exit(f"{p}: {e}")
+print(f"  {len(files)} files parse")
+PY
+else
+  missing "python-hcl2 (pip)" "HCL parse not checked"
+fi
+
+# 3. checkov on the cloud modules (skips are justified next to each resource).
+aws_modules=(terraform/modules/aws-*)
+if [[ -e ${aws_modules[0]} ]]; then
+  if command -v checkov >/dev/null; then
+    for m in "${aws_modules[@]}"; do
+      say "checkov $m"
+      checkov -d "$m" --framework terraform --quiet --compact --skip-download
+    done
+  else
+    missing "checkov (pip)" "cloud modules not scanned"
+  fi
+fi
+
+# 4. Render a three-region deployment and check every file for real.
+if ((tf)); then
+  say "build geosteer and geosteer-relay"
+  nice cargo build -q -p geosteer -p geosteer-relay --bins
+  bin="$root/target/debug"
+  etc="$tmp/etc"; mkdir -p "$etc/secrets" "$etc/tls" "$tmp/units"
+  r=terraform/examples/render
+  terraform -chdir="$r" apply -auto-approve -input=false -no-color -state="$tmp/tf.tfstate" \
+    -var "config_dir=$etc" >/dev/null
+  terraform -chdir="$r" output -state="$tmp/tf.tfstate" -json > "$tmp/out.json"
+  python3 - "$tmp/out.json" "$etc" <<'PY'
+import json, sys, pathlib
+out = json.load(open(sys.argv[1]))
+etc = pathlib.Path(sys.argv[2])
+for name, text in out["files"]["value"].items():
+    (etc / name).write_text(text)
+json.dump(out["relay_firewall"]["value"], open(etc / "relay_firewall.json", "w"))
+PY
+  cp geoip/demo.mmdb "$etc/GeoLite2-City.mmdb"
+  # What geosteer-fetch-secrets writes at boot, with throwaway values.
+  printf 'test-secret-0123456789\n' > "$etc/secrets/turn-secrets"
+  printf 'test-api-token-0123456789\n' > "$etc/secrets/api-token"
+  printf '{"turn_secrets": ["new-secret-0123456789", "old-secret-0123456789"], "nonce_key": "nonce-key-0123456789abcdef"}\n' > "$tmp/secret.json"
+  if command -v openssl >/dev/null; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=turn.example.com \
+      -keyout "$etc/tls/key.pem" -out "$etc/tls/cert.pem" 2>/dev/null
+  else
+    : > "$etc/tls/key.pem"; : > "$etc/tls/cert.pem"
+  fi
+  say "geosteer check (rendered geosteer.toml + zone)"
+  "$bin/geosteer" check --config "$etc/geosteer.toml"
+  for base in "$etc"/relay-*.toml.base; do
+    final=${base%.base}
+    say "geosteer-relay-finish-config + geosteer-relay check ($(basename "$final"))"
+    PATH="$bin:$PATH" packaging/scripts/geosteer-relay-finish-config "$base" "$tmp/secret.json" 10.0.1.5 192.0.2.10 "$final"
+    "$bin/geosteer-relay" check --config "$final"
+  done
+  say "a broken base is refused by finish-config"
+  sed '/^\[relay\]/,$d' "$etc/relay-us-east.toml.base" > "$tmp/bad.base"
+  if PATH="$bin:$PATH" packaging/scripts/geosteer-relay-finish-config "$tmp/bad.base" "$tmp/secret.json" 10.0.1.5 "" "$tmp/bad.toml" 2>/dev/null; then
+    say "FAIL: finish-config accepted a base without [relay]"; exit 1
+  fi
+
+  say "security-group ports == rendered listen ports"
+  python3 - "$etc" <<'PY'
+import json, sys, pathlib, tomllib, re
+etc = pathlib.Path(sys.argv[1])
+fw = json.load(open(etc / "relay_firewall.json"))
+opened = {(r["protocol"], r["from"], r["to"], r["source"]) for r in fw}
+for p in sorted(etc.glob("relay-*.toml")):
+    c = tomllib.loads(p.read_text())
+    port = lambda a: int(a.rsplit(":", 1)[1])
+    listens = {("udp", port(a), port(a), "public") for a in c["listen"]["udp"]}
+    listens |= {("tcp", port(a), port(a), "public") for a in c["listen"]["tcp"] + c["listen"].get("tls", [])}
+    listens.add(("udp", c["relay"]["port_min"], c["relay"]["port_max"], "public"))
+    listens.add(("tcp", port(c["listen"]["http"]), port(c["listen"]["http"]), "dns_nodes"))
+    if listens != opened:
+        sys.exit(f"{p.name}: opened-not-listened {sorted(opened - listens)}, listened-not-opened {sorted(listens - opened)}")
+print(f"  {len(opened)} rules match the listeners of every relay")
+# The cloud modules build their ingress only from that list (plus SSH, 22
+# only and only from ssh_cidrs).
+for m in pathlib.Path("terraform/modules").glob("aws-relay-region"):
+    text = "".join(f.read_text() for f in m.glob("*.tf"))
+    if re.search(r"^\s*ingress\s*\{", text, re.M):
+        sys.exit(f"{m}: inline ingress blocks; rules must come from relay_firewall")
+    rules = dict(re.findall(r'resource "aws_vpc_security_group_ingress_rule" "(\w+)" \{\n\s*for_each\s*=\s*(.*)', text))
+    want = {"public": "local.public_rules", "dns_nodes": "local.dns_rules", "ssh": "toset(var.ssh_cidrs)"}
+    if rules != want:
+        sys.exit(f"{m}: ingress resources {rules}, expected {want}")
+    if not re.search(r"rules\s*=\s*\{\s*for r in var.relay_firewall", text):
+        sys.exit(f"{m}: local.rules must be built from var.relay_firewall")
+    if not re.search(r'"ssh"[^}]*from_port\s*=\s*22\s*\n\s*to_port\s*=\s*22', text, re.S):
+        sys.exit(f"{m}: the ssh rule must open 22 only")
+    print(f"  {m}: ingress only from relay_firewall (+ SSH from ssh_cidrs, default none)")
+PY
+
+  if command -v systemd-analyze >/dev/null; then
+    say "systemd-analyze verify (rendered units == packaging/systemd)"
+    for u in packaging/systemd/*.service; do
+      cmp "$u" "$etc/$(basename "$u")"
+      # verify needs the binaries where ExecStart names them.
+      sed -e "s#/usr/bin/geosteer#$bin/geosteer#g" "$u" > "$tmp/units/$(basename "$u")"
+    done
+    out=$(systemd-analyze verify "$tmp"/units/*.service 2>&1 || true)
+    echo "$out" | grep -v -e 'Failed to connect to bus' -e '^$' > "$tmp/verify.log" || true
+    if [[ -s $tmp/verify.log ]]; then cat "$tmp/verify.log"; say "FAIL: systemd-analyze verify"; exit 1; fi
+  else
+    missing systemd-analyze "units not verified"
+  fi
+fi
+
+# 5. The Debian package: build, contents, unit files.
+if command -v cargo-deb >/dev/null || cargo install --list | grep -q '^cargo-deb '; then
+  say "cargo deb (dev profile; publish with the release profile)"
+  nice cargo build -q -p geosteer -p geosteer-relay --bins
+  deb=$(cargo deb -p geosteer --no-build --profile dev --fast -o "$tmp/" 2>&1 | tail -1)
+  [[ -f $deb ]] || { echo "$deb"; say "FAIL: no .deb"; exit 1; }
+  dpkg-deb -I "$deb" > "$tmp/info"
+  dpkg-deb -c "$deb" > "$tmp/contents"
+  for f in ./usr/bin/geosteer ./usr/bin/geosteer-relay ./usr/lib/systemd/system/geosteer.service \
+    ./usr/lib/systemd/system/geosteer-relay.service ./usr/lib/sysctl.d/60-geosteer-relay.conf \
+    ./usr/lib/sysusers.d/geosteer.conf ./usr/lib/geosteer/geosteer-fetch-secrets \
+    ./usr/lib/geosteer/geosteer-relay-finish-config ./usr/share/geosteer/examples/relay.toml \
+    ./usr/share/doc/geosteer/deployment.md ./usr/share/doc/geosteer/relay.md; do
+    grep -q " $f\$" "$tmp/contents" || { say "FAIL: $f not in the package"; cat "$tmp/contents"; exit 1; }
+  done
+  grep -q '^ Package: geosteer$' "$tmp/info" && grep -q 'postinst' "$tmp/info" || { cat "$tmp/info"; say "FAIL: package metadata"; exit 1; }
+  mkdir "$tmp/deb"; dpkg-deb -x "$deb" "$tmp/deb"
+  for u in packaging/systemd/*.service; do
+    cmp "$u" "$tmp/deb/usr/lib/systemd/system/$(basename "$u")"
+  done
+  say "package $(basename "$deb"): $(wc -l < "$tmp/contents") entries, units identical to packaging/systemd"
+else
+  missing cargo-deb "install with: cargo install cargo-deb --locked"
+fi
+say "ok"
