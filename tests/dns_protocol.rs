@@ -7,6 +7,7 @@ use common::*;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
 use hickory_proto::serialize::binary::BinDecodable;
+use std::time::{Duration, Instant};
 
 const CFG: &str = "tests/data/test.toml";
 
@@ -170,17 +171,71 @@ async fn large_answers_truncate_over_udp_and_come_whole_over_tcp() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_packets_do_not_stop_the_server() {
+    // Response rate limiting is on with its defaults (200 answers/s per /24):
+    // the hostile client, 127.0.0.1, gets what RRL gives a flooder, and
+    // everyone else is checked from another prefix, 127.0.9.0/24.
     let node = start(CFG).await;
     let s = node.dns.addrs[0];
     let good = build("turn.example.com.", RecordType::A, ecs("8.8.8.0/24"));
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    // Truncations of a valid query, random garbage, responses, huge counts,
-    // compression loops in the question.
+    socket2::SockRef::from(&sock)
+        .set_recv_buffer_size(4 << 20)
+        .unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut loop_q = good[..12].to_vec();
+    loop_q.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1]);
+
+    // 1. Errors only: 1,000 questions with a compression loop, each answered
+    // by a header-only FORMERR. RRL counts error responses in a budget of
+    // their own (like Knot's and NSD's error class, BIND's errors-per-second).
+    let t = Instant::now();
+    for _ in 0..1000 {
+        sock.send_to(&loop_q, s).unwrap();
+    }
+    // So the same client's next real query, sent from the same socket (the
+    // same UDP worker, queued behind the flood), gets its full answer.
+    let mut q = good.clone();
+    q[..2].copy_from_slice(&[0x77, 0x77]);
+    sock.send_to(&q, s).unwrap();
+    let (mut full, mut slipped) = (0u64, 0u64);
+    let mut buf = [0u8; 1500];
+    let answer = loop {
+        let n = sock
+            .recv(&mut buf)
+            .expect("the flooding client's query answered");
+        if buf[..2] == [0x77, 0x77] {
+            break Message::from_bytes(&buf[..n]).unwrap();
+        }
+        assert_eq!((n, buf[3] & 0xF), (12, 1), "a header-only FORMERR");
+        if buf[2] & 0x02 != 0 {
+            slipped += 1;
+        } else {
+            full += 1;
+        }
+    };
+    let elapsed = t.elapsed();
+    assert_eq!(
+        addrs(&answer),
+        ["127.0.1.1"],
+        "answers have their own budget"
+    );
+    // The error replies were limited: one second's burst plus the refill,
+    // and every second limited reply went out truncated.
+    assert!(
+        (200..=rrl_ceiling(200, elapsed)).contains(&full),
+        "{full} FORMERRs in {elapsed:?}"
+    );
+    assert_eq!(
+        slipped,
+        (1000 - full) / 2,
+        "{full} passed, {slipped} slipped"
+    );
+
+    // 2. Everything else: truncations of a valid query, random corruptions
+    // of it, a response, an oversized datagram.
     let mut x: u64 = 0x9E3779B97F4A7C15;
-    let mut sent = 0;
     for n in 0..good.len() {
         sock.send_to(&good[..n], s).unwrap();
-        sent += 1;
     }
     for _ in 0..2000 {
         let mut p = good.clone();
@@ -192,36 +247,33 @@ async fn hostile_packets_do_not_stop_the_server() {
             p[i] = (x >> 32) as u8;
         }
         sock.send_to(&p, s).unwrap();
-        sent += 1;
     }
-    let mut loop_q = good[..12].to_vec();
-    loop_q.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1]);
-    sock.send_to(&loop_q, s).unwrap();
     let mut resp = good.clone();
     resp[2] |= 0x80;
     sock.send_to(&resp, s).unwrap();
     sock.send_to(&[0u8; 4000], s).unwrap();
-    assert!(sent > 2000);
-    // The server still answers a valid query, on UDP and TCP.
-    let m = udp(s, "turn.example.com.", RecordType::A, ecs("8.8.8.0/24"));
-    assert_eq!(addrs(&m), ["127.0.1.1"]);
+
+    // The server still answers everyone else, on UDP and TCP.
+    const OTHER: &str = "127.0.9.1";
+    let m = udp_raw_from(OTHER, s, &good).expect("answered after the flood");
+    assert_eq!(addrs(&Message::from_bytes(&m).unwrap()), ["127.0.1.1"]);
     let m = tcp(s, "turn.example.com.", RecordType::A, ecs("1.0.0.0/24"));
     assert_eq!(addrs(&m), ["127.0.3.1"]);
     // A malformed question gets FORMERR with the query's id.
-    let r = udp_raw(s, &loop_q).expect("FORMERR reply");
+    let r = udp_raw_from(OTHER, s, &loop_q).expect("FORMERR reply");
     assert_eq!((r[0], r[1], r[3] & 0xF), (0x42, 0x42, 1));
     // A response is never answered (no reflection).
-    assert!(udp_raw(s, &resp).is_none());
+    assert!(udp_raw_from(OTHER, s, &resp).is_none());
     // Bad ECS (scope set in a query) is FORMERR.
     let mut bad = build("turn.example.com.", RecordType::A, ecs("8.8.8.0/24"));
     let n = bad.len();
     bad[n - 4] = 24; // the scope byte sits before the 3 address bytes
-    let r = udp_raw(s, &bad).unwrap();
+    let r = udp_raw_from(OTHER, s, &bad).unwrap();
     assert_eq!(r[3] & 0xF, 1);
     // UPDATE is not implemented.
     let mut upd = build("example.com.", RecordType::SOA, Q::default());
     upd[2] = (upd[2] & 0x87) | (5 << 3);
-    let r = udp_raw(s, &upd).unwrap();
+    let r = udp_raw_from(OTHER, s, &upd).unwrap();
     assert_eq!(r[3] & 0xF, 4);
     node.dns.shutdown().await;
 }

@@ -9,6 +9,14 @@
 //! no allocation and no system call per query: the caller passes the time,
 //! read once per receive batch.
 //!
+//! Classes: like Knot's and NSD's error class and BIND's `errors-per-second`,
+//! error responses (FORMERR, SERVFAIL, NOTIMP, REFUSED, ...) are counted in a
+//! bucket of their own per prefix, at the same rate. A client that sends
+//! garbage thus spends its error budget, not the budget of its real answers
+//! (NOERROR and NXDOMAIN): a resolver behind a prefix that also carries a
+//! broken or hostile client keeps getting its answers, and a spoofed error
+//! flood is limited all the same.
+//!
 //! Collisions: a slot is probed at two positions; a slot held by another
 //! prefix is taken over only when that prefix has been idle for a second
 //! (its bucket would be full again anyway), otherwise the newcomer shares
@@ -85,6 +93,25 @@ struct Bucket {
     limited: u32,
 }
 
+/// The budget an answer is counted in (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// A real answer: NOERROR (with or without records, referrals) or NXDOMAIN.
+    Answer = 0,
+    /// An error response: any other rcode.
+    Error = 1,
+}
+
+impl Class {
+    /// The class of the finished response in `resp` (by its header rcode).
+    pub fn of_response(resp: &[u8]) -> Class {
+        match resp.get(3).map(|b| b & 0x0F) {
+            Some(0 | 3) => Class::Answer,
+            _ => Class::Error,
+        }
+    }
+}
+
 /// Why the limiter did what it did (for metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -116,7 +143,8 @@ impl RrlTable {
         }
     }
 
-    /// The prefix key of `ip` (family bit set so that no key is 0).
+    /// The prefix key of `ip` (family bit set so that no key is 0; bit 0
+    /// clear, for the class).
     pub fn key(p: &RrlParams, ip: IpAddr) -> u128 {
         match ip {
             IpAddr::V4(a) => {
@@ -148,14 +176,22 @@ impl RrlTable {
         (h >> 32) as usize & self.mask
     }
 
-    /// Accounts one UDP answer to `src` at `now_ms` and says what to do.
-    /// `exempt` is set for answers that must never be limited (a valid
-    /// server cookie).
-    pub fn check(&mut self, p: &RrlParams, src: IpAddr, now_ms: u64, exempt: bool) -> Outcome {
+    /// Accounts one UDP answer of class `class` to `src` at `now_ms` and
+    /// says what to do. `exempt` is set for answers that must never be
+    /// limited (a valid server cookie).
+    pub fn check(
+        &mut self,
+        p: &RrlParams,
+        src: IpAddr,
+        class: Class,
+        now_ms: u64,
+        exempt: bool,
+    ) -> Outcome {
         if !p.enabled || exempt || p.allow.iter().any(|n| n.contains(&src)) {
             return Outcome::Pass;
         }
-        let key = Self::key(p, src);
+        // The low bit of every prefix key is clear (see `key`).
+        let key = Self::key(p, src) | class as u128;
         let cap = p.rate as u64 * COST;
         let i = self.index(key);
         let j = (i + 1) & self.mask;
@@ -257,6 +293,8 @@ pub fn slip_in_place(buf: &mut Vec<u8>) -> bool {
 mod tests {
     use super::*;
 
+    const A: Class = Class::Answer;
+
     fn params(rate: u32, slip: u32) -> RrlParams {
         RrlParams {
             enabled: true,
@@ -278,18 +316,21 @@ mod tests {
         let p = params(10, 2);
         let mut t = RrlTable::new(64, 7);
         let out: Vec<_> = (0..30)
-            .map(|_| t.check(&p, ip("192.0.2.1"), 5_000, false))
+            .map(|_| t.check(&p, ip("192.0.2.1"), A, 5_000, false))
             .collect();
         assert!(out[..10].iter().all(|o| *o == Outcome::Pass));
         let slipped = out[10..].iter().filter(|o| **o == Outcome::Slipped).count();
         let dropped = out[10..].iter().filter(|o| **o == Outcome::Dropped).count();
         assert_eq!((slipped, dropped), (10, 10));
         // Same /24, other host: same bucket. Other /24: its own.
-        assert_ne!(t.check(&p, ip("192.0.2.200"), 5_000, false), Outcome::Pass);
-        assert_eq!(t.check(&p, ip("192.0.3.1"), 5_000, false), Outcome::Pass);
+        assert_ne!(
+            t.check(&p, ip("192.0.2.200"), A, 5_000, false),
+            Outcome::Pass
+        );
+        assert_eq!(t.check(&p, ip("192.0.3.1"), A, 5_000, false), Outcome::Pass);
         // 100 ms later one token is back.
-        assert_eq!(t.check(&p, ip("192.0.2.1"), 5_100, false), Outcome::Pass);
-        assert_ne!(t.check(&p, ip("192.0.2.1"), 5_100, false), Outcome::Pass);
+        assert_eq!(t.check(&p, ip("192.0.2.1"), A, 5_100, false), Outcome::Pass);
+        assert_ne!(t.check(&p, ip("192.0.2.1"), A, 5_100, false), Outcome::Pass);
     }
 
     #[test]
@@ -300,8 +341,8 @@ mod tests {
         // 10 s at 2000 queries/s, 2 per ms.
         for ms in 0..10_000u64 {
             for _ in 0..2 {
-                passed +=
-                    (t.check(&p, ip("2001:db8:0:1::5"), 1_000 + ms, false) == Outcome::Pass) as u32;
+                passed += (t.check(&p, ip("2001:db8:0:1::5"), A, 1_000 + ms, false)
+                    == Outcome::Pass) as u32;
             }
         }
         // One second's burst plus 200/s for 10 s.
@@ -313,15 +354,15 @@ mod tests {
         let p = params(1, 0);
         let mut t = RrlTable::new(64, 1);
         assert_eq!(
-            t.check(&p, ip("2001:db8:0:100::1"), 0, false),
+            t.check(&p, ip("2001:db8:0:100::1"), A, 0, false),
             Outcome::Pass
         );
         assert_eq!(
-            t.check(&p, ip("2001:db8:0:1ff::2"), 0, false),
+            t.check(&p, ip("2001:db8:0:1ff::2"), A, 0, false),
             Outcome::Dropped
         );
         assert_eq!(
-            t.check(&p, ip("2001:db8:0:200::1"), 0, false),
+            t.check(&p, ip("2001:db8:0:200::1"), A, 0, false),
             Outcome::Pass
         );
     }
@@ -332,18 +373,21 @@ mod tests {
         p.allow = vec!["192.0.2.0/25".parse().unwrap()];
         let mut t = RrlTable::new(64, 1);
         for _ in 0..5 {
-            assert_eq!(t.check(&p, ip("192.0.2.1"), 0, false), Outcome::Pass);
-            assert_eq!(t.check(&p, ip("198.51.100.1"), 0, true), Outcome::Pass);
+            assert_eq!(t.check(&p, ip("192.0.2.1"), A, 0, false), Outcome::Pass);
+            assert_eq!(t.check(&p, ip("198.51.100.1"), A, 0, true), Outcome::Pass);
         }
-        assert_eq!(t.check(&p, ip("192.0.2.200"), 0, false), Outcome::Pass);
-        assert_eq!(t.check(&p, ip("192.0.2.200"), 0, false), Outcome::Dropped);
+        assert_eq!(t.check(&p, ip("192.0.2.200"), A, 0, false), Outcome::Pass);
+        assert_eq!(
+            t.check(&p, ip("192.0.2.200"), A, 0, false),
+            Outcome::Dropped
+        );
         p.dry_run = true;
         assert_eq!(
-            t.check(&p, ip("192.0.2.200"), 0, false),
+            t.check(&p, ip("192.0.2.200"), A, 0, false),
             Outcome::WouldLimit
         );
         p.enabled = false;
-        assert_eq!(t.check(&p, ip("192.0.2.200"), 0, false), Outcome::Pass);
+        assert_eq!(t.check(&p, ip("192.0.2.200"), A, 0, false), Outcome::Pass);
     }
 
     #[test]
@@ -354,11 +398,51 @@ mod tests {
         let mut t = RrlTable::new(2, 3);
         let mut passed = 0;
         for k in 0..100u32 {
-            passed += (t.check(&p, ip("203.0.113.1"), 0, false) == Outcome::Pass) as u32;
+            passed += (t.check(&p, ip("203.0.113.1"), A, 0, false) == Outcome::Pass) as u32;
             let other = IpAddr::from([10, (k >> 8) as u8, k as u8, 1]);
-            let _ = t.check(&p, other, 0, false);
+            let _ = t.check(&p, other, A, 0, false);
         }
         assert!(passed <= 5, "{passed}");
+    }
+
+    #[test]
+    fn errors_have_a_budget_of_their_own() {
+        let p = params(5, 0);
+        let mut t = RrlTable::new(64, 9);
+        let c = ip("192.0.2.7");
+        // A garbage flood spends the prefix's error budget only ...
+        let errors: Vec<_> = (0..50)
+            .map(|_| t.check(&p, c, Class::Error, 0, false))
+            .collect();
+        assert!(errors[..5].iter().all(|o| *o == Outcome::Pass));
+        assert!(errors[5..].iter().all(|o| *o == Outcome::Dropped));
+        // ... its real answers still have theirs, and are limited in turn.
+        for _ in 0..5 {
+            assert_eq!(t.check(&p, c, A, 0, false), Outcome::Pass);
+        }
+        assert_eq!(t.check(&p, c, A, 0, false), Outcome::Dropped);
+        assert_eq!(t.check(&p, c, Class::Error, 0, false), Outcome::Dropped);
+        // IPv6 keys take the class bit too.
+        let v6 = ip("2001:db8::1");
+        assert_eq!(t.check(&p, v6, Class::Error, 0, false), Outcome::Pass);
+        assert_eq!(t.check(&p, v6, A, 0, false), Outcome::Pass);
+    }
+
+    #[test]
+    fn the_class_comes_from_the_rcode() {
+        let mut r = vec![0x12, 0x34, 0x84, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        for (rcode, class) in [
+            (0, A),
+            (3, A),
+            (1, Class::Error),
+            (2, Class::Error),
+            (4, Class::Error),
+            (5, Class::Error),
+        ] {
+            r[3] = 0x80 | rcode;
+            assert_eq!(Class::of_response(&r), class, "rcode {rcode}");
+        }
+        assert_eq!(Class::of_response(&r[..3]), Class::Error);
     }
 
     #[test]

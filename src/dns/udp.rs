@@ -15,7 +15,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::cache::LocalCache;
 use super::handler::{Shared, Transport};
-use super::rrl::{slip_in_place, RrlParams, RrlTable, Verdict};
+use super::rrl::{slip_in_place, Class, RrlParams, RrlTable, Verdict};
 
 /// Datagrams per system call.
 const BATCH: usize = 32;
@@ -142,7 +142,8 @@ fn worker(sock: UdpSocket, shared: &Shared, stop: &AtomicBool) {
             if !h.respond {
                 continue;
             }
-            let outcome = rrl.check(&params, src, now_ms, h.cookie_ok);
+            let class = Class::of_response(buf);
+            let outcome = rrl.check(&params, src, class, now_ms, h.cookie_ok);
             match outcome.verdict() {
                 Verdict::Send => {}
                 Verdict::Slip => {

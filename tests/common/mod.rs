@@ -127,7 +127,13 @@ pub fn build(name: &str, t: RecordType, o: Q) -> Vec<u8> {
 
 /// Sends raw bytes over UDP and returns the raw reply (None on timeout).
 pub fn udp_raw(server: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp_raw_from("127.0.0.1", server, bytes)
+}
+
+/// [`udp_raw`] from a socket bound to `local` (another loopback address
+/// is another client prefix to the server's rate limiter).
+pub fn udp_raw_from(local: &str, server: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
+    let s = UdpSocket::bind((local, 0)).unwrap();
     s.set_read_timeout(Some(Duration::from_millis(700)))
         .unwrap();
     s.send_to(bytes, server).unwrap();
@@ -141,6 +147,15 @@ pub fn udp_raw(server: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
 pub fn udp(server: SocketAddr, name: &str, t: RecordType, o: Q) -> Message {
     let raw = udp_raw(server, &build(name, t, o)).expect("no UDP reply");
     Message::from_bytes(&raw).unwrap()
+}
+
+/// The most answers one response-rate-limiter bucket of `rate` per second
+/// can pass in `elapsed`: its burst (one second's worth) plus the refill,
+/// with a millisecond for the server's clock granularity. A test that
+/// floods measures `elapsed` from before its first packet to after the
+/// server's last reply, so the bound holds however slow the machine is.
+pub fn rrl_ceiling(rate: u64, elapsed: Duration) -> u64 {
+    rate + (rate as f64 * (elapsed.as_secs_f64() + 0.001)).ceil() as u64
 }
 
 /// A TCP query.

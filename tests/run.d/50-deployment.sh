@@ -174,6 +174,6 @@ if command -v cargo-deb >/dev/null || cargo install --list | grep -q '^cargo-deb
   done
   say "package $(basename "$deb"): $(wc -l < "$tmp/contents") entries, units identical to packaging/systemd"
 else
-  missing cargo-deb "install with: cargo install cargo-deb --locked"
+  missing cargo-deb "tests/run.sh installs it (tests/deps.d/deployment.txt)"
 fi
 say "ok"
