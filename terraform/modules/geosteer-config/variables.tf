@@ -20,6 +20,10 @@ variable "steered_name" {
   description = "Name steered inside the zone: '@' for the apex or a label such as 'relay'."
   type        = string
   default     = "@"
+  validation {
+    condition     = var.steered_name == "@" || alltrue([for l in split(".", var.steered_name) : can(regex("^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$", l))])
+    error_message = "steered_name must be '@' or DNS labels separated by dots, not ${jsonencode(var.steered_name)}."
+  }
 }
 
 variable "dns_nodes" {
@@ -31,6 +35,10 @@ variable "dns_nodes" {
   validation {
     condition     = length(var.dns_nodes) >= 2
     error_message = "at least two DNS nodes are needed (RFC 1034 §4.1; different regions)."
+  }
+  validation {
+    condition     = alltrue([for n in var.dns_nodes : can(regex("^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$", n.name))]) && length(distinct([for n in var.dns_nodes : lower(n.name)])) == length(var.dns_nodes)
+    error_message = "dns_nodes[].name must be distinct DNS labels (the NS name inside the zone, e.g. ns1): ${join(", ", [for n in var.dns_nodes : jsonencode(n.name)])}."
   }
   validation {
     condition     = alltrue([for n in var.dns_nodes : can(cidrhost("${n.address}/32", 0))])
@@ -67,6 +75,36 @@ variable "regions" {
   validation {
     condition     = alltrue(flatten([for r in var.regions : [for m in r.members : m.weight >= 1 && m.weight <= 65535]]))
     error_message = "regions[].members[].weight must be 1..65535."
+  }
+  # The rules below are those `geosteer check` applies to what this module
+  # renders, so that a bad input fails at plan, naming what is wrong.
+  validation {
+    condition     = alltrue([for r in var.regions : can(regex("^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$", r.name))])
+    error_message = "region names must be DNS labels (letters, digits, '-'; not first or last; at most 63): ${join(", ", [for r in var.regions : jsonencode(r.name) if !can(regex("^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$", r.name))])}."
+  }
+  validation {
+    condition     = alltrue(flatten([for r in var.regions : [for m in r.members : can(regex("^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$", m.name))]]))
+    error_message = "relay names must be DNS labels (letters, digits, '-'; not first or last; at most 63): ${join(", ", flatten([for r in var.regions : [for m in r.members : "${jsonencode(m.name)} in region ${jsonencode(r.name)}" if !can(regex("^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$", m.name))]]))}."
+  }
+  validation {
+    # All relays form one pool: a name may appear once across all regions.
+    condition     = length(distinct(flatten([for r in var.regions : [for m in r.members : lower(m.name)]]))) == length(flatten([for r in var.regions : r.members]))
+    error_message = "relay names must be unique across all regions (case-insensitive); used more than once: ${join(", ", distinct([for n in flatten([for r in var.regions : [for m in r.members : lower(m.name)]]) : jsonencode(n) if length([for x in flatten([for r in var.regions : [for m in r.members : lower(m.name)]]) : x if x == n]) > 1]))}."
+  }
+  validation {
+    condition     = alltrue(flatten([for r in var.regions : [for m in r.members : length(m.addresses) > 0]]))
+    error_message = "every relay needs at least one address to hand out; none: ${join(", ", flatten([for r in var.regions : [for m in r.members : "${jsonencode(m.name)} in region ${jsonencode(r.name)}" if length(m.addresses) == 0]]))}."
+  }
+  validation {
+    # An IPv4 or IPv6 unicast address: parses, not unspecified, not multicast.
+    condition = alltrue(flatten([for r in var.regions : [for m in r.members : [for a in m.addresses :
+      can(cidrhost("${a}/${strcontains(a, ":") ? 128 : 32}", 0)) && !contains(["0.0.0.0", "::"], try(cidrhost("${a}/${strcontains(a, ":") ? 128 : 32}", 0), "")) && !can(regex("^(22[4-9]|23[0-9])\\.|^[fF][fF]", a))
+    ]]]))
+    error_message = "relay addresses must be IPv4 or IPv6 unicast addresses; not: ${join(", ", flatten([for r in var.regions : [for m in r.members : [for a in m.addresses : "${jsonencode(a)} (relay ${jsonencode(m.name)}, region ${jsonencode(r.name)})" if !(can(cidrhost("${a}/${strcontains(a, ":") ? 128 : 32}", 0)) && !contains(["0.0.0.0", "::"], try(cidrhost("${a}/${strcontains(a, ":") ? 128 : 32}", 0), "")) && !can(regex("^(22[4-9]|23[0-9])\\.|^[fF][fF]", a)))]]]))}."
+  }
+  validation {
+    condition     = alltrue(flatten([for r in var.regions : [for m in r.members : can(regex("^https?://[^/?#\\s]+", m.health_url))]]))
+    error_message = "health_url must be an http:// or https:// URL; not: ${join(", ", flatten([for r in var.regions : [for m in r.members : "${jsonencode(m.health_url)} (relay ${jsonencode(m.name)}, region ${jsonencode(r.name)})" if !can(regex("^https?://[^/?#\\s]+", m.health_url))]]))}."
   }
 }
 

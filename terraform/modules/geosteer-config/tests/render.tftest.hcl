@@ -110,3 +110,132 @@ run "bad_sha256_is_refused" {
   }
   expect_failures = [var.package_sha256]
 }
+
+# Inputs `geosteer check` would refuse in the rendered geosteer.toml fail at
+# plan instead, each naming the region or relay (issue 21).
+run "duplicate_relay_names_across_regions_are_refused" {
+  command = plan
+  variables {
+    regions = [
+      {
+        name    = "us-east", latitude = 39.04, longitude = -77.49
+        members = [{ name = "relay-a", addresses = ["192.0.2.10"], health_url = "http://192.0.2.10:9641/health" }]
+      },
+      {
+        name    = "eu-central", latitude = 50.11, longitude = 8.68
+        members = [{ name = "Relay-A", addresses = ["192.0.2.20"], health_url = "http://192.0.2.20:9641/health" }]
+      },
+    ]
+  }
+  expect_failures = [var.regions]
+}
+
+run "a_bad_relay_address_is_refused" {
+  command = plan
+  variables {
+    regions = [{
+      name    = "us-east", latitude = 39.04, longitude = -77.49
+      members = [{ name = "use1-a", addresses = ["192.0.2.300"], health_url = "http://192.0.2.10:9641/health" }]
+    }]
+  }
+  expect_failures = [var.regions]
+}
+
+run "multicast_and_unspecified_addresses_are_refused" {
+  command = plan
+  variables {
+    regions = [{
+      name    = "us-east", latitude = 39.04, longitude = -77.49
+      members = [{ name = "use1-a", addresses = ["239.1.1.1", "::", "ff02::1"], health_url = "http://192.0.2.10:9641/health" }]
+    }]
+  }
+  expect_failures = [var.regions]
+}
+
+run "ipv6_relay_addresses_are_accepted" {
+  command = plan
+  variables {
+    regions = [{
+      name    = "us-east", latitude = 39.04, longitude = -77.49
+      members = [{ name = "use1-a", addresses = ["192.0.2.10", "2001:db8::10"], health_url = "https://[2001:db8::10]:9641/health" }]
+    }]
+  }
+  assert {
+    condition     = strcontains(output.geosteer_toml, "\"2001:db8::10\"")
+    error_message = "an IPv6 relay address is carried through"
+  }
+}
+
+run "a_region_name_that_is_not_a_dns_label_is_refused" {
+  command = plan
+  variables {
+    regions = [{
+      name    = "eu central", latitude = 50.11, longitude = 8.68
+      members = [{ name = "euc1-a", addresses = ["192.0.2.20"], health_url = "http://192.0.2.20:9641/health" }]
+    }]
+  }
+  expect_failures = [var.regions]
+}
+
+run "a_relay_name_that_is_not_a_dns_label_is_refused" {
+  command = plan
+  variables {
+    regions = [{
+      name    = "eu-central", latitude = 50.11, longitude = 8.68
+      members = [{ name = "euc1_a", addresses = ["192.0.2.20"], health_url = "http://192.0.2.20:9641/health" }]
+    }]
+  }
+  expect_failures = [var.regions]
+}
+
+run "a_non_http_health_url_is_refused" {
+  command = plan
+  variables {
+    regions = [{
+      name    = "eu-central", latitude = 50.11, longitude = 8.68
+      members = [{ name = "euc1-a", addresses = ["192.0.2.20"], health_url = "ftp://192.0.2.20/health" }]
+    }]
+  }
+  expect_failures = [var.regions]
+}
+
+run "a_relay_without_an_address_is_refused" {
+  command = plan
+  variables {
+    regions = [{
+      name    = "eu-central", latitude = 50.11, longitude = 8.68
+      members = [{ name = "euc1-a", addresses = [], health_url = "http://192.0.2.20:9641/health" }]
+    }]
+  }
+  expect_failures = [var.regions]
+}
+
+run "a_dns_node_name_that_is_not_a_label_is_refused" {
+  command = plan
+  variables {
+    dns_nodes = [
+      { name = "ns1.example", address = "203.0.113.53" },
+      { name = "ns2", address = "198.51.100.53" },
+    ]
+  }
+  expect_failures = [var.dns_nodes]
+}
+
+run "duplicate_dns_node_names_are_refused" {
+  command = plan
+  variables {
+    dns_nodes = [
+      { name = "ns1", address = "203.0.113.53" },
+      { name = "NS1", address = "198.51.100.53" },
+    ]
+  }
+  expect_failures = [var.dns_nodes]
+}
+
+run "a_bad_steered_name_is_refused" {
+  command = plan
+  variables {
+    steered_name = "relay..x"
+  }
+  expect_failures = [var.steered_name]
+}
