@@ -26,6 +26,19 @@ if ((tf)); then
   done
   say "terraform test (modules/geosteer-config)"
   terraform -chdir=terraform/modules/geosteer-config test -no-color
+  # Self-contained: the module's folder alone (a registry-style copy), used
+  # by an absolute local path, still plans and passes its tests.
+  say "geosteer-config from a copy of its folder, by absolute path"
+  cp -r terraform/modules/geosteer-config "$tmp/mod"
+  rm -rf "$tmp/mod/.terraform" "$tmp/mod/.terraform.lock.hcl"
+  terraform -chdir="$tmp/mod" init -backend=false -input=false -no-color >/dev/null
+  terraform -chdir="$tmp/mod" test -no-color >/dev/null
+  mkdir "$tmp/root"
+  sed -e "s#source *= *\"../../modules/geosteer-config\"#source = \"$tmp/mod\"#" \
+    terraform/examples/render/main.tf > "$tmp/root/main.tf"
+  grep -q "source = \"$tmp/mod\"" "$tmp/root/main.tf" || { say "FAIL: examples/render has no module source to rewrite"; exit 1; }
+  terraform -chdir="$tmp/root" init -backend=false -input=false -no-color >/dev/null
+  terraform -chdir="$tmp/root" plan -input=false -no-color -var "config_dir=$tmp/root-etc" >/dev/null
 else
   missing terraform "fmt, validate, test and rendering are not checked"
 fi
@@ -138,8 +151,8 @@ for m in pathlib.Path("terraform/modules").glob("aws-relay-region"):
 PY
 
   if command -v systemd-analyze >/dev/null; then
-    say "systemd-analyze verify (rendered units == packaging/systemd)"
-    for u in packaging/systemd/*.service; do
+    say "systemd-analyze verify (rendered units == terraform/modules/geosteer-config/files)"
+    for u in terraform/modules/geosteer-config/files/*.service; do
       cmp "$u" "$etc/$(basename "$u")"
       # verify needs the binaries where ExecStart names them.
       sed -e "s#/usr/bin/geosteer#$bin/geosteer#g" "$u" > "$tmp/units/$(basename "$u")"
@@ -169,10 +182,10 @@ if command -v cargo-deb >/dev/null || cargo install --list | grep -q '^cargo-deb
   done
   grep -q '^ Package: geosteer$' "$tmp/info" && grep -q 'postinst' "$tmp/info" || { cat "$tmp/info"; say "FAIL: package metadata"; exit 1; }
   mkdir "$tmp/deb"; dpkg-deb -x "$deb" "$tmp/deb"
-  for u in packaging/systemd/*.service; do
+  for u in terraform/modules/geosteer-config/files/*.service; do
     cmp "$u" "$tmp/deb/usr/lib/systemd/system/$(basename "$u")"
   done
-  say "package $(basename "$deb"): $(wc -l < "$tmp/contents") entries, units identical to packaging/systemd"
+  say "package $(basename "$deb"): $(wc -l < "$tmp/contents") entries, units identical to terraform/modules/geosteer-config/files"
 else
   missing cargo-deb "tests/run.sh installs it (tests/deps.d/deployment.txt)"
 fi

@@ -1,6 +1,4 @@
 locals {
-  pkg = "${path.module}/../../../packaging"
-
   tls_ports = concat([var.turns_port], var.turns_on_443 ? [443] : [])
 
   members = flatten([
@@ -60,10 +58,10 @@ locals {
   }
 
   units = {
-    "geosteer.service"       = file("${local.pkg}/systemd/geosteer.service")
-    "geosteer-relay.service" = file("${local.pkg}/systemd/geosteer-relay.service")
+    "geosteer.service"       = file("${path.module}/files/geosteer.service")
+    "geosteer-relay.service" = file("${path.module}/files/geosteer-relay.service")
   }
-  sysctl = file("${local.pkg}/sysctl/60-geosteer-relay.conf")
+  sysctl = file("${path.module}/files/60-geosteer-relay.conf")
 
   # Secrets live in Secrets Manager under these names; machines read them at
   # boot through their instance role. Only names go into user-data.
