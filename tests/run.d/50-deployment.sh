@@ -117,6 +117,26 @@ PY
     say "FAIL: finish-config accepted a base without [relay]"; exit 1
   fi
 
+  say "secret names: what aws-relay-region creates == what each region's user-data reads"
+  python3 - "$tmp/out.json" <<'PY'
+import json, re, sys, pathlib
+out = json.load(open(sys.argv[1]))
+names = out["secret_names"]["value"]["relay"]
+for region in names:
+    text = out["files"]["value"][f"relay-{region}-user-data.yaml"]
+    want = f"[/usr/lib/geosteer/geosteer-fetch-secrets, relay, {names[region]}]"
+    if want not in text:
+        sys.exit(f"relay user-data of {region} does not fetch {names[region]}")
+tf = pathlib.Path("terraform/modules/aws-relay-region/main.tf").read_text()
+m = re.search(r'resource "aws_secretsmanager_secret" "relay" \{[^}]*?\bname\s*=\s*(\S+)', tf, re.S)
+if not m or m.group(1) != "var.secret_name":
+    sys.exit(f"aws-relay-region: the secret must be named var.secret_name as given, found {m and m.group(1)}")
+fetch = pathlib.Path("packaging/scripts/geosteer-fetch-secrets").read_text()
+if not re.search(r'name=\$2\b', fetch) or '--secret-id "$name"' not in fetch:
+    sys.exit("geosteer-fetch-secrets must read the secret named by its second argument")
+print(f"  {len(names)} regions: user-data, module and helper agree on the name")
+PY
+
   say "security-group ports == rendered listen ports"
   python3 - "$etc" <<'PY'
 import json, sys, pathlib, tomllib, re

@@ -57,3 +57,8 @@ output "ns_records" {
   description = "NS and glue for the parent zone."
   value       = module.config.ns_records
 }
+
+output "secret_names" {
+  description = "Secrets Manager names the machines read at boot (dns; relay per region)."
+  value       = module.config.secret_names
+}

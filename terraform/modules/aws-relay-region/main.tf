@@ -37,7 +37,8 @@ resource "aws_kms_key" "this" {
 }
 
 resource "aws_secretsmanager_secret" "relay" {
-  name       = "${var.secret_name}/${var.region_name}"
+  # Exactly the name this region's user-data makes geosteer-fetch-secrets read.
+  name       = var.secret_name
   kms_key_id = local.kms_key
   tags       = local.tags
   # checkov:skip=CKV2_AWS_57: TURN REST secrets rotate by adding a new one first (docs/deployment.md), not by a Lambda.

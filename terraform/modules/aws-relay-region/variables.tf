@@ -97,7 +97,7 @@ variable "user_data" {
 }
 
 variable "secret_name" {
-  description = "Secrets Manager name from geosteer-config's secret_names.relay."
+  description = "Secrets Manager name from geosteer-config's secret_names.relay[region_name]: the name this region's user-data reads at boot, used as is."
   type        = string
 }
 

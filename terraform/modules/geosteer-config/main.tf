@@ -64,9 +64,11 @@ locals {
   sysctl = file("${path.module}/files/60-geosteer-relay.conf")
 
   # Secrets live in Secrets Manager under these names; machines read them at
-  # boot through their instance role. Only names go into user-data.
+  # boot through their instance role. Only names go into user-data. Each
+  # region's relays have a secret of their own, so an instance role can be
+  # scoped to its region's secret.
   dns_secret_name   = "geosteer/${var.deployment}/dns"
-  relay_secret_name = "geosteer/${var.deployment}/relay"
+  relay_secret_name = { for r in var.regions : r.name => "geosteer/${var.deployment}/relay/${r.name}" }
 
   dns_user_data = templatefile("${path.module}/templates/cloud-init.yaml.tftpl", {
     role           = "dns"
@@ -87,7 +89,7 @@ locals {
       role           = "relay"
       package_url    = var.package_url
       package_sha256 = var.package_sha256
-      secret_name    = local.relay_secret_name
+      secret_name    = local.relay_secret_name[r.name]
       files = {
         "/etc/geosteer/relay.toml.base"              = local.relay_toml[r.name]
         "/etc/systemd/system/geosteer-relay.service" = local.units["geosteer-relay.service"]

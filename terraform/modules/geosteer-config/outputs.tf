@@ -53,7 +53,7 @@ output "relay_user_data" {
 }
 
 output "secret_names" {
-  description = "Secrets Manager names the machines read at boot."
+  description = "Secrets Manager names the machines read at boot: dns, and relay per region (pass relay[region] to aws-relay-region's secret_name)."
   value       = { dns = local.dns_secret_name, relay = local.relay_secret_name }
 }
 

@@ -239,3 +239,15 @@ run "a_bad_steered_name_is_refused" {
   }
   expect_failures = [var.steered_name]
 }
+
+run "each_region_reads_its_own_relay_secret" {
+  command = plan
+  assert {
+    condition     = alltrue([for r, name in output.secret_names.relay : strcontains(output.relay_user_data[r], "geosteer-fetch-secrets, relay, ${name}]")])
+    error_message = "the relay user-data of a region must fetch the secret named in secret_names.relay[region]"
+  }
+  assert {
+    condition     = output.secret_names.relay["eu-central"] == "geosteer/prod/relay/eu-central" && length(distinct(values(output.secret_names.relay))) == 2
+    error_message = "one relay secret per region"
+  }
+}
