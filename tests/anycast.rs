@@ -31,6 +31,8 @@ const CLIENT: &str = "198.18.201.2";
 const INTERVAL_MS: u64 = 250;
 const FALL: u64 = 2;
 const RISE: u64 = 2;
+/// systemd's `WATCHDOG_USEC` for both agents: keep-alives every 250 ms.
+const WATCHDOG_USEC: &str = "500000";
 
 fn have(cmd: &str) -> bool {
     Command::new("sh")
@@ -223,10 +225,77 @@ impl Drop for Lab {
             unsafe { libc::kill(c.id() as i32, libc::SIGKILL) };
             let _ = c.wait();
         }
+        // ExaBGP's agent is ExaBGP's child, not ours: whatever still names a
+        // file of this lab (a stopped or orphaned agent) goes too.
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-f", &self.dir.display().to_string()])
+            .status();
         // BIRD daemonizes unless -f; ours run with -f and are children above.
         for ns in &self.namespaces {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
+    }
+}
+
+/// What systemd's notify socket would receive (`NOTIFY_SOCKET`): the test
+/// stands where systemd stands and records every message with its time.
+struct NotifySocket {
+    path: PathBuf,
+    got: std::sync::Arc<std::sync::Mutex<Vec<(Instant, String)>>>,
+}
+
+impl NotifySocket {
+    fn bind(path: PathBuf) -> NotifySocket {
+        use std::os::unix::fs::PermissionsExt;
+        let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        // Like /run/systemd/notify: any process of the unit may send.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let g = got.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while let Ok(n) = sock.recv(&mut buf) {
+                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                g.lock().unwrap().push((Instant::now(), msg));
+            }
+        });
+        NotifySocket { path, got }
+    }
+
+    fn count(&self, msg: &str) -> usize {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, m)| m == msg)
+            .count()
+    }
+
+    /// Waits until `msg` has arrived more than `after` times.
+    fn wait_more(&self, msg: &str, after: usize, limit: Duration) {
+        let start = Instant::now();
+        while self.count(msg) <= after {
+            assert!(
+                start.elapsed() < limit,
+                "{}: no new {msg:?} in {limit:?} (have {})",
+                self.path.display(),
+                self.count(msg)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Asserts no keep-alive arrives during `window` (after `settle`, which
+    /// lets one already on its way land): the decision loop is stuck.
+    fn assert_starved(&self, settle: Duration, window: Duration, what: &str) {
+        std::thread::sleep(settle);
+        let before = self.count("WATCHDOG=1");
+        std::thread::sleep(window);
+        let after = self.count("WATCHDOG=1");
+        assert_eq!(
+            before, after,
+            "{what}: keep-alives went on for {window:?} while the decision loop was stuck"
+        );
     }
 }
 
@@ -441,13 +510,33 @@ fn vip_is_announced_only_while_the_dns_node_is_healthy() {
         ("exabgp.api.terminate", "true"),
         ("exabgp.log.destination", "stdout"),
     ];
-    lab.spawn(
-        "exabgp-a",
-        "a",
-        &["exabgp", exa_conf.to_str().unwrap()],
-        &exa_env,
-        Stdio::null(),
+    // Started the way geosteer-anycast.service starts it: through the start
+    // helper, with systemd's notify socket and watchdog in the environment
+    // (ExaBGP is the main process; its child, the agent, sends).
+    let notify_a = NotifySocket::bind(dir.join("notify-a.sock"));
+    let notify_b = NotifySocket::bind(dir.join("notify-b.sock"));
+    let start_helper = common::repo("packaging/scripts/geosteer-anycast-start");
+    let path_env = format!(
+        "{}:{}",
+        Path::new(geosteer_bin()).parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
     );
+    let notify_a_path = notify_a.path.to_str().unwrap().to_string();
+    let exa_spawn_env: Vec<(&str, &str)> = exa_env
+        .iter()
+        .copied()
+        .chain([
+            ("PATH", path_env.as_str()),
+            ("NOTIFY_SOCKET", notify_a_path.as_str()),
+            ("WATCHDOG_USEC", WATCHDOG_USEC),
+        ])
+        .collect();
+    let exa_args = [
+        start_helper.to_str().unwrap(),
+        agent_a.to_str().unwrap(),
+        exa_conf.to_str().unwrap(),
+    ];
+    lab.spawn("exabgp-a", "a", &exa_args, &exa_spawn_env, Stdio::null());
 
     // B: BIRD with one (initially disabled) static protocol for the VIP,
     // exported over BGP; the agent enables/disables it.
@@ -479,18 +568,18 @@ fn vip_is_announced_only_while_the_dns_node_is_healthy() {
         "agent-b",
         &format!("{{ kind = \"bird\", socket = \"{}\" }}", ctl("b")),
     );
-    lab.spawn(
-        "agent-b",
-        "b",
-        &[
-            geosteer_bin(),
-            "anycast",
-            "--config",
-            agent_b.to_str().unwrap(),
-        ],
-        &[],
-        Stdio::null(),
-    );
+    let notify_b_path = notify_b.path.to_str().unwrap().to_string();
+    let agent_b_env = [
+        ("NOTIFY_SOCKET", notify_b_path.as_str()),
+        ("WATCHDOG_USEC", WATCHDOG_USEC),
+    ];
+    let agent_b_args = [
+        geosteer_bin(),
+        "anycast",
+        "--config",
+        agent_b.to_str().unwrap(),
+    ];
+    lab.spawn("agent-b", "b", &agent_b_args, &agent_b_env, Stdio::null());
 
     let t = lab.wait_paths(&[A, B], Duration::from_secs(30));
     eprintln!("VIP learned from both service namespaces {t:?} after start");
@@ -596,7 +685,63 @@ fn vip_is_announced_only_while_the_dns_node_is_healthy() {
         assert!(m.contains(want), "metrics lack {want:?}:\n{m}");
     }
 
-    // 5. SIGTERM to each agent withdraws before it exits; the VIP stays on lo.
+    // 5. systemd's notify protocol: READY once, then keep-alives from the
+    // decision loop, for the agent under ExaBGP as for the one on BIRD.
+    for (who, n) in [("exabgp", &notify_a), ("bird", &notify_b)] {
+        assert_eq!(n.count("READY=1"), 1, "{who} agent: one READY=1");
+        let k = n.count("WATCHDOG=1");
+        n.wait_more("WATCHDOG=1", k, Duration::from_secs(3));
+    }
+
+    // 6. A speaker that does not answer stalls the decision loop: the
+    // keep-alives stop (systemd's WatchdogSec would restart the unit). BIRD
+    // stopped, then a drain asks the agent for a BIRD command.
+    lab.kill("bird-b", libc::SIGSTOP);
+    std::fs::write(dir.join("agent-b.drain"), "maintenance\n").unwrap();
+    notify_b.assert_starved(
+        Duration::from_millis(600),
+        Duration::from_secs(3),
+        "BIRD not answering",
+    );
+    lab.kill("bird-b", libc::SIGCONT);
+    let k = notify_b.count("WATCHDOG=1");
+    notify_b.wait_more("WATCHDOG=1", k, Duration::from_secs(8));
+    let t = lab.wait_paths(&[A], Duration::from_secs(8));
+    std::fs::remove_file(dir.join("agent-b.drain")).unwrap();
+    lab.wait_paths(&[A, B], bound);
+    eprintln!("BIRD stopped: keep-alives stopped; continued: drain withdrawn {t:?} later, keep-alives back");
+
+    // 7. The BIRD agent crashes: BIRD keeps the static protocol enabled, so
+    // the route stays; the unit's ExecStopPost (`--withdraw`) removes it.
+    lab.kill("agent-b", libc::SIGKILL);
+    std::thread::sleep(bound);
+    assert_eq!(
+        lab.router_paths(),
+        [A, B],
+        "after an agent crash BIRD still announces (why ExecStopPost withdraws)"
+    );
+    let o = lab.exec(
+        "b",
+        &[
+            geosteer_bin(),
+            "anycast",
+            "--config",
+            agent_b.to_str().unwrap(),
+            "--withdraw",
+        ],
+    );
+    assert!(
+        o.status.success(),
+        "--withdraw: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let t = lab.wait_paths(&[A], bound);
+    eprintln!("BIRD agent SIGKILLed: route kept by BIRD; --withdraw removed it in {t:?}");
+    lab.spawn("agent-b", "b", &agent_b_args, &agent_b_env, Stdio::null());
+    let t = lab.wait_paths(&[A, B], bound * 3);
+    eprintln!("BIRD agent restarted: re-announced in {t:?}");
+
+    // 8. SIGTERM to the BIRD agent withdraws before it exits; the VIP stays on lo.
     lab.kill("agent-b", libc::SIGTERM);
     let t = lab.wait_paths(&[A], bound);
     eprintln!("SIGTERM to the BIRD agent: withdrawn in {t:?}");
@@ -611,22 +756,64 @@ fn vip_is_announced_only_while_the_dns_node_is_healthy() {
         String::from_utf8_lossy(&o.stdout).contains(VIP),
         "the VIP stays configured while withdrawn"
     );
-    let agent_pid = {
-        let o = Command::new("pgrep")
-            .args(["-f", &format!("anycast --config {}", agent_a.display())])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&o.stdout)
-            .trim()
-            .lines()
-            .next()
-            .unwrap_or("")
-            .to_string()
-    };
-    assert!(!agent_pid.is_empty(), "the ExaBGP agent process runs");
-    unsafe { libc::kill(agent_pid.parse().unwrap(), libc::SIGTERM) };
+
+    // 9. The agent under ExaBGP hangs (SIGSTOP): ExaBGP does not notice, but
+    // the keep-alives stop. What systemd does at WatchdogSec — SIGABRT to the
+    // unit's main process, ExaBGP — ends the BGP session: withdrawn.
+    let agent_a_pid = pid_of(&format!("anycast --config {}", agent_a.display()));
+    unsafe { libc::kill(agent_a_pid, libc::SIGSTOP) };
+    notify_a.assert_starved(
+        Duration::from_millis(600),
+        Duration::from_secs(2),
+        "agent under ExaBGP stopped",
+    );
+    assert_eq!(
+        lab.router_paths(),
+        [A],
+        "a hung agent alone keeps its route"
+    );
+    lab.kill("exabgp-a", libc::SIGABRT);
+    let t = lab.wait_paths(&[], bound);
+    eprintln!("agent under ExaBGP hung: keep-alives stopped; watchdog's SIGABRT to ExaBGP withdrew in {t:?}");
+    // systemd's KillMode=control-group ends the rest of the unit.
+    unsafe { libc::kill(agent_a_pid, libc::SIGKILL) };
+    let o = lab.exec(
+        "a",
+        &[
+            geosteer_bin(),
+            "anycast",
+            "--config",
+            agent_a.to_str().unwrap(),
+            "--withdraw",
+        ],
+    );
+    assert!(
+        o.status.success(),
+        "--withdraw (exabgp): {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // 10. SIGTERM to the agent under ExaBGP: it withdraws, then ExaBGP ends.
+    lab.kill("exabgp-a", libc::SIGKILL);
+    lab.spawn("exabgp-a", "a", &exa_args, &exa_spawn_env, Stdio::null());
+    let t = lab.wait_paths(&[A], Duration::from_secs(30));
+    eprintln!("ExaBGP restarted: announced in {t:?}");
+    let agent_pid = pid_of(&format!("anycast --config {}", agent_a.display()));
+    unsafe { libc::kill(agent_pid, libc::SIGTERM) };
     let t = lab.wait_paths(&[], bound);
     eprintln!("SIGTERM to the ExaBGP agent: withdrawn in {t:?}");
+}
+
+/// The one process whose command line contains `pattern`.
+fn pid_of(pattern: &str) -> i32 {
+    let o = Command::new("pgrep")
+        .args(["-f", pattern])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    let pids: Vec<i32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    assert_eq!(pids.len(), 1, "processes matching {pattern:?}: {pids:?}");
+    pids[0]
 }
 
 /// `speaker what: min/median/max` of a set of durations, in seconds.

@@ -13,6 +13,7 @@ use super::check::Check;
 use super::config::{AnycastConfig, SpeakerConfig};
 use super::decide::{Change, Reason, Route, VipMachine};
 use super::metrics::{AgentStatus, VipStatus};
+use super::notify::Notifier;
 use super::speaker::{Bird, Exabgp, Speaker};
 
 /// What the decision thread hears.
@@ -113,7 +114,14 @@ pub fn run(cfg: AnycastConfig) -> Result<(), String> {
     let mut last_check: Vec<Instant> = vec![now; cfg.vips.len()];
     let mut pending: Vec<Reason> = vec![Reason::Startup; cfg.vips.len()];
     let mut admin_drain = false;
-    notify("READY=1");
+    let mut systemd = Notifier::from_env();
+    if let Some(every) = systemd.watchdog() {
+        tracing::info!(
+            every_ms = every.as_millis() as u64,
+            "systemd watchdog: keep-alives from the decision loop"
+        );
+    }
+    systemd.send("READY=1");
     loop {
         let ev = rx.recv_timeout(Duration::from_millis(50));
         let now = Instant::now();
@@ -121,6 +129,7 @@ pub fn run(cfg: AnycastConfig) -> Result<(), String> {
         match ev {
             Ok(Event::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => {
                 tracing::info!("stopping: withdrawing every VIP");
+                systemd.send("STOPPING=1");
                 for (i, m) in machines.iter_mut().enumerate() {
                     m.shutdown();
                     pending[i] = Reason::Shutdown;
@@ -183,7 +192,53 @@ pub fn run(cfg: AnycastConfig) -> Result<(), String> {
             tracing::warn!("ExaBGP closed the API pipe: exiting");
             return Err("ExaBGP went away".into());
         }
-        notify("WATCHDOG=1");
+        // Only here, after a whole turn: a turn stuck anywhere (speaker not
+        // answering, check results not processed) starves the watchdog.
+        systemd.keepalive(now);
+    }
+}
+
+/// `geosteer anycast --withdraw` (the unit's `ExecStopPost`): withdraws every
+/// configured VIP through the speaker without running the agent. Returns
+/// what was done, one line per VIP.
+pub fn withdraw_all(cfg: &AnycastConfig) -> Result<Vec<String>, String> {
+    match &cfg.speaker {
+        // The routes live in ExaBGP's BGP session, which ended with ExaBGP
+        // (the unit's main process): the peer has withdrawn them already.
+        SpeakerConfig::Exabgp => Ok(vec![
+            "exabgp: the routes ended with ExaBGP's BGP session; nothing to withdraw".into(),
+        ]),
+        SpeakerConfig::Bird { socket } => {
+            // A BIRD that is not running announces nothing.
+            if let Err(e) = std::os::unix::net::UnixStream::connect(socket) {
+                use std::io::ErrorKind::{ConnectionRefused, NotFound};
+                if matches!(e.kind(), NotFound | ConnectionRefused) {
+                    return Ok(vec![format!(
+                        "bird: not running ({}: {e}); it announces nothing",
+                        socket.display()
+                    )]);
+                }
+            }
+            let mut bird = Bird::new(socket.clone());
+            let mut done = Vec::new();
+            let mut failed = Vec::new();
+            for v in &cfg.vips {
+                match bird.command(&format!("disable {}", v.protocol_name())) {
+                    Ok(reply) => done.push(format!(
+                        "{}: {} ({})",
+                        v.prefix,
+                        v.protocol_name(),
+                        reply.lines().last().unwrap_or("").trim()
+                    )),
+                    Err(e) => failed.push(format!("{}: {e}", v.prefix)),
+                }
+            }
+            if failed.is_empty() {
+                Ok(done)
+            } else {
+                Err(failed.join("; "))
+            }
+        }
     }
 }
 
@@ -275,25 +330,5 @@ async fn serve_http(listener: tokio::net::TcpListener, status: Shared, tx: mpsc:
         .with_state(status);
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "metrics endpoint stopped");
-    }
-}
-
-/// systemd's notify protocol (READY, WATCHDOG): a hung agent stops sending
-/// WATCHDOG=1 and systemd kills it; `ExecStopPost` then withdraws.
-fn notify(msg: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
-        return;
-    };
-    let path = path.to_string_lossy().into_owned();
-    if let Some(abs) = path.strip_prefix('@') {
-        use std::os::linux::net::SocketAddrExt;
-        if let Ok(a) = std::os::unix::net::SocketAddr::from_abstract_name(abs.as_bytes()) {
-            let _ = sock.send_to_addr(msg.as_bytes(), &a);
-        }
-    } else {
-        let _ = sock.send_to(msg.as_bytes(), path);
     }
 }

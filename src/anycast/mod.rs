@@ -7,6 +7,7 @@
 //!   shift, shutdown) with time injected.
 //! * [`check`]: the DNS and relay checks against the VIP.
 //! * [`speaker`]: thin ExaBGP (stdio API with acks) and BIRD (control socket) drivers.
+//! * [`notify`]: systemd's notify protocol (ready, watchdog keep-alives).
 //! * [`agent`]: the loop wiring them, metrics and admin HTTP, signals.
 
 pub mod agent;
@@ -14,6 +15,7 @@ pub mod check;
 pub mod config;
 pub mod decide;
 pub mod metrics;
+pub mod notify;
 pub mod speaker;
 
 pub use config::AnycastConfig;

@@ -35,6 +35,13 @@ enum Command {
         /// The agent's TOML file (see docs/anycast.md).
         #[arg(long, short)]
         config: PathBuf,
+        /// Withdraw every VIP through the speaker and exit (the unit's
+        /// `ExecStopPost`).
+        #[arg(long, conflicts_with = "print_speaker")]
+        withdraw: bool,
+        /// Print the configured speaker (`exabgp` or `bird`) and exit.
+        #[arg(long)]
+        print_speaker: bool,
     },
     /// Run the local multi-region demo on bundled defaults.
     Demo(demo::DemoArgs),
@@ -58,7 +65,11 @@ enum Command {
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve { config } => serve::run(&config),
-        Command::Anycast { config } => anycast::run(&config),
+        Command::Anycast {
+            config,
+            withdraw,
+            print_speaker,
+        } => anycast::run(&config, withdraw, print_speaker),
         Command::Demo(args) => demo::run(args),
         Command::Check { config } => check::run(&config),
         Command::Explain(args) => explain::run(args),

@@ -175,7 +175,8 @@ PY
     for u in terraform/modules/geosteer-config/files/*.service; do
       cmp "$u" "$etc/$(basename "$u")"
       # verify needs the binaries where ExecStart names them.
-      sed -e "s#/usr/bin/geosteer#$bin/geosteer#g" "$u" > "$tmp/units/$(basename "$u")"
+      sed -e "s#/usr/bin/geosteer#$bin/geosteer#g" -e "s#/usr/lib/geosteer/#$root/packaging/scripts/#g" \
+        "$u" > "$tmp/units/$(basename "$u")"
     done
     out=$(systemd-analyze verify "$tmp"/units/*.service 2>&1 || true)
     echo "$out" | grep -v -e 'Failed to connect to bus' -e '^$' > "$tmp/verify.log" || true
@@ -197,6 +198,8 @@ if command -v cargo-deb >/dev/null || cargo install --list | grep -q '^cargo-deb
     ./usr/lib/systemd/system/geosteer-relay.service ./usr/lib/sysctl.d/60-geosteer-relay.conf \
     ./usr/lib/sysusers.d/geosteer.conf ./usr/lib/geosteer/geosteer-fetch-secrets \
     ./usr/lib/geosteer/geosteer-relay-finish-config ./usr/share/geosteer/examples/relay.toml \
+    ./usr/lib/systemd/system/geosteer-anycast.service ./usr/lib/geosteer/geosteer-anycast-start \
+    ./usr/share/geosteer/examples/anycast/exabgp.conf ./usr/share/doc/geosteer/anycast.md \
     ./usr/share/doc/geosteer/deployment.md ./usr/share/doc/geosteer/relay.md; do
     grep -q " $f\$" "$tmp/contents" || { say "FAIL: $f not in the package"; cat "$tmp/contents"; exit 1; }
   done

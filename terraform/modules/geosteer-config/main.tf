@@ -58,8 +58,9 @@ locals {
   }
 
   units = {
-    "geosteer.service"       = file("${path.module}/files/geosteer.service")
-    "geosteer-relay.service" = file("${path.module}/files/geosteer-relay.service")
+    "geosteer.service"         = file("${path.module}/files/geosteer.service")
+    "geosteer-relay.service"   = file("${path.module}/files/geosteer-relay.service")
+    "geosteer-anycast.service" = file("${path.module}/files/geosteer-anycast.service")
   }
   sysctl = file("${path.module}/files/60-geosteer-relay.conf")
 
