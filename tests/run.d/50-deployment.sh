@@ -105,6 +105,23 @@ PY
   fi
   say "geosteer check (rendered geosteer.toml + zone)"
   "$bin/geosteer" check --config "$etc/geosteer.toml"
+  say "geosteer check (rendered anycast agent) + bird -p (rendered BIRD include)"
+  "$bin/geosteer" check --config "$etc/anycast.toml"
+  grep -q 'speaker = { kind = "bird"' "$etc/anycast.toml" || { say "FAIL: the rendered agent does not drive BIRD"; exit 1; }
+  if command -v bird >/dev/null; then
+    # The operator's bird.conf: a session to their router, exporting the
+    # agent's protocols, and the rendered include.
+    printf 'router id 192.0.2.11;\nprotocol device {}\ninclude "%s";\nprotocol bgp up { local 192.0.2.11 as 64512; neighbor 192.0.2.1 as 64500; ipv4 { import none; export where proto ~ "anycast_*"; next hop self; }; }\n' \
+      "$etc/bird-geosteer-anycast.conf" > "$tmp/bird.conf"
+    bird -p -c "$tmp/bird.conf"
+    # Every protocol the agent names exists in the include, disabled.
+    for p in $(sed -n 's/^bird_protocol = "\(.*\)"/\1/p' "$etc/anycast.toml"); do
+      grep -A1 "^protocol static $p {" "$etc/bird-geosteer-anycast.conf" | grep -q disabled \
+        || { say "FAIL: $p is not a disabled static protocol of the include"; exit 1; }
+    done
+  else
+    missing bird "the rendered BIRD include is not parsed"
+  fi
   for base in "$etc"/relay-*.toml.base; do
     final=${base%.base}
     say "geosteer-relay-finish-config + geosteer-relay check ($(basename "$final"))"

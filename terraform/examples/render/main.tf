@@ -19,6 +19,8 @@ module "config" {
   config_dir     = var.config_dir
   geoip_database = "${var.config_dir}/GeoLite2-City.mmdb"
   turns_on_443   = true
+  # Every DNS node also announces an anycast VIP through its own BIRD.
+  anycast = { vips = ["192.0.2.53"], med = 10, communities = ["64512:53"] }
   dns_nodes = [
     { name = "ns1", address = "203.0.113.53" },
     { name = "ns2", address = "198.51.100.53" },
@@ -41,6 +43,8 @@ output "files" {
       (module.config.zone_file_name) = module.config.zone_file
       "60-geosteer-relay.conf"       = module.config.sysctl
       "dns-user-data.yaml"           = module.config.dns_user_data
+      "anycast.toml"                 = module.config.anycast_toml
+      "bird-geosteer-anycast.conf"   = module.config.bird_anycast_conf
     },
     { for k, v in module.config.relay_toml : "relay-${k}.toml.base" => v },
     { for k, v in module.config.relay_user_data : "relay-${k}-user-data.yaml" => v },

@@ -57,6 +57,19 @@ locals {
     })
   }
 
+  anycast_vars = var.anycast == null ? null : merge(var.anycast, { zone = var.zone })
+  anycast_toml = var.anycast == null ? null : templatefile("${path.module}/templates/anycast.toml.tftpl", local.anycast_vars)
+  bird_anycast_conf = try(var.anycast.speaker, "") == "bird" ? templatefile(
+    "${path.module}/templates/bird-anycast.conf.tftpl", local.anycast_vars
+  ) : null
+  anycast_files = merge(
+    var.anycast == null ? {} : {
+      "/etc/geosteer/anycast.toml"                   = local.anycast_toml
+      "/etc/systemd/system/geosteer-anycast.service" = local.units["geosteer-anycast.service"]
+    },
+    local.bird_anycast_conf == null ? {} : { "/etc/bird/geosteer-anycast.conf" = local.bird_anycast_conf },
+  )
+
   units = {
     "geosteer.service"         = file("${path.module}/files/geosteer.service")
     "geosteer-relay.service"   = file("${path.module}/files/geosteer-relay.service")
@@ -76,13 +89,13 @@ locals {
     package_url    = var.package_url
     package_sha256 = var.package_sha256
     secret_name    = local.dns_secret_name
-    files = {
+    files = merge({
       "/etc/geosteer/geosteer.toml"          = local.geosteer_toml
       "/etc/geosteer/${var.zone}.zone"       = local.zone_file
       "/etc/systemd/system/geosteer.service" = local.units["geosteer.service"]
       "/etc/sysctl.d/60-geosteer-relay.conf" = local.sysctl
-    }
-    service = "geosteer.service"
+    }, local.anycast_files)
+    services = concat(["geosteer.service"], var.anycast == null ? [] : ["geosteer-anycast.service"])
   })
 
   relay_user_data = {
@@ -96,7 +109,7 @@ locals {
         "/etc/systemd/system/geosteer-relay.service" = local.units["geosteer-relay.service"]
         "/etc/sysctl.d/60-geosteer-relay.conf"       = local.sysctl
       }
-      service = "geosteer-relay.service"
+      services = ["geosteer-relay.service"]
     })
   }
 }

@@ -64,3 +64,13 @@ output "ns_records" {
     [for n in var.dns_nodes : "${n.name}.${var.zone}. 86400 IN A ${n.address}"],
   )
 }
+
+output "anycast_toml" {
+  description = "The DNS nodes' anycast agent config (/etc/geosteer/anycast.toml), or null without var.anycast."
+  value       = local.anycast_toml
+}
+
+output "bird_anycast_conf" {
+  description = "BIRD include with one disabled static protocol per VIP (/etc/bird/geosteer-anycast.conf), or null unless anycast.speaker = \"bird\"."
+  value       = local.bird_anycast_conf
+}

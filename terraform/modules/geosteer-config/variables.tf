@@ -209,3 +209,61 @@ variable "package_sha256" {
     error_message = "package_sha256 must be 64 lowercase hex digits."
   }
 }
+
+variable "anycast" {
+  description = <<-EOT
+    Optional anycast agent on every DNS node, for operators who bring their own
+    BGP (BIRD or ExaBGP on the node, sessions to their routers): each node
+    announces the service addresses in vips while its DNS answers on them
+    (docs/anycast.md). null = no agent. With speaker = "bird" the module also
+    renders a BIRD include with one disabled static protocol per VIP; with
+    "exabgp" the operator's /etc/geosteer/exabgp.conf runs the agent as its
+    process (docs/examples/anycast/exabgp.conf).
+  EOT
+  type = object({
+    vips           = list(string)
+    speaker        = optional(string, "bird")
+    bird_socket    = optional(string, "/run/bird/bird.ctl")
+    interval_ms    = optional(number, 1000)
+    timeout_ms     = optional(number, 500)
+    rise           = optional(number, 3)
+    fall           = optional(number, 2)
+    med            = optional(number)
+    communities    = optional(list(string), [])
+    metrics_listen = optional(string, "127.0.0.1:9180")
+  })
+  default = null
+  # Terraform 1.11 evaluates both sides of ||: each rule is a conditional.
+  validation {
+    condition     = var.anycast == null ? true : length(var.anycast.vips) > 0 && length(distinct(var.anycast.vips)) == length(var.anycast.vips)
+    error_message = "anycast.vips must list at least one address, each once."
+  }
+  validation {
+    condition     = var.anycast == null ? true : alltrue([for v in var.anycast.vips : can(regex("^[0-9.]+$", v)) && can(cidrhost("${v}/32", 0))])
+    error_message = "every anycast.vips entry must be an IPv4 address (the rendered DNS node listens on 0.0.0.0:53): ${var.anycast == null ? "" : join(", ", [for v in var.anycast.vips : jsonencode(v)])}."
+  }
+  validation {
+    condition     = var.anycast == null ? true : contains(["bird", "exabgp"], var.anycast.speaker)
+    error_message = "anycast.speaker must be \"bird\" or \"exabgp\"."
+  }
+  validation {
+    condition     = var.anycast == null ? true : var.anycast.speaker != "bird" || length(var.anycast.bird_socket) > 0
+    error_message = "anycast.bird_socket must name BIRD's control socket."
+  }
+  validation {
+    condition     = var.anycast == null ? true : var.anycast.interval_ms >= 50 && var.anycast.timeout_ms >= 1 && var.anycast.timeout_ms < var.anycast.interval_ms
+    error_message = "anycast.interval_ms must be at least 50 and anycast.timeout_ms between 1 and interval_ms - 1."
+  }
+  validation {
+    condition     = var.anycast == null ? true : var.anycast.rise >= 1 && var.anycast.fall >= 1
+    error_message = "anycast.rise and anycast.fall must be at least 1."
+  }
+  validation {
+    condition     = var.anycast == null ? true : alltrue([for c in var.anycast.communities : can(regex("^[0-9]{1,5}:[0-9]{1,5}$", c)) && alltrue([for p in split(":", c) : tonumber(p) <= 65535])])
+    error_message = "anycast.communities must be ASN:VALUE with both parts 0..65535."
+  }
+  validation {
+    condition     = var.anycast == null ? true : can(regex("^(127\\.[0-9.]+|\\[::1\\]):[0-9]{1,5}$", var.anycast.metrics_listen))
+    error_message = "anycast.metrics_listen must be a loopback address:port (it also serves POST /v1/drain)."
+  }
+}

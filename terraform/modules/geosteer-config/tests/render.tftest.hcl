@@ -251,3 +251,115 @@ run "each_region_reads_its_own_relay_secret" {
     error_message = "one relay secret per region"
   }
 }
+
+# The DNS node: geosteer.toml, zone and unit in its user-data; no agent
+# unless asked for.
+run "dns_node_user_data_without_anycast" {
+  command = plan
+  assert {
+    condition     = strcontains(output.dns_user_data, "path: /etc/geosteer/geosteer.toml") && strcontains(output.dns_user_data, "path: /etc/geosteer/turn.example.com.zone") && strcontains(output.dns_user_data, "path: /etc/systemd/system/geosteer.service")
+    error_message = "the DNS node's user-data writes its config, zone and unit"
+  }
+  assert {
+    condition     = strcontains(output.dns_user_data, "[systemctl, enable, --now, geosteer.service]") && !strcontains(output.dns_user_data, "anycast")
+    error_message = "without var.anycast no agent is written or started"
+  }
+  assert {
+    condition     = output.anycast_toml == null && output.bird_anycast_conf == null
+    error_message = "no agent config without var.anycast"
+  }
+  assert {
+    condition     = strcontains(output.zone_file, "ns1 IN A 203.0.113.53") && strcontains(output.zone_file, "@ IN NS ns2.turn.example.com.")
+    error_message = "the zone carries NS and glue of every DNS node"
+  }
+}
+
+run "anycast_with_bird_renders_agent_unit_and_bird_include" {
+  command = plan
+  variables {
+    anycast = { vips = ["198.51.100.53", "198.51.100.54"], med = 10, communities = ["64512:53"], interval_ms = 250, timeout_ms = 200 }
+  }
+  assert {
+    condition     = strcontains(output.anycast_toml, "speaker = { kind = \"bird\", socket = \"/run/bird/bird.ctl\" }") && strcontains(output.anycast_toml, "prefix = \"198.51.100.54/32\"")
+    error_message = "the agent drives BIRD and announces every VIP"
+  }
+  assert {
+    condition     = strcontains(output.anycast_toml, "check = { kind = \"dns\", name = \"turn.example.com\", qtype = \"SOA\" }") && strcontains(output.anycast_toml, "interval_ms = 250") && strcontains(output.anycast_toml, "bird_protocol = \"anycast_198_51_100_53\"")
+    error_message = "each VIP is checked with the zone's SOA and names its BIRD protocol"
+  }
+  assert {
+    condition     = !strcontains(output.anycast_toml, "med =") && strcontains(output.bird_anycast_conf, "protocol static anycast_198_51_100_53 {\n  disabled;") && strcontains(output.bird_anycast_conf, "bgp_med = 10; bgp_community.add((64512, 53));")
+    error_message = "with BIRD, MED and communities live in the BIRD include, and each protocol starts disabled"
+  }
+  assert {
+    condition     = strcontains(output.dns_user_data, "path: /etc/geosteer/anycast.toml") && strcontains(output.dns_user_data, "path: /etc/systemd/system/geosteer-anycast.service") && strcontains(output.dns_user_data, "path: /etc/bird/geosteer-anycast.conf")
+    error_message = "the DNS node's user-data writes the agent config, its unit and the BIRD include"
+  }
+  assert {
+    condition     = strcontains(output.dns_user_data, "[systemctl, enable, --now, geosteer.service, geosteer-anycast.service]")
+    error_message = "the agent is started after the DNS service"
+  }
+}
+
+run "anycast_with_exabgp_carries_med_in_the_agent" {
+  command = plan
+  variables {
+    anycast = { vips = ["198.51.100.53"], speaker = "exabgp", med = 20, communities = ["64512:53"] }
+  }
+  assert {
+    condition     = strcontains(output.anycast_toml, "speaker = { kind = \"exabgp\" }") && strcontains(output.anycast_toml, "med = 20") && strcontains(output.anycast_toml, "communities = [\"64512:53\"]")
+    error_message = "with ExaBGP the agent's commands carry MED and communities"
+  }
+  assert {
+    condition     = output.bird_anycast_conf == null && !strcontains(output.dns_user_data, "/etc/bird/")
+    error_message = "no BIRD include for ExaBGP"
+  }
+}
+
+run "anycast_ipv6_vip_is_refused" {
+  command = plan
+  variables {
+    anycast = { vips = ["2001:db8::53"] }
+  }
+  expect_failures = [var.anycast]
+}
+
+run "anycast_bad_speaker_is_refused" {
+  command = plan
+  variables {
+    anycast = { vips = ["198.51.100.53"], speaker = "gobgp" }
+  }
+  expect_failures = [var.anycast]
+}
+
+run "anycast_timeout_not_below_interval_is_refused" {
+  command = plan
+  variables {
+    anycast = { vips = ["198.51.100.53"], interval_ms = 500, timeout_ms = 500 }
+  }
+  expect_failures = [var.anycast]
+}
+
+run "anycast_bad_community_is_refused" {
+  command = plan
+  variables {
+    anycast = { vips = ["198.51.100.53"], communities = ["64512:70000"] }
+  }
+  expect_failures = [var.anycast]
+}
+
+run "anycast_metrics_off_loopback_is_refused" {
+  command = plan
+  variables {
+    anycast = { vips = ["198.51.100.53"], metrics_listen = "0.0.0.0:9180" }
+  }
+  expect_failures = [var.anycast]
+}
+
+run "anycast_duplicate_vip_is_refused" {
+  command = plan
+  variables {
+    anycast = { vips = ["198.51.100.53", "198.51.100.53"] }
+  }
+  expect_failures = [var.anycast]
+}
