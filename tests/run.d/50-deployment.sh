@@ -226,6 +226,51 @@ if command -v cargo-deb >/dev/null || cargo install --list | grep -q '^cargo-deb
     cmp "$u" "$tmp/deb/usr/lib/systemd/system/$(basename "$u")"
   done
   say "package $(basename "$deb"): $(wc -l < "$tmp/contents") entries, units identical to terraform/modules/geosteer-config/files"
+
+  # 6. dpkg -i three times into a throwaway copy of this machine (an overlay
+  # on / in a private mount namespace, discarded after): the postinst is
+  # idempotent, the user is created once, units and helpers are in place.
+  if [[ $(id -u) == 0 ]] && command -v unshare >/dev/null && command -v chroot >/dev/null; then
+    say "dpkg -i three times in a throwaway root (overlay on /)"
+    cp "$deb" "$tmp/geosteer.deb"
+    unshare -m bash -eu -s "$tmp" <<'OUTER'
+o=$1/overlay
+mkdir -p "$o"
+mount -t tmpfs tmpfs "$o"
+mkdir -p "$o/u" "$o/w" "$o/m"
+mount -t overlay overlay -o "lowerdir=/,upperdir=$o/u,workdir=$o/w" "$o/m"
+mount --bind /proc "$o/m/proc"
+mount --bind /dev "$o/m/dev"
+cp "$1/geosteer.deb" "$o/m/geosteer.deb"
+chroot "$o/m" sh -eu <<'IN'
+export DEBIAN_FRONTEND=noninteractive
+fail() { echo "50-deployment: FAIL: $*"; exit 1; }
+# The real test: no leftovers of an earlier geosteer in this copy.
+! getent passwd geosteer >/dev/null || userdel geosteer
+getent group bird >/dev/null || groupadd --system bird
+for i in 1 2 3; do
+  dpkg -i /geosteer.deb > /tmp/dpkg.log 2>&1 || { cat /tmp/dpkg.log; fail "dpkg -i #$i"; }
+  [ "$i" = 1 ] && uid=$(id -u geosteer)
+done
+[ "$(id -u geosteer)" = "$uid" ] || fail "the geosteer user changed between installs"
+[ "$(grep -c '^geosteer:' /etc/passwd)" = 1 ] || fail "geosteer in /etc/passwd more than once"
+[ "$(grep -c '^geosteer:' /etc/group)" = 1 ] || fail "group geosteer more than once"
+grep '^bird:' /etc/group | tr ':,' '\n\n' | grep -cx geosteer | grep -qx 1 || fail "geosteer not in group bird exactly once"
+[ "$(stat -c '%a %U:%G' /etc/geosteer)" = "750 root:geosteer" ] || fail "/etc/geosteer is $(stat -c '%a %U:%G' /etc/geosteer)"
+for f in /usr/lib/systemd/system/geosteer.service /usr/lib/systemd/system/geosteer-relay.service \
+  /usr/lib/systemd/system/geosteer-anycast.service /usr/lib/geosteer/geosteer-anycast-start /usr/bin/geosteer; do
+  [ -e "$f" ] || fail "$f missing after install"
+done
+! systemctl is-enabled geosteer-anycast.service >/dev/null 2>&1 || fail "units must not be enabled by the package"
+/usr/bin/geosteer --version >/dev/null || fail "installed geosteer does not run"
+dpkg -r geosteer > /tmp/dpkg.log 2>&1 || { cat /tmp/dpkg.log; fail "dpkg -r"; }
+[ ! -e /usr/bin/geosteer ] || fail "dpkg -r left /usr/bin/geosteer"
+echo "  installed 3 times: uid $uid kept, user and group once, in group bird once, /etc/geosteer 750 root:geosteer, units present and not enabled; removed cleanly"
+IN
+OUTER
+  else
+    missing "root, unshare or chroot" "dpkg -i idempotency not checked"
+  fi
 else
   missing cargo-deb "tests/run.sh installs it (tests/deps.d/deployment.txt)"
 fi
