@@ -148,10 +148,29 @@ tf = pathlib.Path("terraform/modules/aws-relay-region/main.tf").read_text()
 m = re.search(r'resource "aws_secretsmanager_secret" "relay" \{[^}]*?\bname\s*=\s*(\S+)', tf, re.S)
 if not m or m.group(1) != "var.secret_name":
     sys.exit(f"aws-relay-region: the secret must be named var.secret_name as given, found {m and m.group(1)}")
+# One name per region for the group, its EIP pool tag and the metric's
+# dimension: the user-data's helpers get relay_group_names[region], and
+# aws-relay-region uses var.group_name for all three.
+groups = out["relay_group_names"]["value"]
+for region, g in groups.items():
+    text = out["files"]["value"][f"relay-{region}-user-data.yaml"]
+    if f"[/usr/lib/geosteer/geosteer-aws-claim-eip, {g}, /etc/geosteer/public-ip]" not in text:
+        sys.exit(f"relay user-data of {region} does not claim from pool {g}")
+if not re.search(r'^\s*name\s*=\s*var\.group_name\s*$', tf, re.M):
+    sys.exit("aws-relay-region: local.name must be var.group_name")
+for what, pat in [("ASG name", r'resource "aws_autoscaling_group" "relay" \{\s*name\s*=\s*local\.name'),
+                  ("EIP pool tag", r'"geosteer:pool"\s*=\s*local\.name'),
+                  ("metric dimension", r'name\s*=\s*"AutoScalingGroupName"\s*\n\s*value\s*=\s*local\.name'),
+                  ("hook named drain", r'initial_lifecycle_hook \{\s*name\s*=\s*"drain"')]:
+    if not re.search(pat, tf):
+        sys.exit(f"aws-relay-region: {what} must follow group_name")
+lc = pathlib.Path("packaging/scripts/geosteer-aws-lifecycle").read_text()
+if "hook=${GEOSTEER_HOOK:-drain}" not in lc:
+    sys.exit("geosteer-aws-lifecycle's default hook must be the module's 'drain'")
 fetch = pathlib.Path("packaging/scripts/geosteer-fetch-secrets").read_text()
 if not re.search(r'name=\$2\b', fetch) or '--secret-id "$name"' not in fetch:
     sys.exit("geosteer-fetch-secrets must read the secret named by its second argument")
-print(f"  {len(names)} regions: user-data, module and helper agree on the name")
+print(f"  {len(names)} regions: user-data, module and helpers agree on secret, group, pool, metric and hook names")
 PY
 
   say "security-group ports == rendered listen ports"
@@ -189,13 +208,13 @@ PY
 
   if command -v systemd-analyze >/dev/null; then
     say "systemd-analyze verify (rendered units == terraform/modules/geosteer-config/files)"
-    for u in terraform/modules/geosteer-config/files/*.service; do
+    for u in terraform/modules/geosteer-config/files/*.service terraform/modules/geosteer-config/files/*.timer; do
       cmp "$u" "$etc/$(basename "$u")"
       # verify needs the binaries where ExecStart names them.
       sed -e "s#/usr/bin/geosteer#$bin/geosteer#g" -e "s#/usr/lib/geosteer/#$root/packaging/scripts/#g" \
         "$u" > "$tmp/units/$(basename "$u")"
     done
-    out=$(systemd-analyze verify "$tmp"/units/*.service 2>&1 || true)
+    out=$(systemd-analyze verify "$tmp"/units/*.service "$tmp"/units/*.timer 2>&1 || true)
     echo "$out" | grep -v -e 'Failed to connect to bus' -e '^$' > "$tmp/verify.log" || true
     if [[ -s $tmp/verify.log ]]; then cat "$tmp/verify.log"; say "FAIL: systemd-analyze verify"; exit 1; fi
   else
@@ -222,7 +241,7 @@ if command -v cargo-deb >/dev/null || cargo install --list | grep -q '^cargo-deb
   done
   grep -q '^ Package: geosteer$' "$tmp/info" && grep -q 'postinst' "$tmp/info" || { cat "$tmp/info"; say "FAIL: package metadata"; exit 1; }
   mkdir "$tmp/deb"; dpkg-deb -x "$deb" "$tmp/deb"
-  for u in terraform/modules/geosteer-config/files/*.service; do
+  for u in terraform/modules/geosteer-config/files/*.service terraform/modules/geosteer-config/files/*.timer; do
     cmp "$u" "$tmp/deb/usr/lib/systemd/system/$(basename "$u")"
   done
   say "package $(basename "$deb"): $(wc -l < "$tmp/contents") entries, units identical to terraform/modules/geosteer-config/files"

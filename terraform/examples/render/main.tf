@@ -66,3 +66,8 @@ output "secret_names" {
   description = "Secrets Manager names the machines read at boot (dns; relay per region)."
   value       = module.config.secret_names
 }
+
+output "relay_group_names" {
+  description = "Per region: autoscaling group, EIP pool tag and metric dimension (aws-relay-region's group_name)."
+  value       = module.config.relay_group_names
+}

@@ -3,7 +3,9 @@
 # failed instances; Elastic IPs are a fixed pool of max_size addresses that
 # instances claim at boot, so addresses and health URLs are known at plan time.
 locals {
-  name = "geosteer-${var.deployment}-${var.region_name}"
+  # The group's name is also its Elastic IP pool tag and the Utilization
+  # metric's dimension: the user-data's helpers use the same name.
+  name = var.group_name
   tags = { "geosteer:deployment" = var.deployment, "geosteer:region" = var.region_name }
   rules = {
     for r in var.relay_firewall : r.name => r
@@ -120,8 +122,13 @@ resource "aws_iam_role_policy" "relay" {
       { Sid = "ClaimEip", Effect = "Allow", Action = "ec2:AssociateAddress",
         Resource = concat([for e in aws_eip.relay : "arn:aws:ec2:${data.aws_region.this.name}:${data.aws_caller_identity.this.account_id}:elastic-ip/${e.allocation_id}"],
       ["arn:aws:ec2:${data.aws_region.this.name}:${data.aws_caller_identity.this.account_id}:instance/*"]) },
+      # Finding a free address of the pool (describe calls take no resource).
+      { Sid = "FindEip", Effect = "Allow", Action = "ec2:DescribeAddresses", Resource = "*" },
       { Sid = "Utilization", Effect = "Allow", Action = "cloudwatch:PutMetricData", Resource = "*",
       Condition = { StringEquals = { "cloudwatch:namespace" = "GeosteerRelay" } } },
+      # geosteer-aws-lifecycle completes the drain hook of its own group only.
+      { Sid = "CompleteDrain", Effect = "Allow", Action = "autoscaling:CompleteLifecycleAction",
+      Resource = "arn:aws:autoscaling:${data.aws_region.this.name}:${data.aws_caller_identity.this.account_id}:autoScalingGroup:*:autoScalingGroupName/${local.name}" },
     ]
   })
 }
@@ -170,7 +177,10 @@ resource "aws_autoscaling_group" "relay" {
     id      = aws_launch_template.relay.id
     version = aws_launch_template.relay.latest_version
   }
-  # A terminating relay gets drain_timeout to drain (SIGTERM via systemctl stop).
+  # A terminating relay waits in Terminating:Wait while geosteer-aws-lifecycle
+  # drains it (systemctl stop: the relay's SIGTERM drain, up to drain_timeout)
+  # and then completes this hook; the heartbeat timeout is the bound if the
+  # helper is gone. The hook's name is the helper's default (GEOSTEER_HOOK).
   initial_lifecycle_hook {
     name                 = "drain"
     lifecycle_transition = "autoscaling:EC2_INSTANCE_TERMINATING"

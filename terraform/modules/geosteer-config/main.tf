@@ -74,6 +74,15 @@ locals {
     "geosteer.service"         = file("${path.module}/files/geosteer.service")
     "geosteer-relay.service"   = file("${path.module}/files/geosteer-relay.service")
     "geosteer-anycast.service" = file("${path.module}/files/geosteer-anycast.service")
+    # AWS helpers: rotated secrets (both roles), utilization and the
+    # termination drain (relays). The package installs them; user-data only
+    # writes /etc/default/geosteer-aws and enables them (EC2 user-data is
+    # limited to 16 KiB).
+    "geosteer-aws-secrets.service"     = file("${path.module}/files/geosteer-aws-secrets.service")
+    "geosteer-aws-secrets.timer"       = file("${path.module}/files/geosteer-aws-secrets.timer")
+    "geosteer-aws-utilization.service" = file("${path.module}/files/geosteer-aws-utilization.service")
+    "geosteer-aws-utilization.timer"   = file("${path.module}/files/geosteer-aws-utilization.timer")
+    "geosteer-aws-lifecycle.service"   = file("${path.module}/files/geosteer-aws-lifecycle.service")
   }
   sysctl = file("${path.module}/files/60-geosteer-relay.conf")
 
@@ -81,7 +90,11 @@ locals {
   # boot through their instance role. Only names go into user-data. Each
   # region's relays have a secret of their own, so an instance role can be
   # scoped to its region's secret.
-  dns_secret_name   = "geosteer/${var.deployment}/dns"
+  dns_secret_name = "geosteer/${var.deployment}/dns"
+  # Per region: the relays' autoscaling group, its Elastic IP pool tag
+  # (geosteer:pool) and the utilization metric's dimension, all one name
+  # that aws-relay-region takes as group_name.
+  relay_group_name  = { for r in var.regions : r.name => "geosteer-${var.deployment}-${r.name}" }
   relay_secret_name = { for r in var.regions : r.name => "geosteer/${var.deployment}/relay/${r.name}" }
 
   dns_user_data = templatefile("${path.module}/templates/cloud-init.yaml.tftpl", {
@@ -89,13 +102,15 @@ locals {
     package_url    = var.package_url
     package_sha256 = var.package_sha256
     secret_name    = local.dns_secret_name
+    eip_pool       = null
     files = merge({
+      "/etc/default/geosteer-aws"            = "GEOSTEER_ROLE=dns\nGEOSTEER_SECRET=${local.dns_secret_name}\n"
       "/etc/geosteer/geosteer.toml"          = local.geosteer_toml
       "/etc/geosteer/${var.zone}.zone"       = local.zone_file
       "/etc/systemd/system/geosteer.service" = local.units["geosteer.service"]
       "/etc/sysctl.d/60-geosteer-relay.conf" = local.sysctl
     }, local.anycast_files)
-    services = concat(["geosteer.service"], var.anycast == null ? [] : ["geosteer-anycast.service"])
+    services = concat(["geosteer.service"], var.anycast == null ? [] : ["geosteer-anycast.service"], ["geosteer-aws-secrets.timer"])
   })
 
   relay_user_data = {
@@ -104,12 +119,19 @@ locals {
       package_url    = var.package_url
       package_sha256 = var.package_sha256
       secret_name    = local.relay_secret_name[r.name]
-      files = {
+      eip_pool       = local.relay_group_name[r.name]
+      files = merge({
+        "/etc/default/geosteer-aws" = join("", [
+          "GEOSTEER_ROLE=relay\n",
+          "GEOSTEER_SECRET=${local.relay_secret_name[r.name]}\n",
+          "GEOSTEER_GROUP=${local.relay_group_name[r.name]}\n",
+          "GEOSTEER_HEALTH_URL=http://127.0.0.1:${var.relay_http_port}/health\n",
+        ])
         "/etc/geosteer/relay.toml.base"              = local.relay_toml[r.name]
         "/etc/systemd/system/geosteer-relay.service" = local.units["geosteer-relay.service"]
         "/etc/sysctl.d/60-geosteer-relay.conf"       = local.sysctl
-      }
-      services = ["geosteer-relay.service"]
+      })
+      services = ["geosteer-relay.service", "geosteer-aws-lifecycle.service", "geosteer-aws-utilization.timer", "geosteer-aws-secrets.timer"]
     })
   }
 }

@@ -74,3 +74,8 @@ output "bird_anycast_conf" {
   description = "BIRD include with one disabled static protocol per VIP (/etc/bird/geosteer-anycast.conf), or null unless anycast.speaker = \"bird\"."
   value       = local.bird_anycast_conf
 }
+
+output "relay_group_names" {
+  description = "Per region: the relays' autoscaling group name, also their Elastic IP pool tag (geosteer:pool) and the Utilization metric's dimension; pass relay_group_names[region] to aws-relay-region's group_name."
+  value       = local.relay_group_name
+}

@@ -261,7 +261,7 @@ run "dns_node_user_data_without_anycast" {
     error_message = "the DNS node's user-data writes its config, zone and unit"
   }
   assert {
-    condition     = strcontains(output.dns_user_data, "[systemctl, enable, --now, geosteer.service]") && !strcontains(output.dns_user_data, "anycast")
+    condition     = strcontains(output.dns_user_data, "[systemctl, enable, --now, geosteer.service, geosteer-aws-secrets.timer]") && !strcontains(output.dns_user_data, "anycast")
     error_message = "without var.anycast no agent is written or started"
   }
   assert {
@@ -296,7 +296,7 @@ run "anycast_with_bird_renders_agent_unit_and_bird_include" {
     error_message = "the DNS node's user-data writes the agent config, its unit and the BIRD include"
   }
   assert {
-    condition     = strcontains(output.dns_user_data, "[systemctl, enable, --now, geosteer.service, geosteer-anycast.service]")
+    condition     = strcontains(output.dns_user_data, "[systemctl, enable, --now, geosteer.service, geosteer-anycast.service, geosteer-aws-secrets.timer]")
     error_message = "the agent is started after the DNS service"
   }
 }
@@ -362,4 +362,36 @@ run "anycast_duplicate_vip_is_refused" {
     anycast = { vips = ["198.51.100.53", "198.51.100.53"] }
   }
   expect_failures = [var.anycast]
+}
+
+# AWS boot and runtime helpers in the user-data.
+run "relay_user_data_claims_its_pool_address_and_enables_the_aws_helpers" {
+  command = plan
+  assert {
+    condition     = strcontains(output.relay_user_data["us-east"], "[/usr/lib/geosteer/geosteer-aws-claim-eip, geosteer-prod-us-east, /etc/geosteer/public-ip]") && output.relay_group_names["us-east"] == "geosteer-prod-us-east"
+    error_message = "a relay claims an address of its group's pool (tag geosteer:pool = the group name) before its secrets and config"
+  }
+  assert {
+    condition     = strcontains(output.relay_user_data["us-east"], "[systemctl, enable, --now, geosteer-relay.service, geosteer-aws-lifecycle.service, geosteer-aws-utilization.timer, geosteer-aws-secrets.timer]")
+    error_message = "relays enable the lifecycle drain, the utilization publisher and the secret refresh"
+  }
+  assert {
+    condition     = strcontains(output.relay_user_data["eu-central"], "path: /etc/default/geosteer-aws") && strcontains(base64decode(regex("path: /etc/default/geosteer-aws\\n[^\\n]*\\n[^\\n]*\\n    content: ([A-Za-z0-9+/=]+)", output.relay_user_data["eu-central"])[0]), "GEOSTEER_GROUP=geosteer-prod-eu-central\nGEOSTEER_HEALTH_URL=http://127.0.0.1:9641/health")
+    error_message = "the helpers' settings name the region's group and the relay's health port"
+  }
+  assert {
+    condition     = !strcontains(output.dns_user_data, "claim-eip") && strcontains(output.dns_user_data, "geosteer-aws-secrets.timer]")
+    error_message = "DNS nodes claim no pool address and refresh their secret"
+  }
+}
+
+run "user_data_fits_ec2s_16_kib" {
+  command = plan
+  variables {
+    anycast = { vips = ["198.51.100.53"] }
+  }
+  assert {
+    condition     = length(output.dns_user_data) < 16384 && alltrue([for r, u in output.relay_user_data : length(u) < 16384])
+    error_message = "EC2 refuses user-data above 16 KiB"
+  }
 }
