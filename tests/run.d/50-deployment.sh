@@ -91,6 +91,7 @@ etc = pathlib.Path(sys.argv[2])
 for name, text in out["files"]["value"].items():
     (etc / name).write_text(text)
 json.dump(out["relay_firewall"]["value"], open(etc / "relay_firewall.json", "w"))
+json.dump(out["dns_firewall"]["value"], open(etc / "dns_firewall.json", "w"))
 PY
   cp geoip/demo.mmdb "$etc/GeoLite2-City.mmdb"
   # What geosteer-fetch-secrets writes at boot, with throwaway values.
@@ -150,20 +151,26 @@ if not m or m.group(1) != "var.secret_name":
     sys.exit(f"aws-relay-region: the secret must be named var.secret_name as given, found {m and m.group(1)}")
 # One name per region for the group, its EIP pool tag and the metric's
 # dimension: the user-data's helpers get relay_group_names[region], and
-# aws-relay-region uses var.group_name for all three.
+# aws-relay-region names all three by the same rule.
 groups = out["relay_group_names"]["value"]
 for region, g in groups.items():
     text = out["files"]["value"][f"relay-{region}-user-data.yaml"]
     if f"[/usr/lib/geosteer/geosteer-aws-claim-eip, {g}, /etc/geosteer/public-ip]" not in text:
         sys.exit(f"relay user-data of {region} does not claim from pool {g}")
-if not re.search(r'^\s*name\s*=\s*var\.group_name\s*$', tf, re.M):
-    sys.exit("aws-relay-region: local.name must be var.group_name")
+rule = '"geosteer-${var.deployment}-${var.region_name}"'
+if not re.search(r'^\s*name\s*=\s*' + re.escape(rule) + r'\s*$', tf, re.M):
+    sys.exit(f"aws-relay-region: local.name must be {rule}")
+cfg = pathlib.Path("terraform/modules/geosteer-config/main.tf").read_text()
+if not re.search(r'relay_group_name\s*=\s*' + re.escape('{ for r in var.regions : r.name => "geosteer-${var.deployment}-${r.name}" }'), cfg):
+    sys.exit("geosteer-config: relay_group_names must follow the rule aws-relay-region uses")
+if any(g != f"geosteer-prod-{r}" for r, g in groups.items()):
+    sys.exit(f"relay_group_names: {groups}")
 for what, pat in [("ASG name", r'resource "aws_autoscaling_group" "relay" \{\s*name\s*=\s*local\.name'),
                   ("EIP pool tag", r'"geosteer:pool"\s*=\s*local\.name'),
                   ("metric dimension", r'name\s*=\s*"AutoScalingGroupName"\s*\n\s*value\s*=\s*local\.name'),
                   ("hook named drain", r'initial_lifecycle_hook \{\s*name\s*=\s*"drain"')]:
     if not re.search(pat, tf):
-        sys.exit(f"aws-relay-region: {what} must follow group_name")
+        sys.exit(f"aws-relay-region: {what} must be local.name")
 lc = pathlib.Path("packaging/scripts/geosteer-aws-lifecycle").read_text()
 if "hook=${GEOSTEER_HOOK:-drain}" not in lc:
     sys.exit("geosteer-aws-lifecycle's default hook must be the module's 'drain'")
@@ -189,21 +196,35 @@ for p in sorted(etc.glob("relay-*.toml")):
     if listens != opened:
         sys.exit(f"{p.name}: opened-not-listened {sorted(opened - listens)}, listened-not-opened {sorted(listens - opened)}")
 print(f"  {len(opened)} rules match the listeners of every relay")
-# The cloud modules build their ingress only from that list (plus SSH, 22
+# DNS nodes: what the rendered geosteer.toml listens on (DNS public, the
+# admin/ICE API for admin_cidrs) is exactly dns_firewall.
+dfw = json.load(open(etc / "dns_firewall.json"))
+d_opened = {(r["protocol"], r["from"], r["to"], r["source"]) for r in dfw}
+c = tomllib.loads((etc / "geosteer.toml").read_text())
+port = lambda a: int(a.rsplit(":", 1)[1])
+d_listens = {(proto, port(a), port(a), "public") for a in c["server"]["listen"] for proto in ("udp", "tcp")}
+d_listens.add(("tcp", port(c["api"]["listen"]), port(c["api"]["listen"]), "admin"))
+if d_listens != d_opened:
+    sys.exit(f"geosteer.toml: opened-not-listened {sorted(d_opened - d_listens)}, listened-not-opened {sorted(d_listens - d_opened)}")
+print(f"  {len(d_opened)} rules match the listeners of the DNS nodes")
+# The cloud modules build their ingress only from those lists (plus SSH, 22
 # only and only from ssh_cidrs).
-for m in pathlib.Path("terraform/modules").glob("aws-relay-region"):
+for m, fw_var, want in [
+    ("aws-relay-region", "relay_firewall", {"public": "local.public_rules", "dns_nodes": "local.dns_rules", "ssh": "toset(var.ssh_cidrs)"}),
+    ("aws-dns-node", "dns_firewall", {"public": "local.public_rules", "admin": "local.admin_rules", "ssh": "toset(var.ssh_cidrs)"}),
+]:
+    m = pathlib.Path("terraform/modules") / m
     text = "".join(f.read_text() for f in m.glob("*.tf"))
     if re.search(r"^\s*ingress\s*\{", text, re.M):
-        sys.exit(f"{m}: inline ingress blocks; rules must come from relay_firewall")
+        sys.exit(f"{m}: inline ingress blocks; rules must come from {fw_var}")
     rules = dict(re.findall(r'resource "aws_vpc_security_group_ingress_rule" "(\w+)" \{\n\s*for_each\s*=\s*(.*)', text))
-    want = {"public": "local.public_rules", "dns_nodes": "local.dns_rules", "ssh": "toset(var.ssh_cidrs)"}
     if rules != want:
         sys.exit(f"{m}: ingress resources {rules}, expected {want}")
-    if not re.search(r"rules\s*=\s*\{\s*for r in var.relay_firewall", text):
-        sys.exit(f"{m}: local.rules must be built from var.relay_firewall")
+    if not re.search(r"rules\s*=\s*\{\s*for r in var." + fw_var, text):
+        sys.exit(f"{m}: local.rules must be built from var.{fw_var}")
     if not re.search(r'"ssh"[^}]*from_port\s*=\s*22\s*\n\s*to_port\s*=\s*22', text, re.S):
         sys.exit(f"{m}: the ssh rule must open 22 only")
-    print(f"  {m}: ingress only from relay_firewall (+ SSH from ssh_cidrs, default none)")
+    print(f"  {m}: ingress only from {fw_var} (+ SSH from ssh_cidrs, default none)")
 PY
 
   if command -v systemd-analyze >/dev/null; then

@@ -57,6 +57,11 @@ output "relay_firewall" {
   value       = module.config.relay_firewall
 }
 
+output "dns_firewall" {
+  description = "DNS node security-group rules."
+  value       = module.config.dns_firewall
+}
+
 output "ns_records" {
   description = "NS and glue for the parent zone."
   value       = module.config.ns_records
@@ -68,6 +73,6 @@ output "secret_names" {
 }
 
 output "relay_group_names" {
-  description = "Per region: autoscaling group, EIP pool tag and metric dimension (aws-relay-region's group_name)."
+  description = "Per region: autoscaling group, EIP pool tag and metric dimension (aws-relay-region's autoscaling_group_name)."
   value       = module.config.relay_group_names
 }

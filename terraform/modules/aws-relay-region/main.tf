@@ -4,8 +4,11 @@
 # instances claim at boot, so addresses and health URLs are known at plan time.
 locals {
   # The group's name is also its Elastic IP pool tag and the Utilization
-  # metric's dimension: the user-data's helpers use the same name.
-  name = var.group_name
+  # metric's dimension. geosteer-config's relay_group_names gives the
+  # region's user-data the same name by the same rule (checked by
+  # tests/run.d/50-deployment.sh); taking it as an input instead would make a
+  # cycle, since geosteer-config's regions come from this module's addresses.
+  name = "geosteer-${var.deployment}-${var.region_name}"
   tags = { "geosteer:deployment" = var.deployment, "geosteer:region" = var.region_name }
   rules = {
     for r in var.relay_firewall : r.name => r

@@ -23,6 +23,6 @@ output "health_urls" {
 }
 
 output "autoscaling_group_name" {
-  description = "Name of the relay autoscaling group (dimension of the utilization metric)."
+  description = "Name of the relay autoscaling group: also its Elastic IP pool tag and the utilization metric's dimension (= geosteer-config's relay_group_names[region])."
   value       = aws_autoscaling_group.relay.name
 }

@@ -8,15 +8,6 @@ variable "region_name" {
   type        = string
 }
 
-variable "group_name" {
-  description = "geosteer-config's relay_group_names[region_name]: the autoscaling group's name, its Elastic IP pool tag (geosteer:pool) and the Utilization metric's dimension, the name the region's user-data gives its boot and runtime helpers."
-  type        = string
-  validation {
-    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9-]{0,62}$", var.group_name))
-    error_message = "group_name must be letters, digits and '-' (pass geosteer-config's relay_group_names[region])."
-  }
-}
-
 variable "latitude" {
   description = "Latitude of the region, degrees."
   type        = number

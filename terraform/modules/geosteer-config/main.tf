@@ -93,7 +93,8 @@ locals {
   dns_secret_name = "geosteer/${var.deployment}/dns"
   # Per region: the relays' autoscaling group, its Elastic IP pool tag
   # (geosteer:pool) and the utilization metric's dimension, all one name
-  # that aws-relay-region takes as group_name.
+  # that aws-relay-region derives by the same rule (it cannot take it as an
+  # input: the regions here come from its addresses).
   relay_group_name  = { for r in var.regions : r.name => "geosteer-${var.deployment}-${r.name}" }
   relay_secret_name = { for r in var.regions : r.name => "geosteer/${var.deployment}/relay/${r.name}" }
 

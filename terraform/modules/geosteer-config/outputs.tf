@@ -76,6 +76,6 @@ output "bird_anycast_conf" {
 }
 
 output "relay_group_names" {
-  description = "Per region: the relays' autoscaling group name, also their Elastic IP pool tag (geosteer:pool) and the Utilization metric's dimension; pass relay_group_names[region] to aws-relay-region's group_name."
+  description = "Per region: the relays' autoscaling group name, also their Elastic IP pool tag (geosteer:pool) and the Utilization metric's dimension; aws-relay-region derives the same name (its autoscaling_group_name output)."
   value       = local.relay_group_name
 }
