@@ -61,8 +61,16 @@ else
   missing "python-hcl2 (pip)" "HCL parse not checked"
 fi
 
+# 2b. examples/global: module inputs against module variables, one provider
+# and module block per accepted AWS region (terraform validate needs the AWS
+# provider, which cannot be downloaded here).
+if python3 -c 'import hcl2' 2>/dev/null; then
+  say "examples/global: inputs, providers and regions"
+  python3 tests/support/check_global_example.py terraform/examples/global
+fi
+
 # 3. checkov on the cloud modules (skips are justified next to each resource).
-aws_modules=(terraform/modules/aws-*)
+aws_modules=(terraform/modules/aws-* terraform/examples/global)
 if [[ -e ${aws_modules[0]} ]]; then
   if command -v checkov >/dev/null; then
     for m in "${aws_modules[@]}"; do
