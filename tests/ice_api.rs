@@ -122,3 +122,45 @@ async fn status_page_lists_regions_and_members() {
     }
     n.shutdown().await;
 }
+
+/// `api_keys_file` and `secrets_file`: what geosteer-fetch-secrets writes on
+/// a cloud node. A rotated key or secret takes effect on reload, no restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_and_secrets_from_files_follow_a_reload() {
+    let text = demo_toml(&demo_mmdb())
+        + "\n[ice]\napi_keys_file = \"ice-api-keys\"\nsecrets_file = \"turn-secrets\"\n";
+    let dir = demo_dir("ice-files", &text);
+    std::fs::write(dir.join("ice-api-keys"), format!("# one per line\n{KEY}\n")).unwrap();
+    std::fs::write(dir.join("turn-secrets"), format!("{SECRET}\n")).unwrap();
+    let n = start_file(&dir.join("g.toml")).await;
+    let url = format!("http://{}/v1/ice-servers", n.api_addr.unwrap());
+    let c = reqwest::Client::new();
+    let credential = |v: &serde_json::Value, secret: &str| {
+        let user = v["iceServers"][1]["username"].as_str().unwrap().to_string();
+        v["iceServers"][1]["credential"]
+            == geosteer_relay::auth::rest_password(secret.as_bytes(), &user)
+    };
+    let r = post(&c, &url, Some(KEY)).await;
+    assert_eq!(r.status, 201);
+    assert!(credential(&r.json(), SECRET));
+    assert_eq!(post(&c, &url, Some(OLD_KEY)).await.status, 401);
+
+    // Rotation: a new key replaces the old one, a new secret goes first.
+    std::fs::write(dir.join("ice-api-keys"), format!("{OLD_KEY}\n")).unwrap();
+    std::fs::write(dir.join("turn-secrets"), format!("new-{SECRET}\n{SECRET}\n")).unwrap();
+    n.reload().unwrap();
+    assert_eq!(post(&c, &url, Some(KEY)).await.status, 401);
+    let r = post(&c, &url, Some(OLD_KEY)).await;
+    assert_eq!(r.status, 201);
+    assert!(credential(&r.json(), &format!("new-{SECRET}")));
+
+    // A key file that loses every key is refused; the node keeps serving.
+    std::fs::write(dir.join("ice-api-keys"), "# emptied by mistake\n").unwrap();
+    let err = n.reload().unwrap_err().to_string();
+    assert!(err.contains("ice.api_keys_file") && err.contains("no key in the file"), "{err}");
+    std::fs::write(dir.join("ice-api-keys"), "short\n").unwrap();
+    let err = n.reload().unwrap_err().to_string();
+    assert!(err.contains("at least 16 characters"), "{err}");
+    assert_eq!(post(&c, &url, Some(OLD_KEY)).await.status, 201);
+    n.shutdown().await;
+}

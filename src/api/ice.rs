@@ -30,15 +30,12 @@ struct IceRequest {
 }
 
 fn api_key_ok(st: &ServeState, headers: &HeaderMap) -> bool {
-    let Some(ice) = &st.config.file.ice else {
-        return false;
-    };
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     given.is_some_and(|g| {
-        ice.api_keys
+        st.ice_api_keys
             .iter()
             .any(|k| super::constant_time_eq(g.as_bytes(), k.as_bytes()))
     })

@@ -52,6 +52,10 @@ pub struct IceConfig {
     /// Bearer API keys accepted (several, for rotation).
     #[serde(default)]
     pub api_keys: Vec<String>,
+    /// File with one API key per line (alternative to `api_keys`; re-read on
+    /// reload, so a rotated key needs no restart).
+    #[serde(default)]
+    pub api_keys_file: Option<PathBuf>,
     /// TURN REST shared secrets of the relays; the first signs credentials.
     #[serde(default)]
     pub secrets: Vec<String>,

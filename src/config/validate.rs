@@ -381,8 +381,10 @@ fn api(c: &ConfigFile, e: &mut ConfigErrors) {
 
 fn ice(c: &ConfigFile, e: &mut ConfigErrors) {
     let Some(i) = &c.ice else { return };
-    if i.api_keys.is_empty() {
-        e.push("ice.api_keys", "needs at least one key");
+    match (i.api_keys.is_empty(), &i.api_keys_file) {
+        (true, None) => e.push("ice.api_keys", "needs at least one key (or api_keys_file)"),
+        (false, Some(_)) => e.push("ice", "set api_keys or api_keys_file, not both"),
+        _ => {}
     }
     for (n, k) in i.api_keys.iter().enumerate() {
         if k.len() < 16 {

@@ -79,6 +79,9 @@ pub struct ServeState {
     pub cells: CellMap,
     /// TURN REST secrets for the ICE-servers API (first signs).
     pub ice_secrets: Vec<String>,
+    /// Bearer keys of the ICE-servers API (`ice.api_keys`, or the lines of
+    /// `ice.api_keys_file`, read at load and on every reload).
+    pub ice_api_keys: Vec<String>,
     /// Identifies this snapshot in cached answers.
     pub generation: u64,
     /// The GeoIP file as it was just before it was opened (`None` when the
@@ -263,35 +266,34 @@ impl ServeState {
                 }
             }
         }
-        let ice_secrets = match &config.file.ice {
-            Some(i) => match &i.secrets_file {
-                Some(f) => {
-                    let p = config.resolve(f);
-                    match std::fs::read_to_string(&p) {
-                        Ok(t) => {
-                            let v: Vec<String> = t
-                                .lines()
-                                .map(str::trim)
-                                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                                .map(String::from)
-                                .collect();
-                            if v.is_empty() {
-                                errors.push(
-                                    "ice.secrets_file",
-                                    format!("{}: no secret in the file", p.display()),
-                                );
-                            }
-                            v
+        let (ice_secrets, ice_api_keys) = match &config.file.ice {
+            Some(i) => {
+                let secrets = match &i.secrets_file {
+                    Some(f) => lines_of(
+                        &config.resolve(f),
+                        "ice.secrets_file",
+                        "secret",
+                        &mut errors,
+                    ),
+                    None => i.secrets.clone(),
+                };
+                let keys = match &i.api_keys_file {
+                    Some(f) => {
+                        let keys =
+                            lines_of(&config.resolve(f), "ice.api_keys_file", "key", &mut errors);
+                        if keys.iter().any(|k| k.len() < 16) {
+                            errors.push(
+                                "ice.api_keys_file",
+                                "every key must be at least 16 characters",
+                            );
                         }
-                        Err(e) => {
-                            errors.push("ice.secrets_file", format!("{}: {e}", p.display()));
-                            Vec::new()
-                        }
+                        keys
                     }
-                }
-                None => i.secrets.clone(),
-            },
-            None => Vec::new(),
+                    None => i.api_keys.clone(),
+                };
+                (secrets, keys)
+            }
+            None => (Vec::new(), Vec::new()),
         };
         errors.clone().into_result()?;
         let geo = geo.expect("no errors means the database opened");
@@ -307,6 +309,7 @@ impl ServeState {
         );
         Ok(ServeState {
             ice_secrets,
+            ice_api_keys,
             cells,
             config,
             steering,
@@ -390,4 +393,27 @@ fn claim(
         }
     }
     names.insert(key, NameEntry { id, zone: zi, kind });
+}
+
+/// The non-empty, non-comment lines of a secrets file (one `what` per line);
+/// a missing, unreadable or empty file is an error at `key`.
+fn lines_of(path: &Path, key: &str, what: &str, errors: &mut ConfigErrors) -> Vec<String> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => {
+            let v: Vec<String> = t
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from)
+                .collect();
+            if v.is_empty() {
+                errors.push(key, format!("{}: no {what} in the file", path.display()));
+            }
+            v
+        }
+        Err(e) => {
+            errors.push(key, format!("{}: {e}", path.display()));
+            Vec::new()
+        }
+    }
 }

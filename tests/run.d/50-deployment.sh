@@ -105,6 +105,7 @@ PY
   # What geosteer-fetch-secrets writes at boot, with throwaway values.
   printf 'test-secret-0123456789\n' > "$etc/secrets/turn-secrets"
   printf 'test-api-token-0123456789\n' > "$etc/secrets/api-token"
+  printf 'test-ice-api-key-0123456789\n' > "$etc/secrets/ice-api-keys"
   printf '{"turn_secrets": ["new-secret-0123456789", "old-secret-0123456789"], "nonce_key": "nonce-key-0123456789abcdef"}\n' > "$tmp/secret.json"
   if command -v openssl >/dev/null; then
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=turn.example.com \

@@ -44,7 +44,7 @@ cat > "$AWS_STANDIN_STATE/ec2.json" <<'JSON'
 ],
  "secrets": {
   "geosteer/test/relay/r1": "{\"turn_secrets\": [\"s1-0123456789abcdef\"], \"nonce_key\": \"nonce-key-0123456789abcdef\"}",
-  "geosteer/test/dns": "{\"turn_secrets\": [\"s1-0123456789abcdef\"], \"api_token\": \"token-1-0123456789\"}"
+  "geosteer/test/dns": "{\"turn_secrets\": [\"s1-0123456789abcdef\"], \"api_token\": \"token-1-0123456789\", \"ice_api_keys\": [\"ice-key-1-0123456789\"]}"
  }}
 JSON
 # start_imds INSTANCE: a metadata stand-in for one instance; url INSTANCE.
@@ -133,10 +133,17 @@ if GEOSTEER_IMDS=$ia GEOSTEER_GROUP=geosteer-test-r1 GEOSTEER_HEALTH_URL="http:/
   "$scripts/geosteer-aws-utilization" 2>/dev/null; then fail "no relay, yet success"; fi
 
 say "utilization: a draining relay (POST /admin/drain) publishes nothing"
-curl -fsS -X POST -H "Authorization: Bearer admin-token-0123456789" "http://127.0.0.1:$http_port/admin/drain" >/dev/null
-[[ $(curl -fsS "http://127.0.0.1:$http_port/health" | jq -r .status) == draining ]] || fail "relay not draining after /admin/drain"
+# The drain response is the relay's /health document while draining; an
+# idle relay ends its drain at once, so the document is served from a file.
+mkdir -p "$tmp/draining"
+curl -fsS -X POST -H "Authorization: Bearer admin-token-0123456789" "http://127.0.0.1:$http_port/admin/drain" > "$tmp/draining/health"
+[[ $(jq -r .status "$tmp/draining/health") == draining ]] || fail "relay not draining after /admin/drain: $(cat "$tmp/draining/health")"
+static_port=$(port)
+python3 -m http.server -b 127.0.0.1 -d "$tmp/draining" "$static_port" > /dev/null 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$static_port/health" >/dev/null 2>&1 && break; sleep 0.05; done
 n=$(jq '.metrics | length' "$AWS_STANDIN_STATE/ec2.json")
-GEOSTEER_IMDS=$ia GEOSTEER_GROUP=geosteer-test-r1 GEOSTEER_HEALTH_URL="http://127.0.0.1:$http_port/health" \
+GEOSTEER_IMDS=$ia GEOSTEER_GROUP=geosteer-test-r1 GEOSTEER_HEALTH_URL="http://127.0.0.1:$static_port/health" \
   "$scripts/geosteer-aws-utilization" 2>/dev/null || fail "utilization failed on a draining relay"
 [[ $(jq '.metrics | length' "$AWS_STANDIN_STATE/ec2.json") == "$n" ]] || fail "a draining relay published"
 # A relay with no allocation left ends its drain and exits; a fresh one for the next step.
@@ -180,7 +187,7 @@ python3 - "$AWS_STANDIN_STATE/ec2.json" <<'PY'
 import json, sys
 p = sys.argv[1]; s = json.load(open(p))
 s["secrets"]["geosteer/test/relay/r1"] = json.dumps({"turn_secrets": ["s2-0123456789abcdef", "s1-0123456789abcdef"], "nonce_key": "nonce-key-0123456789abcdef"})
-s["secrets"]["geosteer/test/dns"] = json.dumps({"turn_secrets": ["s1-0123456789abcdef"], "api_token": "token-2-0123456789"})
+s["secrets"]["geosteer/test/dns"] = json.dumps({"turn_secrets": ["s1-0123456789abcdef"], "api_token": "token-2-0123456789", "ice_api_keys": ["ice-key-1-0123456789"]})
 json.dump(s, open(p, "w"))
 PY
 GEOSTEER_ETC=$tmp/etc-relay GEOSTEER_IMDS=$ia "$scripts/geosteer-fetch-secrets" --reload relay geosteer/test/relay/r1 2>/dev/null
@@ -188,10 +195,20 @@ grep -q 's2-0123456789abcdef' "$tmp/etc-relay/relay.toml" || fail "rotated secre
 [[ $(cat "$tmp/systemctl.log") == "reload geosteer-relay.service" ]] || fail "relay rotation ran: $(cat "$tmp/systemctl.log")"
 : > "$tmp/systemctl.log"
 GEOSTEER_ETC=$tmp/etc-dns GEOSTEER_IMDS=$ia "$scripts/geosteer-fetch-secrets" dns geosteer/test/dns 2>/dev/null
+[[ $(cat "$tmp/etc-dns/secrets/ice-api-keys") == ice-key-1-0123456789 ]] || fail "ICE API keys not written"
 python3 - "$AWS_STANDIN_STATE/ec2.json" <<'PY'
 import json, sys
 p = sys.argv[1]; s = json.load(open(p))
-s["secrets"]["geosteer/test/dns"] = json.dumps({"turn_secrets": ["s1-0123456789abcdef"], "api_token": "token-3-0123456789"})
+s["secrets"]["geosteer/test/dns"] = json.dumps({"turn_secrets": ["s1-0123456789abcdef"], "api_token": "token-2-0123456789", "ice_api_keys": ["ice-key-2-0123456789", "ice-key-1-0123456789"]})
+json.dump(s, open(p, "w"))
+PY
+GEOSTEER_ETC=$tmp/etc-dns GEOSTEER_IMDS=$ia "$scripts/geosteer-fetch-secrets" --reload dns geosteer/test/dns 2>/dev/null
+[[ $(cat "$tmp/systemctl.log") == "reload geosteer.service" ]] || fail "ICE key rotation ran: $(cat "$tmp/systemctl.log")"
+: > "$tmp/systemctl.log"
+python3 - "$AWS_STANDIN_STATE/ec2.json" <<'PY'
+import json, sys
+p = sys.argv[1]; s = json.load(open(p))
+s["secrets"]["geosteer/test/dns"] = json.dumps({"turn_secrets": ["s1-0123456789abcdef"], "api_token": "token-3-0123456789", "ice_api_keys": ["ice-key-1-0123456789"]})
 json.dump(s, open(p, "w"))
 PY
 GEOSTEER_ETC=$tmp/etc-dns GEOSTEER_IMDS=$ia "$scripts/geosteer-fetch-secrets" --reload dns geosteer/test/dns 2>/dev/null

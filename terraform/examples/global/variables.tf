@@ -81,9 +81,10 @@ variable "relay_secrets" {
 }
 
 variable "dns_secret" {
-  description = "{turn_secrets = [newest, ...], api_token} for the DNS nodes' ICE and admin API."
+  description = "{turn_secrets = [newest, ...], ice_api_keys = [...], api_token} for the DNS nodes' ICE and admin API."
   type = object({
     turn_secrets = list(string)
+    ice_api_keys = list(string)
     api_token    = string
   })
   sensitive = true

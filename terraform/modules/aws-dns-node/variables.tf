@@ -85,16 +85,17 @@ variable "create_secret" {
 }
 
 variable "dns_secret" {
-  description = "JSON {turn_secrets = [...] (TURN REST secrets the ICE API signs with, newest first), api_token}; stored in Secrets Manager. Ignored when create_secret = false."
+  description = "JSON {turn_secrets = [...] (TURN REST secrets the ICE API signs with, newest first), ice_api_keys = [...] (bearer keys of your backends), api_token (admin API)}; stored in Secrets Manager. Ignored when create_secret = false."
   type = object({
     turn_secrets = list(string)
+    ice_api_keys = list(string)
     api_token    = string
   })
   sensitive = true
   default   = null
   validation {
-    condition     = var.dns_secret == null ? true : length(var.dns_secret.turn_secrets) > 0 && alltrue([for s in var.dns_secret.turn_secrets : length(s) >= 16]) && length(var.dns_secret.api_token) >= 16
-    error_message = "dns_secret needs at least one TURN secret and an API token, each at least 16 characters."
+    condition     = var.dns_secret == null ? true : length(var.dns_secret.turn_secrets) > 0 && length(var.dns_secret.ice_api_keys) > 0 && alltrue([for s in concat(var.dns_secret.turn_secrets, var.dns_secret.ice_api_keys, [var.dns_secret.api_token]) : length(s) >= 16])
+    error_message = "dns_secret needs at least one TURN secret, one ICE API key and the admin API token, each at least 16 characters (what geosteer check requires)."
   }
 }
 
