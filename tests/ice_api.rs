@@ -147,7 +147,11 @@ async fn api_keys_and_secrets_from_files_follow_a_reload() {
 
     // Rotation: a new key replaces the old one, a new secret goes first.
     std::fs::write(dir.join("ice-api-keys"), format!("{OLD_KEY}\n")).unwrap();
-    std::fs::write(dir.join("turn-secrets"), format!("new-{SECRET}\n{SECRET}\n")).unwrap();
+    std::fs::write(
+        dir.join("turn-secrets"),
+        format!("new-{SECRET}\n{SECRET}\n"),
+    )
+    .unwrap();
     n.reload().unwrap();
     assert_eq!(post(&c, &url, Some(KEY)).await.status, 401);
     let r = post(&c, &url, Some(OLD_KEY)).await;
@@ -157,7 +161,10 @@ async fn api_keys_and_secrets_from_files_follow_a_reload() {
     // A key file that loses every key is refused; the node keeps serving.
     std::fs::write(dir.join("ice-api-keys"), "# emptied by mistake\n").unwrap();
     let err = n.reload().unwrap_err().to_string();
-    assert!(err.contains("ice.api_keys_file") && err.contains("no key in the file"), "{err}");
+    assert!(
+        err.contains("ice.api_keys_file") && err.contains("no key in the file"),
+        "{err}"
+    );
     std::fs::write(dir.join("ice-api-keys"), "short\n").unwrap();
     let err = n.reload().unwrap_err().to_string();
     assert!(err.contains("at least 16 characters"), "{err}");

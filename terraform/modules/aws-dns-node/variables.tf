@@ -66,6 +66,10 @@ variable "ssh_cidrs" {
   description = "Networks allowed to SSH; empty (the default) = SSH closed."
   type        = list(string)
   default     = []
+  validation {
+    condition     = alltrue([for c in var.ssh_cidrs : can(cidrhost(c, 0)) && c != "0.0.0.0/0"])
+    error_message = "ssh_cidrs must be CIDR blocks, and not 0.0.0.0/0."
+  }
 }
 
 variable "user_data" {

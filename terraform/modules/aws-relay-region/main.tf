@@ -171,7 +171,13 @@ resource "aws_launch_template" "relay" {
 }
 
 resource "aws_autoscaling_group" "relay" {
-  name                = local.name
+  name = local.name
+  lifecycle {
+    precondition {
+      condition     = var.min_size <= var.max_size
+      error_message = "${var.region_name}: min_size (${var.min_size}) must not exceed max_size (${var.max_size})."
+    }
+  }
   min_size            = var.min_size
   max_size            = var.max_size
   vpc_zone_identifier = var.subnet_ids

@@ -1,21 +1,37 @@
 variable "deployment" {
   description = "Deployment name (same as the geosteer-config module's)."
   type        = string
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9-]{0,30}$", var.deployment))
+    error_message = "deployment must be 1-31 lowercase letters, digits or '-'."
+  }
 }
 
 variable "region_name" {
   description = "geosteer region name, e.g. eu-central."
   type        = string
+  validation {
+    condition     = can(regex("^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$", var.region_name))
+    error_message = "region_name must be a DNS label (letters, digits, '-'), as geosteer-config requires."
+  }
 }
 
 variable "latitude" {
   description = "Latitude of the region, degrees."
   type        = number
+  validation {
+    condition     = var.latitude >= -90 && var.latitude <= 90
+    error_message = "latitude must be within -90..90."
+  }
 }
 
 variable "longitude" {
   description = "Longitude of the region, degrees."
   type        = number
+  validation {
+    condition     = var.longitude >= -180 && var.longitude <= 180
+    error_message = "longitude must be within -180..180."
+  }
 }
 
 variable "vpc_id" {
@@ -44,9 +60,13 @@ variable "instance_type" {
 }
 
 variable "min_size" {
-  description = "Fewest relays."
+  description = "Fewest relays (at most max_size)."
   type        = number
   default     = 2
+  validation {
+    condition     = var.min_size >= 1
+    error_message = "min_size must be at least 1: a region without relays is steered around, not served."
+  }
 }
 
 variable "max_size" {
@@ -83,12 +103,20 @@ variable "relay_firewall" {
 variable "dns_node_cidrs" {
   description = "Addresses of the DNS nodes (/32): the only sources allowed on the health/metrics port."
   type        = list(string)
+  validation {
+    condition     = length(var.dns_node_cidrs) > 0 && alltrue([for c in var.dns_node_cidrs : can(cidrhost(c, 0)) && endswith(c, "/32")])
+    error_message = "dns_node_cidrs must list the DNS nodes as /32 blocks (aws-dns-node's cidr output)."
+  }
 }
 
 variable "ssh_cidrs" {
   description = "Networks allowed to SSH; empty (the default) = SSH closed."
   type        = list(string)
   default     = []
+  validation {
+    condition     = alltrue([for c in var.ssh_cidrs : can(cidrhost(c, 0)) && c != "0.0.0.0/0"])
+    error_message = "ssh_cidrs must be CIDR blocks, and not 0.0.0.0/0."
+  }
 }
 
 variable "user_data" {
@@ -119,9 +147,13 @@ variable "kms_key_id" {
 }
 
 variable "drain_timeout" {
-  description = "Seconds a terminating relay may drain (lifecycle hook heartbeat)."
+  description = "Seconds a terminating relay may drain (lifecycle hook heartbeat); the same as geosteer-config's drain_timeout."
   type        = number
   default     = 3600
+  validation {
+    condition     = var.drain_timeout >= 30 && var.drain_timeout <= 7140
+    error_message = "drain_timeout must be 30..7140 s (the lifecycle hook's heartbeat is at most 7200 s)."
+  }
 }
 
 variable "health_port" {
