@@ -99,6 +99,24 @@ impl Lab {
             .unwrap()
     }
 
+    /// `geosteer anycast --withdraw` (the unit's ExecStopPost) in namespace
+    /// `short`: must succeed; returns its log.
+    fn withdraw(&self, short: &str, config: &Path) -> String {
+        let o = self.exec(
+            short,
+            &[
+                geosteer_bin(),
+                "anycast",
+                "--config",
+                config.to_str().unwrap(),
+                "--withdraw",
+            ],
+        );
+        let log = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{short}: --withdraw: {log}");
+        log
+    }
+
     fn sh(&self, short: &str, script: &str) {
         let o = self.exec(short, &["sh", "-c", script]);
         assert!(
@@ -720,20 +738,10 @@ fn vip_is_announced_only_while_the_dns_node_is_healthy() {
         [A, B],
         "after an agent crash BIRD still announces (why ExecStopPost withdraws)"
     );
-    let o = lab.exec(
-        "b",
-        &[
-            geosteer_bin(),
-            "anycast",
-            "--config",
-            agent_b.to_str().unwrap(),
-            "--withdraw",
-        ],
-    );
+    let out = lab.withdraw("b", &agent_b);
     assert!(
-        o.status.success(),
-        "--withdraw: {}",
-        String::from_utf8_lossy(&o.stderr)
+        out.contains("anycast_dns"),
+        "--withdraw names the protocol: {out}"
     );
     let t = lab.wait_paths(&[A], bound);
     eprintln!("BIRD agent SIGKILLed: route kept by BIRD; --withdraw removed it in {t:?}");
@@ -777,21 +785,8 @@ fn vip_is_announced_only_while_the_dns_node_is_healthy() {
     eprintln!("agent under ExaBGP hung: keep-alives stopped; watchdog's SIGABRT to ExaBGP withdrew in {t:?}");
     // systemd's KillMode=control-group ends the rest of the unit.
     unsafe { libc::kill(agent_a_pid, libc::SIGKILL) };
-    let o = lab.exec(
-        "a",
-        &[
-            geosteer_bin(),
-            "anycast",
-            "--config",
-            agent_a.to_str().unwrap(),
-            "--withdraw",
-        ],
-    );
-    assert!(
-        o.status.success(),
-        "--withdraw (exabgp): {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let out = lab.withdraw("a", &agent_a);
+    assert!(out.contains("ended with ExaBGP's BGP session"), "{out}");
 
     // 10. SIGTERM to the agent under ExaBGP: it withdraws, then ExaBGP ends.
     lab.kill("exabgp-a", libc::SIGKILL);
