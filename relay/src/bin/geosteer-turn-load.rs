@@ -162,19 +162,17 @@ fn main() -> Result<()> {
     if a.hold > 0.0 {
         std::thread::sleep(Duration::from_secs_f64(a.hold.min(3600.0)));
     }
-    for al in &allocs {
+    for al in &mut allocs {
         release(al, &creds);
     }
     Ok(())
 }
 
-/// Opens one allocation and binds its channel (or permission) to `peer`.
-fn open(a: &Args, c: &Creds, ip: std::net::IpAddr, peer: SocketAddr, i: usize) -> Result<Alloc> {
-    let link = match a.transport {
+fn connect(a: &Args, ip: std::net::IpAddr) -> Result<Link> {
+    Ok(match a.transport {
         Transport::Udp => {
             let s = UdpSocket::bind(SocketAddr::new(ip, 0))?;
             s.connect(a.server)?;
-            s.set_read_timeout(Some(Duration::from_secs(3)))?;
             Link::Udp(s)
         }
         Transport::Tcp => {
@@ -183,7 +181,42 @@ fn open(a: &Args, c: &Creds, ip: std::net::IpAddr, peer: SocketAddr, i: usize) -
             s.set_read_timeout(Some(Duration::from_secs(5)))?;
             Link::Tcp(s, Vec::new())
         }
+    })
+}
+
+/// Opens one allocation and binds its channel (or permission) to `peer`.
+fn open(a: &Args, c: &Creds, ip: std::net::IpAddr, peer: SocketAddr, i: usize) -> Result<Alloc> {
+    let mut link = connect(a, ip)?;
+    // Fetch a nonce with an unauthenticated Allocate. A 437 means the server
+    // still holds an allocation for this 5-tuple: the kernel handed out a
+    // client port an earlier run (or a server's late cleanup) still owns.
+    // Take another port, keeping the old socket until then so it is not
+    // handed out again.
+    let mut stale = Vec::new();
+    let nonce = loop {
+        let r = roundtrip(
+            &mut link,
+            &Message::builder_request(ALLOCATE, MessageWriteVec::new()).finish(),
+        )?;
+        let m = Message::from_bytes(&r).map_err(|e| anyhow!("bad response: {e:?}"))?;
+        let code = m.attribute::<ErrorCode>().map(|e| e.code()).unwrap_or(0);
+        if code == 437 && matches!(link, Link::Udp(_)) && stale.len() < 8 {
+            stale.push(std::mem::replace(&mut link, connect(a, ip)?));
+            continue;
+        }
+        match m.attribute::<Nonce>() {
+            Ok(n) => break n.nonce().to_string(),
+            Err(_) => bail!(
+                "first Allocate answered {} (code {code}) without a NONCE",
+                if m.class() == MessageClass::Success {
+                    "success"
+                } else {
+                    "error"
+                }
+            ),
+        }
     };
+    drop(stale);
     let mut al = Alloc {
         link,
         relayed: peer,
@@ -193,17 +226,6 @@ fn open(a: &Args, c: &Creds, ip: std::net::IpAddr, peer: SocketAddr, i: usize) -
         sent: 0,
         received: 0,
     };
-    // Fetch a nonce with an unauthenticated Allocate.
-    let r = roundtrip(
-        &mut al.link,
-        &Message::builder_request(ALLOCATE, MessageWriteVec::new()).finish(),
-    )?;
-    let m = Message::from_bytes(&r).map_err(|e| anyhow!("bad 401: {e:?}"))?;
-    let nonce = m
-        .attribute::<Nonce>()
-        .map_err(|_| anyhow!("no NONCE in the first Allocate response"))?
-        .nonce()
-        .to_string();
     let r = signed(&mut al.link, c, &nonce, ALLOCATE, |w, _| {
         w.add_attribute(&RequestedTransport::new(RequestedTransport::UDP))?;
         w.add_attribute(&Lifetime::new(3600))?;
@@ -240,7 +262,8 @@ fn open(a: &Args, c: &Creds, ip: std::net::IpAddr, peer: SocketAddr, i: usize) -
 type AddAttrs<'a> = dyn FnOnce(&mut MessageWriteVec, TransactionId) -> Result<(), stun_types::message::StunWriteError>
     + 'a;
 
-fn signed(
+/// A signed request; the response whatever its class.
+fn signed_raw(
     link: &mut Link,
     c: &Creds,
     nonce: &str,
@@ -263,7 +286,21 @@ fn signed(
     w.add_message_integrity(&c.key, IntegrityAlgorithm::Sha1)
         .map_err(|e| anyhow!("{e:?}"))?;
     w.add_fingerprint().map_err(|e| anyhow!("{e:?}"))?;
-    let r = roundtrip(link, &w.finish())?;
+    roundtrip(link, &w.finish())
+}
+
+/// A signed request that must succeed.
+fn signed(
+    link: &mut Link,
+    c: &Creds,
+    nonce: &str,
+    method: Method,
+    add: impl FnOnce(
+        &mut MessageWriteVec,
+        TransactionId,
+    ) -> Result<(), stun_types::message::StunWriteError>,
+) -> Result<Vec<u8>> {
+    let r = signed_raw(link, c, nonce, method, add)?;
     let m = Message::from_bytes(&r).map_err(|e| anyhow!("bad response: {e:?}"))?;
     if m.class() != MessageClass::Success {
         let code = m.attribute::<ErrorCode>().map(|e| e.code()).unwrap_or(0);
@@ -272,29 +309,60 @@ fn signed(
     Ok(r)
 }
 
+/// Sends a request and returns the response with its transaction ID.
+/// Anything else that arrives meanwhile is dropped: a late answer to a
+/// retransmission, or to a request of an earlier run on a reused port.
 fn roundtrip(link: &mut Link, req: &[u8]) -> Result<Vec<u8>> {
+    let tid = &req[8..20];
+    let matches = |m: &[u8]| m.len() >= 20 && m[0] & 0xc0 == 0 && &m[8..20] == tid;
     match link {
         Link::Udp(s) => {
-            // Retransmit like RFC 8489 (bounded: 4 tries).
+            // Retransmit like RFC 8489 (RTO 500 ms doubling, 4 tries).
             let mut buf = [0u8; BUF];
+            let mut rto = Duration::from_millis(500);
             for _ in 0..4 {
                 s.send(req)?;
-                match s.recv(&mut buf) {
-                    Ok(n) => return Ok(buf[..n].to_vec()),
-                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-                    Err(e) => return Err(e.into()),
+                let deadline = Instant::now() + rto;
+                loop {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    s.set_read_timeout(Some(left))?;
+                    match s.recv(&mut buf) {
+                        Ok(n) if matches(&buf[..n]) => return Ok(buf[..n].to_vec()),
+                        Ok(_) => continue,
+                        Err(e)
+                            if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                        {
+                            break
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
                 }
+                rto *= 2;
             }
             bail!("no response after 4 tries")
         }
         Link::Tcp(s, _) => {
             s.write_all(req)?;
-            let mut msg = vec![0u8; 20];
-            s.read_exact(&mut msg)?;
-            let len = u16::from_be_bytes([msg[2], msg[3]]) as usize;
-            msg.resize(20 + len, 0);
-            s.read_exact(&mut msg[20..])?;
-            Ok(msg)
+            loop {
+                // A STUN message (top bits 00) or ChannelData (01): length
+                // from the header, ChannelData padded to 4 over TCP.
+                let mut msg = vec![0u8; 4];
+                s.read_exact(&mut msg)?;
+                let len = u16::from_be_bytes([msg[2], msg[3]]) as usize;
+                let total = if msg[0] & 0xc0 == 0 {
+                    20 + len
+                } else {
+                    4 + len.div_ceil(4) * 4
+                };
+                msg.resize(total.max(4), 0);
+                s.read_exact(&mut msg[4..])?;
+                if matches(&msg) {
+                    return Ok(msg);
+                }
+            }
         }
     }
 }
@@ -737,20 +805,110 @@ relayed_pps={:.0} relayed_gbps={:.3} loss_pct={:.3} rtt_p50_us={} rtt_p95_us={} 
     );
 }
 
-/// Ends an allocation (Refresh with LIFETIME 0, not waiting for the answer),
-/// so the next run reusing the same client port gets no 437 from a stale one.
-/// TCP allocations end with their connection anyway.
-fn release(al: &Alloc, c: &Creds) {
+/// Ends an allocation (Refresh with LIFETIME 0) and waits for the answer, so
+/// the next run reusing the same client port finds no stale allocation (a
+/// 438 Stale Nonce is retried once with the new nonce). TCP allocations end
+/// with their connection anyway.
+fn release(al: &mut Alloc, c: &Creds) {
     let Link::Udp(s) = &al.link else { return };
-    let mut w = Message::builder_request(turn_types::message::REFRESH, MessageWriteVec::new());
-    let ok = w.add_attribute(&Lifetime::new(0)).is_ok()
-        && Username::new(&c.user).is_ok_and(|u| w.add_attribute(&u).is_ok())
-        && Realm::new(&c.realm).is_ok_and(|r| w.add_attribute(&r).is_ok())
-        && Nonce::new(&al.nonce).is_ok_and(|n| w.add_attribute(&n).is_ok())
-        && w.add_message_integrity(&c.key, IntegrityAlgorithm::Sha1)
-            .is_ok()
-        && w.add_fingerprint().is_ok();
-    if ok {
-        let _ = s.send(&w.finish());
+    if s.set_nonblocking(false).is_err() {
+        return;
+    }
+    let mut nonce = al.nonce.clone();
+    for _ in 0..2 {
+        let r = signed_raw(
+            &mut al.link,
+            c,
+            &nonce,
+            turn_types::message::REFRESH,
+            |w, _| {
+                w.add_attribute(&Lifetime::new(0))?;
+                Ok(())
+            },
+        );
+        let Ok(r) = r else { return };
+        let Ok(m) = Message::from_bytes(&r) else {
+            return;
+        };
+        if m.class() == MessageClass::Success {
+            return;
+        }
+        match (
+            m.attribute::<ErrorCode>().map(|e| e.code()),
+            m.attribute::<Nonce>(),
+        ) {
+            (Ok(438), Ok(n)) => nonce = n.nonce().to_string(),
+            _ => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A response with the request's transaction ID and `class` bits.
+    fn response(req: &[u8], tid_from: &[u8]) -> Vec<u8> {
+        let mut r = vec![0u8; 20];
+        r[0] = 0x01; // success response class of the Binding/Allocate method
+        r[1] = req[1];
+        r[4..8].copy_from_slice(&req[4..8]);
+        r[8..20].copy_from_slice(&tid_from[8..20]);
+        r
+    }
+
+    #[test]
+    fn udp_roundtrip_skips_late_answers_and_channel_data() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.connect(server.local_addr().unwrap()).unwrap();
+        let t = std::thread::spawn(move || {
+            let mut buf = [0u8; BUF];
+            let (n, from) = server.recv_from(&mut buf).unwrap();
+            let req = buf[..n].to_vec();
+            let mut other = req.clone();
+            other[8] ^= 0xff; // an earlier transaction's answer
+            server.send_to(&response(&req, &other), from).unwrap();
+            server
+                .send_to(&[0x40, 0x00, 0x00, 0x04, 1, 2, 3, 4], from)
+                .unwrap(); // ChannelData
+            server.send_to(&response(&req, &req), from).unwrap();
+            req
+        });
+        let mut link = Link::Udp(client);
+        let req = Message::builder_request(ALLOCATE, MessageWriteVec::new()).finish();
+        let got = roundtrip(&mut link, &req).unwrap();
+        let sent = t.join().unwrap();
+        assert_eq!(&got[8..20], &sent[8..20]);
+        assert_eq!(got, response(&sent, &sent));
+    }
+
+    #[test]
+    fn tcp_roundtrip_skips_frames_of_other_transactions() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let t = std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut req = vec![0u8; 20];
+            c.read_exact(&mut req).unwrap();
+            let len = u16::from_be_bytes([req[2], req[3]]) as usize;
+            req.resize(20 + len, 0);
+            c.read_exact(&mut req[20..]).unwrap();
+            let mut other = req.clone();
+            other[19] ^= 0x01;
+            c.write_all(&response(&req, &other)).unwrap();
+            // ChannelData of 5 bytes, padded to 8 over TCP.
+            c.write_all(&[0x40, 0x01, 0x00, 0x05, 9, 9, 9, 9, 9, 0, 0, 0])
+                .unwrap();
+            c.write_all(&response(&req, &req)).unwrap();
+            req
+        });
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut link = Link::Tcp(s, Vec::new());
+        let req = Message::builder_request(ALLOCATE, MessageWriteVec::new()).finish();
+        let got = roundtrip(&mut link, &req).unwrap();
+        let sent = t.join().unwrap();
+        assert_eq!(got, response(&sent, &sent));
     }
 }
