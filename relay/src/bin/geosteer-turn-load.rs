@@ -1,8 +1,8 @@
 //! geosteer-turn-load: a one-core TURN load generator.
 //!
-//! Opens `--allocs` allocations on a TURN server (UDP or TCP transport,
+//! Opens `--allocs` allocations on a TURN server (UDP, TCP or TLS transport,
 //! long-term credentials), binds a channel (or creates a permission, for
-//! Send/Data) towards a peer socket it runs itself, then drives traffic through
+//! Send/Data) towards one of `--peers` peer sockets it runs itself, then drives traffic through
 //! every allocation: client → relay → peer (ChannelData or Send indication),
 //! the peer echoes each datagram back to the relayed address, relay → client
 //! (ChannelData or Data indication). Every payload carries the allocation
@@ -11,11 +11,15 @@
 //!
 //! Relayed packets are counted in both directions: one echoed round trip is
 //! two packets the relay moved. Output is one `key=value` line (see `report`).
-//! Traffic is meant for loopback; the generator refuses other addresses.
+//! Setup matches responses to requests by transaction ID, so late answers
+//! (retransmissions, an earlier run on a reused port) are never mistaken for
+//! the current one. Traffic is meant for loopback; the generator refuses other
+//! addresses.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -37,6 +41,9 @@ use turn_types::message::{ALLOCATE, CHANNEL_BIND, CREATE_PERMISSION};
 enum Transport {
     Udp,
     Tcp,
+    /// TURN over TLS (TCP framing inside TLS 1.3/1.2; the server's
+    /// certificate is not verified: loopback benchmarks only).
+    Tls,
 }
 
 /// How payloads travel between client and relay.
@@ -51,7 +58,8 @@ enum Mode {
 #[derive(Parser, Debug)]
 #[command(about = "TURN load generator (loopback only)")]
 struct Args {
-    /// TURN server address (UDP and TCP listener).
+    /// TURN server address (UDP and TCP listener; the TLS listener with
+    /// `--transport tls`).
     #[arg(long, default_value = "127.0.0.1:3478")]
     server: SocketAddr,
     #[arg(long, value_enum, default_value = "udp")]
@@ -85,9 +93,13 @@ struct Args {
     /// Maximum packets in flight per allocation when `--rate 0` (window).
     #[arg(long, default_value_t = 64)]
     window: u64,
-    /// Address the generator's peer socket binds.
+    /// Address the generator's peer sockets bind.
     #[arg(long, default_value = "127.0.0.1:0")]
     peer: SocketAddr,
+    /// Peer sockets; allocation i talks to peer i mod N (several 5-tuples
+    /// on the peer side, as many remote parties would be).
+    #[arg(long, default_value_t = 1)]
+    peers: usize,
     /// Hold the allocations this many seconds after traffic (density runs).
     #[arg(long, default_value_t = 0.0)]
     hold: f64,
@@ -97,13 +109,112 @@ struct Args {
 }
 
 const HDR: usize = 20;
-const PEER_TOKEN: Token = Token(usize::MAX - 1);
+/// Tokens of the peer sockets start here (allocations use 0..allocs).
+const PEER_BASE: usize = 1 << 30;
 const MAX_BATCH: usize = 64;
 const BUF: usize = 2048;
 
 enum Link {
     Udp(UdpSocket),
-    Tcp(TcpStream, Vec<u8>),
+    /// TCP or TLS, with the bytes read but not yet framed.
+    Tcp(Stream, Vec<u8>),
+}
+
+/// A stream transport: plain TCP or TLS over TCP.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(t) => &t.sock,
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(t) => t.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(t) => t.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(t) => t.flush(),
+        }
+    }
+}
+
+/// Accepts any server certificate: the generator talks to loopback servers
+/// it is benchmarking, with throwaway self-signed certificates.
+#[derive(Debug)]
+struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls_pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls_pki_types::CertificateDer<'_>],
+        _server_name: &rustls_pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn tls_client() -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+        .with_no_client_auth();
+    Arc::new(cfg)
 }
 
 struct Alloc {
@@ -137,16 +248,35 @@ fn main() -> Result<()> {
         key: LongTermKeyCredentials::new(a.user.clone(), a.password.clone(), a.realm.clone())
             .into(),
     };
-    let peer = UdpSocket::bind(a.peer).context("peer socket")?;
-    let peer_addr = peer.local_addr()?;
-    enlarge_buffers(peer.as_raw_fd());
+    if a.peers == 0 || a.peers > 1024 {
+        bail!("--peers must be 1..=1024");
+    }
+    let peers = (0..a.peers)
+        .map(|_| -> Result<UdpSocket> {
+            let p = UdpSocket::bind(a.peer).context("peer socket")?;
+            enlarge_buffers(p.as_raw_fd());
+            Ok(p)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let peer_addrs = peers
+        .iter()
+        .map(|p| p.local_addr())
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let tls = (a.transport == Transport::Tls).then(tls_client);
 
     let t0 = Instant::now();
     let mut allocs = Vec::with_capacity(a.allocs);
     for i in 0..a.allocs {
         let ip = a.client_ips[i % a.client_ips.len()];
-        let al = open(&a, &creds, ip, peer_addr, i)
-            .with_context(|| format!("allocation {i} of {}", a.allocs))?;
+        let al = open(
+            &a,
+            &creds,
+            tls.as_ref(),
+            ip,
+            peer_addrs[i % peer_addrs.len()],
+            i,
+        )
+        .with_context(|| format!("allocation {i} of {}", a.allocs))?;
         allocs.push(al);
     }
     let setup = t0.elapsed().as_secs_f64();
@@ -157,7 +287,7 @@ fn main() -> Result<()> {
     );
     let active = a.active.unwrap_or(a.allocs).min(a.allocs);
     let mut rtts: Vec<u32> = Vec::with_capacity(1 << 20);
-    let stats = drive(&a, &mut allocs[..active], &peer, duration, &mut rtts)?;
+    let stats = drive(&a, &mut allocs[..active], &peers, duration, &mut rtts)?;
     report(&a, active, setup, &allocs[..active], &stats, &mut rtts);
     if a.hold > 0.0 {
         std::thread::sleep(Duration::from_secs_f64(a.hold.min(3600.0)));
@@ -168,25 +298,50 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-fn connect(a: &Args, ip: std::net::IpAddr) -> Result<Link> {
+fn connect(
+    a: &Args,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    ip: std::net::IpAddr,
+) -> Result<Link> {
     Ok(match a.transport {
         Transport::Udp => {
             let s = UdpSocket::bind(SocketAddr::new(ip, 0))?;
             s.connect(a.server)?;
             Link::Udp(s)
         }
-        Transport::Tcp => {
+        Transport::Tcp | Transport::Tls => {
             let s = TcpStream::connect(a.server)?;
             s.set_nodelay(true)?;
             s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            Link::Tcp(s, Vec::new())
+            s.set_write_timeout(Some(Duration::from_secs(5)))?;
+            let stream = match tls {
+                None => Stream::Plain(s),
+                Some(cfg) => {
+                    let name = rustls_pki_types::ServerName::IpAddress(a.server.ip().into());
+                    let mut conn = rustls::ClientConnection::new(cfg.clone(), name)
+                        .map_err(|e| anyhow!("TLS: {e}"))?;
+                    let mut s = s;
+                    while conn.is_handshaking() {
+                        conn.complete_io(&mut s).context("TLS handshake")?;
+                    }
+                    Stream::Tls(Box::new(rustls::StreamOwned::new(conn, s)))
+                }
+            };
+            Link::Tcp(stream, Vec::new())
         }
     })
 }
 
 /// Opens one allocation and binds its channel (or permission) to `peer`.
-fn open(a: &Args, c: &Creds, ip: std::net::IpAddr, peer: SocketAddr, i: usize) -> Result<Alloc> {
-    let mut link = connect(a, ip)?;
+fn open(
+    a: &Args,
+    c: &Creds,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    ip: std::net::IpAddr,
+    peer: SocketAddr,
+    i: usize,
+) -> Result<Alloc> {
+    let mut link = connect(a, tls, ip)?;
     // Fetch a nonce with an unauthenticated Allocate. A 437 means the server
     // still holds an allocation for this 5-tuple: the kernel handed out a
     // client port an earlier run (or a server's late cleanup) still owns.
@@ -201,7 +356,7 @@ fn open(a: &Args, c: &Creds, ip: std::net::IpAddr, peer: SocketAddr, i: usize) -
         let m = Message::from_bytes(&r).map_err(|e| anyhow!("bad response: {e:?}"))?;
         let code = m.attribute::<ErrorCode>().map(|e| e.code()).unwrap_or(0);
         if code == 437 && matches!(link, Link::Udp(_)) && stale.len() < 8 {
-            stale.push(std::mem::replace(&mut link, connect(a, ip)?));
+            stale.push(std::mem::replace(&mut link, connect(a, tls, ip)?));
             continue;
         }
         match m.attribute::<Nonce>() {
@@ -254,7 +409,7 @@ fn open(a: &Args, c: &Creds, ip: std::net::IpAddr, peer: SocketAddr, i: usize) -
             s.set_nonblocking(true)?;
             enlarge_buffers(s.as_raw_fd());
         }
-        Link::Tcp(s, _) => s.set_nonblocking(true)?,
+        Link::Tcp(s, _) => s.tcp().set_nonblocking(true)?,
     }
     Ok(al)
 }
@@ -467,18 +622,20 @@ fn fill_payload(p: &mut [u8], idx: u32, seq: u64, ts: u64) {
 fn drive(
     a: &Args,
     allocs: &mut [Alloc],
-    peer: &UdpSocket,
+    peers: &[UdpSocket],
     duration: f64,
     rtts: &mut Vec<u32>,
 ) -> Result<Stats> {
     let mut poll = Poll::new()?;
-    let pfd = peer.as_raw_fd();
-    poll.registry()
-        .register(&mut SourceFd(&pfd), PEER_TOKEN, Interest::READABLE)?;
+    let pfds: Vec<i32> = peers.iter().map(|p| p.as_raw_fd()).collect();
+    for (k, pfd) in pfds.iter().enumerate() {
+        poll.registry()
+            .register(&mut SourceFd(pfd), Token(PEER_BASE + k), Interest::READABLE)?;
+    }
     for (i, al) in allocs.iter().enumerate() {
         let fd = match &al.link {
             Link::Udp(s) => s.as_raw_fd(),
-            Link::Tcp(s, _) => s.as_raw_fd(),
+            Link::Tcp(s, _) => s.tcp().as_raw_fd(),
         };
         poll.registry()
             .register(&mut SourceFd(&fd), Token(i), Interest::READABLE)?;
@@ -545,8 +702,8 @@ fn drive(
         };
         poll.poll(&mut events, Some(timeout))?;
         for ev in events.iter() {
-            if ev.token() == PEER_TOKEN {
-                st.peer_rx += peer_echo(pfd, &mut mm);
+            if ev.token().0 >= PEER_BASE {
+                st.peer_rx += peer_echo(pfds[ev.token().0 - PEER_BASE], &mut mm);
             } else {
                 let i = ev.token().0;
                 client_recv(a, &mut allocs[i], t0, &mut mm, rtts, &mut st);
@@ -601,9 +758,9 @@ fn send_client(
                 Ok(w) if w == cat.len() => k,
                 Ok(w) => {
                     // Partial write: finish it blocking so framing stays intact (bounded by the socket).
-                    let _ = s.set_nonblocking(false);
-                    let r = s.write_all(&cat[w..]);
-                    let _ = s.set_nonblocking(true);
+                    let _ = s.tcp().set_nonblocking(false);
+                    let r = s.write_all(&cat[w..]).and_then(|_| s.flush());
+                    let _ = s.tcp().set_nonblocking(true);
                     if r.is_ok() {
                         k
                     } else {
@@ -905,7 +1062,7 @@ mod tests {
         });
         let s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut link = Link::Tcp(s, Vec::new());
+        let mut link = Link::Tcp(Stream::Plain(s), Vec::new());
         let req = Message::builder_request(ALLOCATE, MessageWriteVec::new()).finish();
         let got = roundtrip(&mut link, &req).unwrap();
         let sent = t.join().unwrap();
