@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark: geosteer-relay vs coturn under our own load generator
-# (geosteer-turn-load, relay/src/bin/geosteer-turn-load.rs), side by side,
+# (geosteer-turn-load, relay/src/bin/geosteer-turn-load/), side by side,
 # alternating servers in one run. Server pinned to SERVER_CPU (one loop;
 # coturn --relay-threads=1), generator pinned to CLIENT_CPU.
 #
