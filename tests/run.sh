@@ -125,6 +125,13 @@ done
 stage "cargo fmt --check" cargo fmt --all -- --check
 stage "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 stage "cargo test" cargo test --workspace --locked --no-fail-fast -- --test-threads=2
+# The relay's tests again on one CPU: its default `[relay] loops` follows the
+# CPUs the process may run on, so this runs every relay test with one loop
+# (the stage above runs them with this machine's default).
+if command -v taskset >/dev/null; then
+  stage "cargo test -p geosteer-relay (1 CPU: loops = 1)" \
+    taskset -c 0 cargo test -p geosteer-relay --locked --no-fail-fast -q
+fi
 
 shopt -s nullglob
 for check in tests/run.d/*.sh; do

@@ -135,7 +135,16 @@ pub struct RelayAddrConfig {
     /// Highest relay port (inclusive).
     #[serde(default = "default_port_max")]
     pub port_max: u16,
+    /// Event loops (one thread each, shared-nothing): each binds its own
+    /// listeners with `SO_REUSEPORT` and owns the allocations it creates.
+    /// Default: the CPUs this process may run on (affinity mask and cgroup
+    /// quota). Changing it needs a restart.
+    #[serde(default)]
+    pub loops: Option<usize>,
 }
+
+/// Most event loops a relay runs.
+pub const MAX_LOOPS: usize = 1024;
 
 fn default_port_min() -> u16 {
     49152
@@ -152,6 +161,7 @@ impl Default for RelayAddrConfig {
             external_ipv6: None,
             port_min: default_port_min(),
             port_max: default_port_max(),
+            loops: None,
         }
     }
 }
@@ -495,6 +505,15 @@ impl RelayConfig {
         if r.port_min == 0 {
             err(&mut e, "relay.port_min", "must be > 0");
         }
+        if let Some(n) = r.loops {
+            if n == 0 || n > MAX_LOOPS {
+                err(
+                    &mut e,
+                    "relay.loops",
+                    format!("must be 1..={MAX_LOOPS}, not {n}"),
+                );
+            }
+        }
         if r.port_min > r.port_max {
             err(&mut e, "relay.port_max", "must be >= relay.port_min");
         }
@@ -592,6 +611,18 @@ impl RelayConfig {
 }
 
 impl RelayConfig {
+    /// How many event loops run: `relay.loops`, else the CPUs this process
+    /// may run on (`std::thread::available_parallelism`: the affinity mask
+    /// and the cgroup CPU quota).
+    pub fn loops(&self) -> usize {
+        self.relay.loops.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .clamp(1, MAX_LOOPS)
+        })
+    }
+
     /// Keys a reload cannot change (they need new sockets, or a restart of
     /// membership): one error per changed key. Everything else reloads.
     pub fn reload_conflicts(&self, new: &RelayConfig) -> Vec<ConfigError> {

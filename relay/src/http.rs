@@ -20,19 +20,19 @@ use crate::stats::{AllocError, Stats};
 /// Settings come from the reloadable snapshot, so a reload changes them too.
 #[derive(Clone)]
 pub struct HttpState {
-    stats: Arc<Stats>,
     control: Arc<Control>,
     reloader: Arc<Reloader>,
 }
 
 impl HttpState {
     /// Builds the state from shared handles.
-    pub fn new(stats: Arc<Stats>, control: Arc<Control>, reloader: Arc<Reloader>) -> Self {
-        Self {
-            stats,
-            control,
-            reloader,
-        }
+    pub fn new(control: Arc<Control>, reloader: Arc<Reloader>) -> Self {
+        Self { control, reloader }
+    }
+
+    /// Every loop's statistics, summed (read per request, not per packet).
+    fn stats(&self) -> Stats {
+        self.control.stats()
     }
 }
 
@@ -90,7 +90,7 @@ pub fn health_of(
 
 impl HttpState {
     fn health(&self) -> Health {
-        let s = &self.stats;
+        let s = &self.stats();
         let live = self.reloader.live();
         let c = &live.config;
         health_of(
@@ -110,8 +110,8 @@ impl HttpState {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        !self.stats.stopped.load(Relaxed)
-            && now.saturating_sub(self.stats.last_tick_unix.load(Relaxed)) <= 5
+        let s = self.stats();
+        !s.stopped.load(Relaxed) && now.saturating_sub(s.last_tick_unix.load(Relaxed)) <= 5
     }
 }
 
@@ -248,11 +248,17 @@ pub fn render_metrics(stats: &Stats, capacity: u64) -> String {
 }
 
 async fn metrics(State(s): State<HttpState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        render_metrics(&s.stats, s.reloader.live().config.limits.capacity as u64),
-    )
-        .into_response()
+    let mut text = render_metrics(&s.stats(), s.reloader.live().config.limits.capacity as u64);
+    // How the kernel's 5-tuple hash spread the allocations over the loops.
+    let per_loop = s.control.loop_allocations();
+    let _ = writeln!(
+        text,
+        "# HELP turn_loop_sessions_active Active TURN allocations per event loop.\n# TYPE turn_loop_sessions_active gauge"
+    );
+    for (i, n) in per_loop.iter().enumerate() {
+        let _ = writeln!(text, "turn_loop_sessions_active{{loop=\"{i}\"}} {n}");
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {

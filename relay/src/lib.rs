@@ -5,7 +5,7 @@
 //! - [`auth`]: long-term and TURN REST credentials, stateless nonces.
 //! - [`policy`]: peer address rules.
 //! - [`limits`]: quotas, token buckets, 401 rate limit.
-//! - [`io`]: UDP/TCP/TLS socket event loop (one thread, epoll via mio, recvmmsg/sendmmsg).
+//! - [`io`]: UDP/TCP/TLS socket event loops (one thread each, `SO_REUSEPORT`, epoll via mio, recvmmsg/sendmmsg).
 //! - [`http`]: `/livez`, `/readyz`, `/health`, `/metrics`, `POST /admin/drain`.
 //! - [`config`]: TOML configuration and validation.
 //! - [`server`]: wiring, [`server::start`] and [`server::run`].

@@ -376,3 +376,81 @@ mod tests {
         assert!(q.users.is_empty() && q.ips.is_empty());
     }
 }
+
+/// The allocation counters of a relay with several event loops: one
+/// [`Quotas`] behind a lock, taken only when an allocation (or a reserved
+/// port) is created, ends or is reconfigured — never per packet.
+#[derive(Debug, Clone, Default)]
+pub struct SharedQuotas(Arc<std::sync::Mutex<Quotas>>);
+
+impl From<Quotas> for SharedQuotas {
+    fn from(q: Quotas) -> Self {
+        Self(Arc::new(std::sync::Mutex::new(q)))
+    }
+}
+
+impl SharedQuotas {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Quotas> {
+        // Counters stay consistent even if a holder panicked: every update
+        // is a single arithmetic step.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// See [`Quotas::check_n`].
+    pub fn check_n(&self, user: &str, ip: IpAddr, n: u32) -> Result<(), QuotaError> {
+        self.lock().check_n(user, ip, n)
+    }
+
+    /// Checks and takes `n` slots in one step, so two loops cannot both pass
+    /// the check for the last slot.
+    pub fn try_take_n(&self, user: &Arc<str>, ip: IpAddr, n: u32) -> Result<(), QuotaError> {
+        let mut q = self.lock();
+        q.check_n(user, ip, n)?;
+        for _ in 0..n {
+            q.acquire(user, ip);
+        }
+        Ok(())
+    }
+
+    /// See [`Quotas::release`].
+    pub fn release(&self, user: &str, ip: IpAddr) {
+        self.lock().release(user, ip);
+    }
+
+    /// See [`Quotas::set_limits`].
+    pub fn set_limits(&self, per_user_max: u32, per_ip_max: u32, capacity: u32) {
+        self.lock().set_limits(per_user_max, per_ip_max, capacity);
+    }
+
+    /// See [`Quotas::capacity`].
+    pub fn capacity(&self) -> u32 {
+        self.lock().capacity()
+    }
+
+    /// See [`Quotas::total`].
+    pub fn total(&self) -> u32 {
+        self.lock().total()
+    }
+}
+
+/// A rate of `per_sec` shared by `loops` event loops: each loop enforces its
+/// share, rounded up (0 stays 0, "no limit"). The kernel's 5-tuple hash
+/// spreads one source's ports over the loops, so the shares add up to the
+/// configured rate for a source with many ports; one 5-tuple stays on one
+/// loop and gets its loop's share.
+pub fn loop_share(per_sec: u32, loops: u32) -> u32 {
+    if per_sec == 0 {
+        0
+    } else {
+        per_sec.div_ceil(loops.max(1)).max(1)
+    }
+}
+
+/// Like [`loop_share`] for a 64-bit rate (bits/s); 0 stays 0.
+pub fn loop_share_u64(rate: u64, loops: u32) -> u64 {
+    if rate == 0 {
+        0
+    } else {
+        rate.div_ceil(u64::from(loops.max(1))).max(1)
+    }
+}

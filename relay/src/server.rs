@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -17,7 +17,7 @@ use crate::io::relay::RelayPorts;
 use crate::io::{EventLoop, Sockets};
 use crate::limits::{Quotas, UnauthorizedLimiter};
 use crate::policy::PeerPolicy;
-use crate::proto::{ProtoConfig, Server};
+use crate::proto::{LoopShared, ProtoConfig, Server};
 use crate::stats::Stats;
 
 /// Why the relay could not start.
@@ -44,54 +44,68 @@ pub enum StartError {
     Io(#[from] std::io::Error),
 }
 
-/// Drain/stop flags shared by the event loop, HTTP handlers and signal handlers.
+/// Drain/stop flags shared by the event loops, HTTP handlers and signal
+/// handlers. Each loop has an index; what the loops report (applied
+/// configuration, exit, statistics) is kept per loop.
 #[derive(Debug)]
 pub struct Control {
     /// Set to start draining.
     pub draining: AtomicBool,
     /// Set to stop at once.
     pub stop: AtomicBool,
-    waker: OnceLock<mio::Waker>,
-    done: Mutex<bool>,
+    wakers: Mutex<Vec<mio::Waker>>,
+    /// Loops that have exited.
+    done: Mutex<usize>,
     done_cv: Condvar,
-    /// Configuration generation the event loop has applied.
-    applied: Mutex<u64>,
+    /// Configuration generation each loop has applied.
+    applied: Mutex<Vec<u64>>,
     applied_cv: Condvar,
-    stats: Arc<Stats>,
+    /// One statistics shard per loop (each written by its loop only).
+    shards: Vec<Arc<Stats>>,
 }
 
 impl Control {
-    fn new(stats: Arc<Stats>) -> Self {
+    fn new(loops: usize) -> Self {
         Self {
             draining: AtomicBool::new(false),
             stop: AtomicBool::new(false),
-            waker: OnceLock::new(),
-            done: Mutex::new(false),
+            wakers: Mutex::new(Vec::new()),
+            done: Mutex::new(0),
             done_cv: Condvar::new(),
-            applied: Mutex::new(0),
+            applied: Mutex::new(vec![0; loops]),
             applied_cv: Condvar::new(),
-            stats,
+            shards: (0..loops).map(|_| Arc::new(Stats::default())).collect(),
         }
     }
 
-    pub(crate) fn set_waker(&self, w: mio::Waker) {
-        let _ = self.waker.set(w);
+    /// Number of event loops.
+    pub fn loops(&self) -> usize {
+        self.shards.len()
     }
 
-    /// Called by the event loop once it runs with configuration `generation`.
-    pub(crate) fn applied(&self, generation: u64) {
+    pub(crate) fn add_waker(&self, w: mio::Waker) {
+        self.wakers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(w);
+    }
+
+    /// Called by event loop `i` once it runs with configuration `generation`.
+    pub(crate) fn applied(&self, i: usize, generation: u64) {
         let mut a = self.applied.lock().unwrap_or_else(|e| e.into_inner());
-        *a = generation;
+        if let Some(g) = a.get_mut(i) {
+            *g = generation;
+        }
         self.applied_cv.notify_all();
     }
 
-    /// Waits until the event loop applied `generation` (or exited, or `timeout`).
+    /// Waits until every event loop applied `generation` (or one exited, or `timeout`).
     fn wait_applied(&self, generation: u64, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let mut a = self.applied.lock().unwrap_or_else(|e| e.into_inner());
-        while *a < generation {
+        while a.iter().any(|g| *g < generation) {
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || self.stats.stopped.load(Relaxed) {
+            if left.is_zero() || self.shards.iter().any(|s| s.stopped.load(Relaxed)) {
                 return false;
             }
             a = self
@@ -104,53 +118,70 @@ impl Control {
     }
 
     pub(crate) fn wake(&self) {
-        if let Some(w) = self.waker.get() {
+        for w in self.wakers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             let _ = w.wake();
         }
     }
 
-    /// Starts a graceful drain.
+    /// Starts a graceful drain (every loop).
     pub fn drain(&self) {
         self.draining.store(true, Relaxed);
-        self.stats.draining.store(true, Relaxed);
+        for s in &self.shards {
+            s.draining.store(true, Relaxed);
+        }
         self.wake();
     }
 
-    /// Stops immediately.
+    /// Stops immediately (every loop).
     pub fn stop(&self) {
         self.stop.store(true, Relaxed);
         self.wake();
     }
 
-    pub(crate) fn stats(&self) -> &Arc<Stats> {
-        &self.stats
+    /// Loop `i`'s statistics shard.
+    pub(crate) fn shard(&self, i: usize) -> &Arc<Stats> {
+        &self.shards[i]
     }
 
-    pub(crate) fn heartbeat(&self) {
+    /// The relay's statistics: the sum over every loop.
+    pub fn stats(&self) -> Stats {
+        Stats::sum(&self.shards)
+    }
+
+    /// Active allocations of each loop, by loop index.
+    pub fn loop_allocations(&self) -> Vec<u64> {
+        self.shards
+            .iter()
+            .map(|s| s.allocations.load(Relaxed))
+            .collect()
+    }
+
+    pub(crate) fn heartbeat(&self, i: usize) {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        self.stats.last_tick_unix.store(now, Relaxed);
+        self.shards[i].last_tick_unix.store(now, Relaxed);
     }
 
-    pub(crate) fn finished(&self) {
-        self.stats.stopped.store(true, Relaxed);
+    /// Called by event loop `i` when it exits.
+    pub(crate) fn finished(&self, i: usize) {
+        self.shards[i].stopped.store(true, Relaxed);
         let mut d = self.done.lock().unwrap_or_else(|e| e.into_inner());
-        *d = true;
+        *d += 1;
         self.done_cv.notify_all();
     }
 
-    /// Whether the event loop has exited.
+    /// Whether every event loop has exited.
     pub fn is_finished(&self) -> bool {
-        *self.done.lock().unwrap_or_else(|e| e.into_inner())
+        *self.done.lock().unwrap_or_else(|e| e.into_inner()) >= self.shards.len()
     }
 
-    /// Blocks until the event loop exits or `timeout` passes; returns whether it exited.
+    /// Blocks until every event loop exits or `timeout` passes; returns whether they did.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let mut d = self.done.lock().unwrap_or_else(|e| e.into_inner());
-        while !*d {
+        while *d < self.shards.len() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return false;
@@ -383,11 +414,10 @@ pub struct RelayHandle {
     pub tls: Vec<SocketAddr>,
     /// Bound HTTP address.
     pub http: SocketAddr,
-    /// Shared statistics.
-    pub stats: Arc<Stats>,
     control: Arc<Control>,
     reloader: Arc<Reloader>,
-    core: Option<JoinHandle<()>>,
+    /// The event-loop threads (empty once joined).
+    cores: Vec<JoinHandle<()>>,
     http_thread: Option<JoinHandle<()>>,
     http_stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -424,9 +454,14 @@ impl RelayHandle {
         self.reloader.reload(config)
     }
 
-    /// Waits for the event loop to exit (after drain or stop), then stops HTTP.
+    /// The relay's statistics (every loop summed).
+    pub fn stats(&self) -> Stats {
+        self.control.stats()
+    }
+
+    /// Waits for every event loop to exit (after drain or stop), then stops HTTP.
     pub fn wait(mut self) {
-        if let Some(c) = self.core.take() {
+        for c in std::mem::take(&mut self.cores) {
             let _ = c.join();
         }
         self.shutdown_http();
@@ -450,9 +485,9 @@ impl RelayHandle {
 
 impl Drop for RelayHandle {
     fn drop(&mut self) {
-        if self.core.is_some() {
+        if !self.cores.is_empty() {
             self.control.stop();
-            if let Some(c) = self.core.take() {
+            for c in std::mem::take(&mut self.cores) {
                 let _ = c.join();
             }
         }
@@ -460,7 +495,45 @@ impl Drop for RelayHandle {
     }
 }
 
-fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, StartError> {
+/// Binds `addr` once per loop. One loop: one plain socket (a second relay on
+/// the same address fails to start). Several: the address is first bound
+/// exclusively and released — proving no other socket holds it, and fixing
+/// the port when `addr` asks for port 0 — then every loop's socket is bound
+/// to that port with `SO_REUSEPORT`, so the kernel spreads clients over the
+/// loops by their 5-tuple hash.
+fn bind_group<S>(
+    addr: SocketAddr,
+    loops: usize,
+    bind: impl Fn(SocketAddr, bool) -> Result<S, StartError>,
+) -> Result<Vec<S>, StartError>
+where
+    S: AsLocalAddr,
+{
+    if loops <= 1 {
+        return Ok(vec![bind(addr, false)?]);
+    }
+    let probe = bind(addr, false)?;
+    let actual = probe.local_addr_of()?;
+    drop(probe);
+    (0..loops).map(|_| bind(actual, true)).collect()
+}
+
+/// The bound address of a listener (UDP or TCP).
+trait AsLocalAddr {
+    fn local_addr_of(&self) -> std::io::Result<SocketAddr>;
+}
+impl AsLocalAddr for UdpSocket {
+    fn local_addr_of(&self) -> std::io::Result<SocketAddr> {
+        self.local_addr()
+    }
+}
+impl AsLocalAddr for TcpListener {
+    fn local_addr_of(&self) -> std::io::Result<SocketAddr> {
+        self.local_addr()
+    }
+}
+
+fn bind_udp(addr: SocketAddr, reuse_port: bool) -> Result<UdpSocket, StartError> {
     let b = |source| StartError::Bind {
         what: "udp",
         addr,
@@ -473,18 +546,28 @@ fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, StartError> {
     // Large buffers absorb bursts; the kernel caps them at rmem_max/wmem_max.
     let _ = s.set_recv_buffer_size(8 << 20);
     let _ = s.set_send_buffer_size(8 << 20);
+    if reuse_port {
+        s.set_reuse_port(true).map_err(b)?;
+    }
     s.set_nonblocking(true).map_err(b)?;
     s.bind(&addr.into()).map_err(b)?;
     Ok(s.into())
 }
 
-fn bind_tcp(addr: SocketAddr, what: &'static str) -> Result<TcpListener, StartError> {
+fn bind_tcp(
+    addr: SocketAddr,
+    what: &'static str,
+    reuse_port: bool,
+) -> Result<TcpListener, StartError> {
     let b = |source| StartError::Bind { what, addr, source };
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(b)?;
     if addr.is_ipv6() {
         s.set_only_v6(true).map_err(b)?;
     }
     s.set_reuse_address(true).map_err(b)?;
+    if reuse_port {
+        s.set_reuse_port(true).map_err(b)?;
+    }
     s.set_nonblocking(true).map_err(b)?;
     s.bind(&addr.into()).map_err(b)?;
     s.listen(1024).map_err(b)?;
@@ -557,23 +640,25 @@ fn start_inner(
 ) -> Result<RelayHandle, StartError> {
     config.validate().map_err(StartError::Config)?;
     raise_fd_limit();
-    let udp: Vec<UdpSocket> = config
+    let loops = config.loops();
+    // Per listener, one socket per loop (index [listener][loop]).
+    let udp: Vec<Vec<UdpSocket>> = config
         .listen
         .udp
         .iter()
-        .map(|a| bind_udp(*a))
+        .map(|a| bind_group(*a, loops, bind_udp))
         .collect::<Result<_, _>>()?;
-    let tcp: Vec<TcpListener> = config
+    let tcp: Vec<Vec<TcpListener>> = config
         .listen
         .tcp
         .iter()
-        .map(|a| bind_tcp(*a, "tcp"))
+        .map(|a| bind_group(*a, loops, |a, r| bind_tcp(a, "tcp", r)))
         .collect::<Result<_, _>>()?;
-    let tls: Vec<TcpListener> = config
+    let tls: Vec<Vec<TcpListener>> = config
         .listen
         .tls
         .iter()
-        .map(|a| bind_tcp(*a, "tls"))
+        .map(|a| bind_group(*a, loops, |a, r| bind_tcp(a, "tls", r)))
         .collect::<Result<_, _>>()?;
     let (tls_config, tls_stamp) = load_tls(&config).map_err(StartError::Config)?;
     let http =
@@ -583,58 +668,40 @@ fn start_inner(
             source,
         })?;
     http.set_nonblocking(true)?;
-    let addrs = |v: &[UdpSocket]| {
+    let first = |v: &[Vec<UdpSocket>]| {
         v.iter()
-            .map(|s| s.local_addr())
+            .map(|s| s[0].local_addr())
             .collect::<std::io::Result<Vec<_>>>()
     };
-    let udp_addrs = addrs(&udp)?;
-    let tcp_addrs = tcp
-        .iter()
-        .map(|s| s.local_addr())
-        .collect::<std::io::Result<Vec<_>>>()?;
-    let tls_addrs = tls
-        .iter()
-        .map(|s| s.local_addr())
-        .collect::<std::io::Result<Vec<_>>>()?;
+    let udp_addrs = first(&udp)?;
+    let stream_addrs = |v: &[Vec<TcpListener>]| {
+        v.iter()
+            .map(|s| s[0].local_addr())
+            .collect::<std::io::Result<Vec<_>>>()
+    };
+    let tcp_addrs = stream_addrs(&tcp)?;
+    let tls_addrs = stream_addrs(&tls)?;
     let http_addr = http.local_addr()?;
 
-    let stats = Arc::new(Stats::default());
-    let control = Arc::new(Control::new(stats.clone()));
-    control.heartbeat();
+    let control = Arc::new(Control::new(loops));
+    for i in 0..loops {
+        control.heartbeat(i);
+    }
     // A random nonce key is kept for the life of the process, so reloads
     // leave outstanding nonces valid.
     let mut random_nonce_key = vec![0u8; 32];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random_nonce_key)
         .map_err(|_| std::io::Error::other("system RNG unavailable"))?;
-    let auth = Authenticator::new(
-        &config.realm,
-        config.auth.users.clone(),
-        &config.auth.secrets,
-        Some(
-            config
-                .auth
-                .nonce_key
-                .as_deref()
-                .map(str::as_bytes)
-                .unwrap_or(&random_nonce_key),
-        ),
-        config.auth.nonce_ttl,
-    );
     let lim = &config.limits;
-    let server = Server::new(
-        ProtoConfig::from_config(&config),
-        auth,
-        PeerPolicy::new(&config.peer_policy),
-        Quotas::new(
-            lim.allocations_per_user,
-            lim.allocations_per_ip,
-            lim.capacity,
-        ),
-        UnauthorizedLimiter::new(lim.unauthorized_per_ip),
-        stats.clone(),
-        Instant::now(),
-    );
+    // One set of allocation counters and reservations for every loop
+    // (locked on allocate, release and reservation only).
+    let shared = LoopShared::new(Quotas::new(
+        lim.allocations_per_user,
+        lim.allocations_per_ip,
+        lim.capacity,
+    ));
+    // One port map for every loop (locked when a relay socket is opened or
+    // closed): a reserved port may be claimed by another loop.
     let ports = RelayPorts::new(
         config.relay_ipv4(),
         config.relay_ipv6(),
@@ -647,7 +714,9 @@ fn start_inner(
         tls: tls_config,
         tls_stamp,
     }));
-    control.applied(1);
+    for i in 0..loops {
+        control.applied(i, 1);
+    }
     let reloader = Arc::new(Reloader {
         path,
         live: live.clone(),
@@ -655,44 +724,92 @@ fn start_inner(
         control: control.clone(),
         failed_stamp: Mutex::new(None),
     });
-    let sockets = Sockets {
-        udp,
-        tcp,
-        tls,
-        live,
-        random_nonce_key,
-    };
     let max_conns = (lim.capacity as usize).saturating_mul(2).max(1024);
     let drain_timeout = Duration::from_secs(config.operations.drain_timeout);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let ctl = control.clone();
-    let core = std::thread::Builder::new()
-        .name("relay-core".into())
-        .spawn(move || {
-            match EventLoop::new(
-                sockets,
-                server,
-                ports,
-                ctl.clone(),
-                max_conns,
-                drain_timeout,
-            ) {
-                Ok(l) => {
-                    let _ = ready_tx.send(Ok(()));
-                    l.run();
+    let mut udp: Vec<std::vec::IntoIter<UdpSocket>> = udp.into_iter().map(Vec::into_iter).collect();
+    let mut tcp: Vec<std::vec::IntoIter<TcpListener>> =
+        tcp.into_iter().map(Vec::into_iter).collect();
+    let mut tls: Vec<std::vec::IntoIter<TcpListener>> =
+        tls.into_iter().map(Vec::into_iter).collect();
+    let mut cores = Vec::with_capacity(loops);
+    for i in 0..loops {
+        let auth = Authenticator::new(
+            &config.realm,
+            config.auth.users.clone(),
+            &config.auth.secrets,
+            Some(
+                config
+                    .auth
+                    .nonce_key
+                    .as_deref()
+                    .map(str::as_bytes)
+                    .unwrap_or(&random_nonce_key),
+            ),
+            config.auth.nonce_ttl,
+        );
+        let now = Instant::now();
+        let server = Server::new(
+            ProtoConfig::from_config(&config),
+            auth,
+            PeerPolicy::new(&config.peer_policy),
+            Quotas::default(),
+            UnauthorizedLimiter::new(lim.unauthorized_per_ip),
+            control.shard(i).clone(),
+            now,
+        )
+        .into_loop(loops as u32, &shared, &config, now);
+        let ports = ports.clone();
+        let sockets = Sockets {
+            udp: udp.iter_mut().filter_map(Iterator::next).collect(),
+            tcp: tcp.iter_mut().filter_map(Iterator::next).collect(),
+            tls: tls.iter_mut().filter_map(Iterator::next).collect(),
+            live: live.clone(),
+            random_nonce_key: random_nonce_key.clone(),
+        };
+        let ctl = control.clone();
+        let ready_tx = ready_tx.clone();
+        let core = std::thread::Builder::new()
+            .name(format!("relay-loop-{i}"))
+            .spawn(move || {
+                match EventLoop::new(
+                    i,
+                    sockets,
+                    server,
+                    ports,
+                    ctl.clone(),
+                    max_conns,
+                    drain_timeout,
+                ) {
+                    Ok(l) => {
+                        let _ = ready_tx.send(Ok(()));
+                        l.run();
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        ctl.finished(i);
+                    }
                 }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                    ctl.finished();
-                }
+            })?;
+        cores.push(core);
+    }
+    drop(ready_tx);
+    for _ in 0..loops {
+        if let Err(e) = ready_rx
+            .recv()
+            .map_err(|_| std::io::Error::other("event loop thread died"))
+            .and_then(|r| r)
+        {
+            control.stop();
+            for c in cores {
+                let _ = c.join();
             }
-        })?;
-    ready_rx
-        .recv()
-        .map_err(|_| std::io::Error::other("event loop thread died"))??;
+            return Err(e.into());
+        }
+    }
 
     let (http_stop, http_rx) = tokio::sync::oneshot::channel();
-    let state = crate::http::HttpState::new(stats.clone(), control.clone(), reloader.clone());
+    let state = crate::http::HttpState::new(control.clone(), reloader.clone());
     let poller = reloader.clone();
     let http_thread = std::thread::Builder::new()
         .name("relay-http".into())
@@ -724,17 +841,16 @@ fn start_inner(
         })?;
     tracing::info!(
         udp = ?udp_addrs, tcp = ?tcp_addrs, tls = ?tls_addrs, http = %http_addr,
-        region = %config.region, "relay started"
+        region = %config.region, loops, "relay started"
     );
     Ok(RelayHandle {
         udp: udp_addrs,
         tcp: tcp_addrs,
         tls: tls_addrs,
         http: http_addr,
-        stats,
         control,
         reloader,
-        core: Some(core),
+        cores,
         http_thread: Some(http_thread),
         http_stop: Some(http_stop),
     })

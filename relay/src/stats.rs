@@ -125,6 +125,54 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// The relay as a whole from its event loops' shards: counters and
+    /// gauges add up; draining if any loop drains; stopped when every loop
+    /// stopped; the last tick is the oldest loop's (one stuck loop makes the
+    /// relay not live).
+    pub fn sum(shards: &[std::sync::Arc<Stats>]) -> Stats {
+        let out = Stats::default();
+        let add = |a: &AtomicU64, b: &AtomicU64| {
+            a.fetch_add(b.load(Relaxed), Relaxed);
+        };
+        for s in shards {
+            add(&out.allocations, &s.allocations);
+            add(&out.bps_in, &s.bps_in);
+            add(&out.bps_out, &s.bps_out);
+            add(&out.tcp_backlog_drops, &s.tcp_backlog_drops);
+            add(&out.sessions_total, &s.sessions_total);
+            add(&out.bytes_in, &s.bytes_in);
+            add(&out.bytes_out, &s.bytes_out);
+            add(&out.packets_in, &s.packets_in);
+            add(&out.packets_out, &s.packets_out);
+            for (a, b) in out.alloc_errors.iter().zip(&s.alloc_errors) {
+                add(a, b);
+            }
+            add(&out.binding_requests, &s.binding_requests);
+            add(&out.auth_failures, &s.auth_failures);
+            add(&out.unauthorized_limited, &s.unauthorized_limited);
+            add(&out.peer_denied, &s.peer_denied);
+            add(&out.bandwidth_drops, &s.bandwidth_drops);
+            add(&out.malformed, &s.malformed);
+            if s.draining.load(Relaxed) {
+                out.draining.store(true, Relaxed);
+            }
+        }
+        // Capacity is the process's (every loop publishes the same value).
+        let first = |f: fn(&Stats) -> &AtomicU64| shards.first().map_or(0, |s| f(s).load(Relaxed));
+        out.capacity.store(first(|s| &s.capacity), Relaxed);
+        out.stopped.store(
+            !shards.is_empty() && shards.iter().all(|s| s.stopped.load(Relaxed)),
+            Relaxed,
+        );
+        let oldest = shards
+            .iter()
+            .map(|s| s.last_tick_unix.load(Relaxed))
+            .min()
+            .unwrap_or(0);
+        out.last_tick_unix.store(oldest, Relaxed);
+        out
+    }
+
     /// Publishes the core's counters.
     pub fn publish(&self, c: &Counters) {
         self.sessions_total.store(c.sessions_total, Relaxed);

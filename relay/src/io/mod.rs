@@ -1,8 +1,10 @@
-//! Socket shell around the [`crate::proto::Server`] state machine: one thread
-//! runs an epoll loop (mio) over the UDP listeners, TCP/TLS listeners and
-//! connections, and every allocation's relay socket. UDP traffic moves in
-//! batches (`recvmmsg`/`sendmmsg`); the loop owns all state, so the hot path
-//! takes no lock and allocates nothing.
+//! Socket shell around the [`crate::proto::Server`] state machine: each of
+//! the relay's `[relay] loops` threads runs one epoll loop (mio) over its own
+//! UDP listeners and TCP/TLS listeners (`SO_REUSEPORT`: the kernel's 5-tuple
+//! hash keeps a client on one loop), its connections and the relay sockets of
+//! the allocations it created. UDP traffic moves in batches
+//! (`recvmmsg`/`sendmmsg`); a loop owns all its state, so the hot path takes
+//! no lock, allocates nothing and touches nothing another loop writes.
 
 pub mod batch;
 pub mod relay;
@@ -196,6 +198,8 @@ pub struct EventLoop {
     max_conns: usize,
     control: Arc<Control>,
     drain_timeout: Duration,
+    /// This loop's index among the relay's loops.
+    index: usize,
 }
 
 fn clock() -> Clock {
@@ -211,6 +215,7 @@ fn clock() -> Clock {
 impl EventLoop {
     /// Builds the loop; registers all listeners and creates the control waker.
     pub fn new(
+        index: usize,
         sockets: Sockets,
         server: Server,
         ports: RelayPorts,
@@ -220,7 +225,7 @@ impl EventLoop {
     ) -> std::io::Result<Self> {
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
-        control.set_waker(waker);
+        control.add_waker(waker);
         let registry = poll.registry().try_clone()?;
         let mut udp = Vec::new();
         for (i, s) in sockets.udp.into_iter().enumerate() {
@@ -259,7 +264,7 @@ impl EventLoop {
                 relays: HashMap::new(),
                 ports,
                 now: Instant::now(),
-                stats: control.stats().clone(),
+                stats: control.shard(index).clone(),
             },
             tcp,
             tls,
@@ -274,6 +279,7 @@ impl EventLoop {
             max_conns,
             control,
             drain_timeout,
+            index,
         })
     }
 
@@ -354,7 +360,7 @@ impl EventLoop {
                 self.close_idle(now);
                 self.io.flush();
                 self.reap_closed();
-                self.control.heartbeat();
+                self.control.heartbeat(self.index);
                 if let Some(d) = drain_deadline {
                     if self.server.allocations() == 0 {
                         tracing::info!("drain complete: no allocations left");
@@ -370,7 +376,7 @@ impl EventLoop {
                 }
             }
         }
-        self.control.finished();
+        self.control.finished(self.index);
     }
 
     /// Applies a configuration published since the last turn (one atomic
@@ -389,7 +395,7 @@ impl EventLoop {
             .unwrap_or(&self.random_nonce_key);
         self.server.reconfigure(c, key, self.io.now);
         self.applied = live.generation;
-        self.control.applied(live.generation);
+        self.control.applied(self.index, live.generation);
     }
 
     /// Reads a UDP listener, at most [`LISTENER_BATCHES`] batches per turn so

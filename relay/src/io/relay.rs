@@ -18,16 +18,35 @@ struct Reserved {
     expires: Instant,
 }
 
-/// Port allocator and reservation store.
+/// Port allocator and reservation store, shared by the relay's event loops
+/// (clones share one map): locked when a relay socket is opened, closed or
+/// reserved, never per packet. Shared rather than split per loop because a
+/// port reserved by one loop (EVEN-PORT R) may be claimed from a client
+/// socket the kernel hashes to another loop.
+#[derive(Clone)]
 pub struct RelayPorts {
     ip4: Option<IpAddr>,
     ip6: Option<IpAddr>,
     min: u16,
     max: u16,
+    map: std::sync::Arc<std::sync::Mutex<PortMap>>,
+    rng: ring::rand::SystemRandom,
+}
+
+/// Ports in use and reserved sockets.
+struct PortMap {
     used4: Vec<u64>,
     used6: Vec<u64>,
     reserved: HashMap<u64, Reserved>,
-    rng: ring::rand::SystemRandom,
+}
+
+impl PortMap {
+    fn used(&mut self, f: Family) -> &mut Vec<u64> {
+        match f {
+            Family::V4 => &mut self.used4,
+            Family::V6 => &mut self.used6,
+        }
+    }
 }
 
 fn bit(v: &[u64], p: u16) -> bool {
@@ -92,18 +111,17 @@ impl RelayPorts {
             ip6,
             min,
             max,
-            used4: vec![0; 1024],
-            used6: vec![0; 1024],
-            reserved: HashMap::new(),
+            map: std::sync::Arc::new(std::sync::Mutex::new(PortMap {
+                used4: vec![0; 1024],
+                used6: vec![0; 1024],
+                reserved: HashMap::new(),
+            })),
             rng: ring::rand::SystemRandom::new(),
         }
     }
 
-    fn used(&mut self, f: Family) -> &mut Vec<u64> {
-        match f {
-            Family::V4 => &mut self.used4,
-            Family::V6 => &mut self.used6,
-        }
+    fn lock(&self) -> std::sync::MutexGuard<'_, PortMap> {
+        crate::proto::locked(&self.map)
     }
 
     /// Opens a relay socket as requested; returns it, its address and an
@@ -113,11 +131,12 @@ impl RelayPorts {
         req: &RelayRequest,
         now: Instant,
     ) -> Result<(UdpSocket, RelayGranted), RelayError> {
+        let mut map = self.lock();
         if let Some(token) = req.reservation {
-            let r = self.reserved.remove(&token).ok_or(RelayError::BadToken)?;
+            let r = map.reserved.remove(&token).ok_or(RelayError::BadToken)?;
             if r.expires <= now {
                 let port = r.socket.local_addr().map(|a| a.port()).unwrap_or(0);
-                set(self.used(r.family), port, false);
+                set(map.used(r.family), port, false);
                 return Err(RelayError::BadToken);
             }
             let local = r.socket.local_addr().map_err(|_| RelayError::BadToken)?;
@@ -147,10 +166,10 @@ impl RelayPorts {
             if even && port % 2 == 1 {
                 continue;
             }
-            if bit(self.used(req.family), port) {
+            if bit(map.used(req.family), port) {
                 continue;
             }
-            if req.reserve_next && (port == self.max || bit(self.used(req.family), port + 1)) {
+            if req.reserve_next && (port == self.max || bit(map.used(req.family), port + 1)) {
                 continue;
             }
             let Ok(sock) = bind(ip, port, req.dont_fragment) else {
@@ -164,8 +183,8 @@ impl RelayPorts {
                 let mut t = [0u8; 8];
                 let _ = ring::rand::SecureRandom::fill(&self.rng, &mut t);
                 let t = u64::from_le_bytes(t);
-                set(self.used(req.family), port + 1, true);
-                self.reserved.insert(
+                set(map.used(req.family), port + 1, true);
+                map.reserved.insert(
                     t,
                     Reserved {
                         socket: next,
@@ -175,7 +194,7 @@ impl RelayPorts {
                 );
                 token = Some(t);
             }
-            set(self.used(req.family), port, true);
+            set(map.used(req.family), port, true);
             let local = sock.local_addr().map_err(|_| RelayError::NoPorts)?;
             return Ok((
                 sock,
@@ -191,21 +210,25 @@ impl RelayPorts {
     /// Returns a port to the pool.
     pub fn release(&mut self, local: SocketAddr) {
         let f = Family::of(&local);
-        set(self.used(f), local.port(), false);
+        set(self.lock().used(f), local.port(), false);
     }
 
-    /// Drops expired reservations.
+    /// Drops expired reservations (whichever loop's tick comes first).
     pub fn sweep(&mut self, now: Instant) {
-        let expired: Vec<u64> = self
+        let mut map = self.lock();
+        if map.reserved.is_empty() {
+            return;
+        }
+        let expired: Vec<u64> = map
             .reserved
             .iter()
             .filter(|(_, r)| r.expires <= now)
             .map(|(t, _)| *t)
             .collect();
         for t in expired {
-            if let Some(r) = self.reserved.remove(&t) {
+            if let Some(r) = map.reserved.remove(&t) {
                 if let Ok(a) = r.socket.local_addr() {
-                    self.release(a);
+                    set(map.used(Family::of(&a)), a.port(), false);
                 }
             }
         }

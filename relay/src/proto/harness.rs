@@ -213,8 +213,9 @@ fn check(s: &Server, io: &mut RecIo) -> Result<(), String> {
     if s.quotas.total() > CAPACITY {
         return Err(format!("quota total {}", s.quotas.total()));
     }
-    if s.reservations.len() > CAPACITY as usize {
-        return Err(format!("reservations {}", s.reservations.len()));
+    let reserved = super::locked(&s.reservations).len();
+    if reserved > CAPACITY as usize {
+        return Err(format!("reservations {reserved}"));
     }
     for a in s.allocs.values() {
         if a.permissions.len() > MAX_PERMS || a.channels.len() > MAX_CHANNELS {

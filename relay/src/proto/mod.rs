@@ -27,7 +27,10 @@ use turn_types::attribute::{Data, XorPeerAddress};
 
 use crate::auth::Authenticator;
 use crate::config::RelayConfig;
-use crate::limits::{Quotas, SourceLimiter, TokenBucket, UnauthorizedLimiter};
+use crate::limits::{
+    loop_share, loop_share_u64, Quotas, SharedQuotas, SourceLimiter, TokenBucket,
+    UnauthorizedLimiter,
+};
 use crate::policy::PeerPolicy;
 use crate::stats::{Counters, Stats};
 use wire::FrameKind;
@@ -83,7 +86,7 @@ pub const RESERVATION_TTL: Duration = Duration::from_secs(30);
 
 /// A port reserved by an EVEN-PORT R request, counted against quotas.
 #[derive(Debug)]
-struct Reservation {
+pub(crate) struct Reservation {
     quota_user: Arc<str>,
     ip: IpAddr,
     expires: Instant,
@@ -311,18 +314,47 @@ impl Allocation {
     }
 }
 
+/// What the event loops of one relay share: the allocation counters and the
+/// port reservations. Both are locked only when an allocation or a
+/// reservation is made, claimed, ended or expires.
+#[derive(Clone)]
+pub struct LoopShared {
+    quotas: SharedQuotas,
+    reservations: Arc<std::sync::Mutex<FastMap<u64, Reservation>>>,
+}
+
+impl LoopShared {
+    /// Shared state starting from `quotas`.
+    pub fn new(quotas: Quotas) -> Self {
+        Self {
+            quotas: quotas.into(),
+            reservations: Arc::default(),
+        }
+    }
+}
+
+/// Locks a mutex whose data stays consistent even if a holder panicked.
+pub(crate) fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The TURN/STUN server state machine.
 pub struct Server {
     cfg: ProtoConfig,
     auth: Authenticator,
     policy: PeerPolicy,
-    quotas: Quotas,
+    quotas: SharedQuotas,
     unauth: UnauthorizedLimiter,
     bindings: SourceLimiter,
+    /// Event loops of the relay: process-wide rates (total bandwidth, the
+    /// per-source 401 and Binding limits) are enforced as 1/loops shares.
+    loops: u32,
     total_bucket: TokenBucket,
     allocs: FastMap<AllocId, Allocation>,
     by_client: FastMap<ClientId, AllocId>,
-    reservations: FastMap<u64, Reservation>,
+    /// Shared by every loop: the second Allocate of an EVEN-PORT pair comes
+    /// from another client socket, which the kernel may hash to another loop.
+    reservations: Arc<std::sync::Mutex<FastMap<u64, Reservation>>>,
     next_id: AllocId,
     draining: bool,
     rng: u64,
@@ -348,11 +380,12 @@ impl Server {
         cfg: ProtoConfig,
         auth: Authenticator,
         policy: PeerPolicy,
-        quotas: Quotas,
+        quotas: impl Into<SharedQuotas>,
         unauth: UnauthorizedLimiter,
         stats: Arc<Stats>,
         now: Instant,
     ) -> Self {
+        let quotas = quotas.into();
         let mut seed = [0u8; 8];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed)
             .expect("system RNG unavailable");
@@ -368,9 +401,10 @@ impl Server {
             policy,
             quotas,
             unauth,
+            loops: 1,
             allocs: FastMap::default(),
             by_client: FastMap::default(),
-            reservations: FastMap::default(),
+            reservations: Arc::default(),
             next_id: 1,
             draining: false,
             rng: u64::from_le_bytes(seed) | 1,
@@ -590,8 +624,8 @@ impl Server {
         for id in expired {
             self.remove(id, io);
         }
-        let quotas = &mut self.quotas;
-        self.reservations.retain(|_, r| {
+        let quotas = &self.quotas;
+        locked(&self.reservations).retain(|_, r| {
             let live = r.expires > t;
             if !live {
                 quotas.release(&r.quota_user, r.ip);
@@ -661,6 +695,33 @@ fn secs(s: u32) -> Duration {
 // --- Reload (issue 12, transports half): kept apart so that it merges
 // cleanly with changes to the request handling above.
 impl Server {
+    /// Makes this server one of `loops` event loops sharing `shared` (one
+    /// set of allocation counters and reservations for the process):
+    /// process-wide rates from `c` are enforced as per-loop shares.
+    pub fn into_loop(
+        mut self,
+        loops: u32,
+        shared: &LoopShared,
+        c: &RelayConfig,
+        now: Instant,
+    ) -> Self {
+        self.loops = loops.max(1);
+        self.quotas = shared.quotas.clone();
+        self.reservations = shared.reservations.clone();
+        self.apply_shares(c, now);
+        self
+    }
+
+    /// The per-loop shares of the process-wide rates (see [`loop_share`]).
+    fn apply_shares(&mut self, c: &RelayConfig, now: Instant) {
+        let lim = &c.limits;
+        self.cfg.total_bps = loop_share_u64(lim.total_bps, self.loops);
+        self.cfg.bindings_per_sec = loop_share(lim.bindings_per_ip, self.loops);
+        self.unauth = UnauthorizedLimiter::new(loop_share(lim.unauthorized_per_ip, self.loops));
+        self.bindings = SourceLimiter::new(self.cfg.bindings_per_sec);
+        self.total_bucket = TokenBucket::new(self.cfg.total_bps, now);
+    }
+
     /// Applies a reloaded configuration without touching any allocation:
     /// credentials, peer rules, quotas, rate limits, lifetimes and bandwidth
     /// caps are replaced; permissions and channels the new peer rules deny
@@ -684,9 +745,7 @@ impl Server {
             lim.allocations_per_ip,
             lim.capacity,
         );
-        self.unauth = UnauthorizedLimiter::new(lim.unauthorized_per_ip);
-        self.bindings = SourceLimiter::new(self.cfg.bindings_per_sec);
-        self.total_bucket = TokenBucket::new(self.cfg.total_bps, now);
+        self.apply_shares(c, now);
         let policy = &self.policy;
         for a in self.allocs.values_mut() {
             a.bucket = TokenBucket::new(self.cfg.max_bps, now);

@@ -417,7 +417,8 @@ impl Server {
         let ip = r.client.remote.ip();
         // Claiming a reserved port: its slot passes to this allocation.
         if let Ok(t) = r.msg.attribute::<ReservationToken>() {
-            if let Some(res) = self.reservations.remove(&t.token()) {
+            let claimed = super::locked(&self.reservations).remove(&t.token());
+            if let Some(res) = claimed {
                 self.quotas.release(&res.quota_user, res.ip);
             }
         }
@@ -473,18 +474,36 @@ impl Server {
             reservation,
             dont_fragment: r.msg.has_attribute(DontFragment::TYPE),
         };
+        // Taken (checked again) under the quota lock only now, so that two
+        // event loops cannot both fill the last slot; given back if no relay
+        // socket comes of it.
+        let slots = 1 + reserving as u32;
+        self.quotas
+            .try_take_n(&quota_user, ip, slots)
+            .map_err(|e| match e {
+                QuotaError::PerUser => (AllocError::QuotaUser, ErrorCode::ALLOCATION_QUOTA_REACHED),
+                QuotaError::PerIp => (AllocError::QuotaIp, ErrorCode::ALLOCATION_QUOTA_REACHED),
+                QuotaError::Capacity => (AllocError::Capacity, alt_or_508),
+            })?;
         let granted = match io.open_relay(id, &req) {
             Ok(g) => g,
             Err(RelayError::NoPorts | RelayError::BadToken) => {
+                for _ in 0..slots {
+                    self.quotas.release(&quota_user, ip);
+                }
                 return Err((AllocError::Ports, ErrorCode::INSUFFICIENT_CAPACITY));
             }
         };
         let lifetime = self.lifetime(r.msg.attribute::<Lifetime>().ok().map(|l| l.seconds()));
-        self.quotas.acquire(&quota_user, ip);
+        if reserving && granted.reservation_token.is_none() {
+            self.quotas.release(&quota_user, ip);
+        }
         if let Some(t) = granted.reservation_token {
             // The reserved port counts against the same quotas until claimed or expired.
-            self.quotas.acquire(&quota_user, ip);
-            self.reservations.insert(
+            if !reserving {
+                let _ = self.quotas.try_take_n(&quota_user, ip, 1);
+            }
+            super::locked(&self.reservations).insert(
                 t,
                 super::Reservation {
                     quota_user: quota_user.clone(),
