@@ -129,7 +129,7 @@ stage "cargo test" cargo test --workspace --locked --no-fail-fast -- --test-thre
 # CPUs the process may run on, so this runs every relay test with one loop
 # (the stage above runs them with this machine's default).
 if command -v taskset >/dev/null; then
-  stage "cargo test -p geosteer-relay (1 CPU: loops = 1)" \
+  stage "relay tests on 1 CPU (loops=1)" \
     taskset -c 0 cargo test -p geosteer-relay --locked --no-fail-fast -q
 fi
 

@@ -24,11 +24,7 @@ fn run(args: &[String]) -> HashMap<String, String> {
         out.status.success(),
         "geosteer-turn-load {args:?}: {stderr}"
     );
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    key_values(&out.stdout)
 }
 
 #[test]

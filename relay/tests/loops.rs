@@ -27,14 +27,6 @@ fn per_loop(http_addr: SocketAddr) -> Vec<f64> {
         .collect()
 }
 
-fn parse(out: &[u8]) -> HashMap<String, String> {
-    String::from_utf8_lossy(out)
-        .split_whitespace()
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
 #[test]
 fn allocations_spread_over_four_loops_and_relay_both_ways() {
     let (relay, port) = start(|p| {
@@ -97,7 +89,7 @@ fn allocations_spread_over_four_loops_and_relay_both_ways() {
             "{name}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let r = parse(&out.stdout);
+        let r = key_values(&out.stdout);
         eprintln!("{name}: {r:?}");
         let num = |k: &str| -> f64 { r[k].parse().unwrap() };
         assert_eq!(r["allocs"], "100");

@@ -225,3 +225,12 @@ pub fn metric(text: &str, name: &str) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
+
+/// The `key=value` words of a report line (geosteer-turn-load's output).
+pub fn key_values(out: &[u8]) -> std::collections::HashMap<String, String> {
+    String::from_utf8_lossy(out)
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
