@@ -389,11 +389,15 @@ impl From<Quotas> for SharedQuotas {
     }
 }
 
+/// Locks a mutex whose data stays consistent even if a holder panicked
+/// (every update under these locks is a single step).
+pub fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl SharedQuotas {
     fn lock(&self) -> std::sync::MutexGuard<'_, Quotas> {
-        // Counters stay consistent even if a holder panicked: every update
-        // is a single arithmetic step.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        locked(&self.0)
     }
 
     /// See [`Quotas::check_n`].

@@ -15,7 +15,7 @@ use crate::auth::Authenticator;
 use crate::config::{ConfigError, RelayConfig};
 use crate::io::relay::RelayPorts;
 use crate::io::{EventLoop, Sockets};
-use crate::limits::{Quotas, UnauthorizedLimiter};
+use crate::limits::{locked, Quotas, UnauthorizedLimiter};
 use crate::policy::PeerPolicy;
 use crate::proto::{LoopShared, ProtoConfig, Server};
 use crate::stats::Stats;
@@ -78,21 +78,13 @@ impl Control {
         }
     }
 
-    /// Number of event loops.
-    pub fn loops(&self) -> usize {
-        self.shards.len()
-    }
-
     pub(crate) fn add_waker(&self, w: mio::Waker) {
-        self.wakers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(w);
+        locked(&self.wakers).push(w);
     }
 
     /// Called by event loop `i` once it runs with configuration `generation`.
     pub(crate) fn applied(&self, i: usize, generation: u64) {
-        let mut a = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        let mut a = locked(&self.applied);
         if let Some(g) = a.get_mut(i) {
             *g = generation;
         }
@@ -102,7 +94,7 @@ impl Control {
     /// Waits until every event loop applied `generation` (or one exited, or `timeout`).
     fn wait_applied(&self, generation: u64, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        let mut a = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        let mut a = locked(&self.applied);
         while a.iter().any(|g| *g < generation) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() || self.shards.iter().any(|s| s.stopped.load(Relaxed)) {
@@ -118,7 +110,7 @@ impl Control {
     }
 
     pub(crate) fn wake(&self) {
-        for w in self.wakers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for w in locked(&self.wakers).iter() {
             let _ = w.wake();
         }
     }
@@ -167,20 +159,20 @@ impl Control {
     /// Called by event loop `i` when it exits.
     pub(crate) fn finished(&self, i: usize) {
         self.shards[i].stopped.store(true, Relaxed);
-        let mut d = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        let mut d = locked(&self.done);
         *d += 1;
         self.done_cv.notify_all();
     }
 
     /// Whether every event loop has exited.
     pub fn is_finished(&self) -> bool {
-        *self.done.lock().unwrap_or_else(|e| e.into_inner()) >= self.shards.len()
+        *locked(&self.done) >= self.shards.len()
     }
 
     /// Blocks until every event loop exits or `timeout` passes; returns whether they did.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        let mut d = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        let mut d = locked(&self.done);
         while *d < self.shards.len() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -324,7 +316,7 @@ impl Reloader {
     /// Validates `new` and, if it is good, publishes it and waits until the
     /// event loop runs with it. On any error the running configuration stays.
     pub fn reload(&self, new: RelayConfig) -> Result<ReloadReport, ReloadError> {
-        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _g = locked(&self.lock);
         new.validate().map_err(ReloadError::Invalid)?;
         let cur = self.live.load_full();
         let conflicts = cur.config.reload_conflicts(&new);
@@ -367,14 +359,14 @@ impl Reloader {
     /// load and is retried on the next call; the old certificate stays.
     /// Returns whether a new certificate was published.
     pub fn poll_certificates(&self) -> bool {
-        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _g = locked(&self.lock);
         let cur = self.live.load_full();
         let l = &cur.config.listen;
         let (Some(cert), Some(key), Some(old)) = (&l.tls_cert, &l.tls_key, cur.tls_stamp) else {
             return false;
         };
         let now = FileStamp::of(cert).zip(FileStamp::of(key));
-        let mut failed = self.failed_stamp.lock().unwrap_or_else(|e| e.into_inner());
+        let mut failed = locked(&self.failed_stamp);
         if now.is_none() || now == Some(old) || now == *failed {
             return false;
         }
@@ -516,6 +508,11 @@ where
     let actual = probe.local_addr_of()?;
     drop(probe);
     (0..loops).map(|_| bind(actual, true)).collect()
+}
+
+/// The address each listener group is bound to (all of a group share it).
+fn group_addrs<S: AsLocalAddr>(groups: &[Vec<S>]) -> std::io::Result<Vec<SocketAddr>> {
+    groups.iter().map(|g| g[0].local_addr_of()).collect()
 }
 
 /// The bound address of a listener (UDP or TCP).
@@ -668,19 +665,9 @@ fn start_inner(
             source,
         })?;
     http.set_nonblocking(true)?;
-    let first = |v: &[Vec<UdpSocket>]| {
-        v.iter()
-            .map(|s| s[0].local_addr())
-            .collect::<std::io::Result<Vec<_>>>()
-    };
-    let udp_addrs = first(&udp)?;
-    let stream_addrs = |v: &[Vec<TcpListener>]| {
-        v.iter()
-            .map(|s| s[0].local_addr())
-            .collect::<std::io::Result<Vec<_>>>()
-    };
-    let tcp_addrs = stream_addrs(&tcp)?;
-    let tls_addrs = stream_addrs(&tls)?;
+    let udp_addrs = group_addrs(&udp)?;
+    let tcp_addrs = group_addrs(&tcp)?;
+    let tls_addrs = group_addrs(&tls)?;
     let http_addr = http.local_addr()?;
 
     let control = Arc::new(Control::new(loops));

@@ -158,8 +158,8 @@ impl Stats {
             }
         }
         // Capacity is the process's (every loop publishes the same value).
-        let first = |f: fn(&Stats) -> &AtomicU64| shards.first().map_or(0, |s| f(s).load(Relaxed));
-        out.capacity.store(first(|s| &s.capacity), Relaxed);
+        let capacity = shards.first().map_or(0, |s| s.capacity.load(Relaxed));
+        out.capacity.store(capacity, Relaxed);
         out.stopped.store(
             !shards.is_empty() && shards.iter().all(|s| s.stopped.load(Relaxed)),
             Relaxed,

@@ -223,11 +223,11 @@ pub fn withdraw_all(cfg: &AnycastConfig) -> Result<Vec<String>, String> {
             let mut done = Vec::new();
             let mut failed = Vec::new();
             for v in &cfg.vips {
-                match bird.command(&format!("disable {}", v.protocol_name())) {
+                let proto = v.protocol_name();
+                match bird.command(&format!("disable {proto}")) {
                     Ok(reply) => done.push(format!(
-                        "{}: {} ({})",
+                        "{}: {proto} ({})",
                         v.prefix,
-                        v.protocol_name(),
                         reply.lines().last().unwrap_or("").trim()
                     )),
                     Err(e) => failed.push(format!("{}: {e}", v.prefix)),

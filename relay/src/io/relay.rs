@@ -121,7 +121,7 @@ impl RelayPorts {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, PortMap> {
-        crate::proto::locked(&self.map)
+        crate::limits::locked(&self.map)
     }
 
     /// Opens a relay socket as requested; returns it, its address and an

@@ -213,7 +213,7 @@ fn check(s: &Server, io: &mut RecIo) -> Result<(), String> {
     if s.quotas.total() > CAPACITY {
         return Err(format!("quota total {}", s.quotas.total()));
     }
-    let reserved = super::locked(&s.reservations).len();
+    let reserved = crate::limits::locked(&s.reservations).len();
     if reserved > CAPACITY as usize {
         return Err(format!("reservations {reserved}"));
     }

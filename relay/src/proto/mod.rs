@@ -28,7 +28,7 @@ use turn_types::attribute::{Data, XorPeerAddress};
 use crate::auth::Authenticator;
 use crate::config::RelayConfig;
 use crate::limits::{
-    loop_share, loop_share_u64, Quotas, SharedQuotas, SourceLimiter, TokenBucket,
+    locked, loop_share, loop_share_u64, Quotas, SharedQuotas, SourceLimiter, TokenBucket,
     UnauthorizedLimiter,
 };
 use crate::policy::PeerPolicy;
@@ -331,11 +331,6 @@ impl LoopShared {
             reservations: Arc::default(),
         }
     }
-}
-
-/// Locks a mutex whose data stays consistent even if a holder panicked.
-pub(crate) fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The TURN/STUN server state machine.

@@ -417,18 +417,14 @@ impl Server {
         let ip = r.client.remote.ip();
         // Claiming a reserved port: its slot passes to this allocation.
         if let Ok(t) = r.msg.attribute::<ReservationToken>() {
-            let claimed = super::locked(&self.reservations).remove(&t.token());
+            let claimed = crate::limits::locked(&self.reservations).remove(&t.token());
             if let Some(res) = claimed {
                 self.quotas.release(&res.quota_user, res.ip);
             }
         }
         let reserving = r.msg.attribute::<EvenPort>().map(|e| e.requested()) == Ok(true);
         let quota = self.quotas.check_n(&quota_user, ip, 1 + reserving as u32);
-        quota.map_err(|e| match e {
-            QuotaError::PerUser => (AllocError::QuotaUser, ErrorCode::ALLOCATION_QUOTA_REACHED),
-            QuotaError::PerIp => (AllocError::QuotaIp, ErrorCode::ALLOCATION_QUOTA_REACHED),
-            QuotaError::Capacity => (AllocError::Capacity, alt_or_508),
-        })?;
+        quota.map_err(|e| quota_refusal(e, alt_or_508))?;
         let even = r.msg.attribute::<EvenPort>().ok();
         let token = r.msg.has_attribute(ReservationToken::TYPE);
         let requested = r.msg.has_attribute(RequestedAddressFamily::TYPE);
@@ -480,11 +476,7 @@ impl Server {
         let slots = 1 + reserving as u32;
         self.quotas
             .try_take_n(&quota_user, ip, slots)
-            .map_err(|e| match e {
-                QuotaError::PerUser => (AllocError::QuotaUser, ErrorCode::ALLOCATION_QUOTA_REACHED),
-                QuotaError::PerIp => (AllocError::QuotaIp, ErrorCode::ALLOCATION_QUOTA_REACHED),
-                QuotaError::Capacity => (AllocError::Capacity, alt_or_508),
-            })?;
+            .map_err(|e| quota_refusal(e, alt_or_508))?;
         let granted = match io.open_relay(id, &req) {
             Ok(g) => g,
             Err(RelayError::NoPorts | RelayError::BadToken) => {
@@ -499,11 +491,10 @@ impl Server {
             self.quotas.release(&quota_user, ip);
         }
         if let Some(t) = granted.reservation_token {
-            // The reserved port counts against the same quotas until claimed or expired.
-            if !reserving {
-                let _ = self.quotas.try_take_n(&quota_user, ip, 1);
-            }
-            super::locked(&self.reservations).insert(
+            // The reserved port counts against the same quotas until claimed
+            // or expired (its slot was taken above: a token comes only with
+            // EVEN-PORT R, i.e. `reserving`).
+            crate::limits::locked(&self.reservations).insert(
                 t,
                 super::Reservation {
                     quota_user: quota_user.clone(),
@@ -694,5 +685,14 @@ fn install_permission(a: &mut Allocation, ip: IpAddr, expires: std::time::Instan
     match a.permissions.iter_mut().find(|(p, _)| *p == ip) {
         Some(p) => p.1 = expires,
         None => a.permissions.push((ip, expires)),
+    }
+}
+
+/// The answer to an Allocate the quotas refuse.
+fn quota_refusal(e: QuotaError, alt_or_508: u16) -> (AllocError, u16) {
+    match e {
+        QuotaError::PerUser => (AllocError::QuotaUser, ErrorCode::ALLOCATION_QUOTA_REACHED),
+        QuotaError::PerIp => (AllocError::QuotaIp, ErrorCode::ALLOCATION_QUOTA_REACHED),
+        QuotaError::Capacity => (AllocError::Capacity, alt_or_508),
     }
 }
