@@ -30,22 +30,6 @@ fn frame(seq: u32) -> [u8; 104] {
     f
 }
 
-/// SO_RCVBUFFORCE (root only); returns whether it was granted.
-fn force_recv_buffer(sock: &UdpSocket, bytes: libc::c_int) -> bool {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a valid socket and a c_int option value of the given size.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&bytes as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    rc == 0
-}
-
 fn relayed_in(http_addr: SocketAddr) -> f64 {
     let (_, body) = http(http_addr, "GET", "/metrics", &[]);
     metric(&body, "turn_relay_packets_total{direction=\"in\"}").unwrap_or(0.0)

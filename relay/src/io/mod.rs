@@ -7,6 +7,7 @@
 //! no lock, allocates nothing and touches nothing another loop writes.
 
 pub mod batch;
+mod conns;
 pub mod relay;
 pub mod stream;
 
@@ -25,7 +26,7 @@ use crate::proto::{
 use crate::server::Control;
 use batch::Batch;
 use relay::RelayPorts;
-use stream::{Conn, Next};
+use stream::Conn;
 
 const WAKER: Token = Token(usize::MAX);
 const CONN_BASE: usize = 1 << 40;
@@ -35,8 +36,10 @@ const TLS_BASE: usize = 1 << 21;
 /// Connections without an allocation are closed after this long.
 const IDLE_CONN: Duration = Duration::from_secs(60);
 const TICK: Duration = Duration::from_secs(1);
-/// recvmmsg batches read from one listener before other sockets get a turn.
-const LISTENER_BATCHES: usize = 4;
+/// recvmmsg batches read from one UDP socket (a client listener or an
+/// allocation's relay socket) before other sockets get a turn, so one
+/// flooding client or peer cannot hold a loop.
+const UDP_READ_BATCHES: usize = 4;
 /// Bytes read from one TCP/TLS connection before other sockets get a turn.
 /// Under overload this keeps the lossy side (UDP from peers and clients)
 /// drained first; what a stream client sends beyond it waits in the kernel,
@@ -61,6 +64,8 @@ pub struct Sockets {
 struct RelaySock {
     socket: mio::net::UdpSocket,
     local: SocketAddr,
+    /// The loop turn this socket was last read in.
+    read_turn: u64,
 }
 
 struct UdpListener {
@@ -145,6 +150,7 @@ impl Io for IoState {
             RelaySock {
                 socket,
                 local: granted.local,
+                read_turn: 0,
             },
         );
         Ok(granted)
@@ -190,6 +196,8 @@ pub struct EventLoop {
     random_nonce_key: Vec<u8>,
     rx: Box<Batch>,
     pending_udp: Vec<usize>,
+    /// Relay sockets stopped by [`UDP_READ_BATCHES`] with data left to read.
+    pending_relays: Vec<AllocId>,
     /// Connections stopped by [`CONN_READ_BUDGET`] with data left to read.
     pending_conns: Vec<u32>,
     /// Loop turns so far; a connection records the turn it was last read in.
@@ -273,6 +281,7 @@ impl EventLoop {
             random_nonce_key: sockets.random_nonce_key,
             rx: Batch::new(),
             pending_udp: Vec::new(),
+            pending_relays: Vec::new(),
             pending_conns: Vec::new(),
             turn: 0,
             next_conn: 1,
@@ -290,7 +299,10 @@ impl EventLoop {
         let mut drain_deadline: Option<Instant> = None;
         loop {
             let now = Instant::now();
-            let timeout = if self.pending_udp.is_empty() && self.pending_conns.is_empty() {
+            let idle = self.pending_udp.is_empty()
+                && self.pending_relays.is_empty()
+                && self.pending_conns.is_empty();
+            let timeout = if idle {
                 next_tick.saturating_duration_since(now)
             } else {
                 Duration::ZERO
@@ -306,6 +318,7 @@ impl EventLoop {
             // Listeners left with data last turn get their next share after
             // this turn's events.
             let pending = std::mem::take(&mut self.pending_udp);
+            let pending_relays = std::mem::take(&mut self.pending_relays);
             let pending_conns = std::mem::take(&mut self.pending_conns);
             self.turn += 1;
             for ev in events.iter() {
@@ -326,6 +339,18 @@ impl EventLoop {
             for i in pending {
                 if !self.pending_udp.contains(&i) {
                     self.udp_readable(i);
+                }
+            }
+            for alloc in pending_relays {
+                // Skip sockets an event already read this turn (and sockets
+                // whose allocation ended meanwhile).
+                if self
+                    .io
+                    .relays
+                    .get(&alloc)
+                    .is_some_and(|r| r.read_turn != self.turn)
+                {
+                    self.relay_readable(alloc);
                 }
             }
             for id in pending_conns {
@@ -398,7 +423,7 @@ impl EventLoop {
         self.control.applied(self.index, live.generation);
     }
 
-    /// Reads a UDP listener, at most [`LISTENER_BATCHES`] batches per turn so
+    /// Reads a UDP listener, at most [`UDP_READ_BATCHES`] batches per turn so
     /// that relay sockets (the peer → client direction) are not starved under
     /// overload. A listener that may still hold data is revisited on the next
     /// loop turn (readiness is edge-triggered, so it would not be reported again).
@@ -407,7 +432,7 @@ impl EventLoop {
             return;
         };
         let fd = l.socket.as_raw_fd();
-        for _ in 0..LISTENER_BATCHES {
+        for _ in 0..UDP_READ_BATCHES {
             let n = match self.rx.recv(fd) {
                 Ok(n) => n,
                 Err(e) => {
@@ -440,11 +465,15 @@ impl EventLoop {
         }
     }
 
+    /// Reads an allocation's relay socket (the peer → client direction)
+    /// under the same budget as a listener: at most [`UDP_READ_BATCHES`]
+    /// batches per turn, the rest on the next turn after that turn's events.
     fn relay_readable(&mut self, alloc: AllocId) {
-        loop {
-            let Some(r) = self.io.relays.get(&alloc) else {
+        for _ in 0..UDP_READ_BATCHES {
+            let Some(r) = self.io.relays.get_mut(&alloc) else {
                 return;
             };
+            r.read_turn = self.turn;
             let n = match self.rx.recv(r.socket.as_raw_fd()) {
                 Ok(n) => n,
                 Err(_) => return,
@@ -463,160 +492,6 @@ impl EventLoop {
                 return;
             }
         }
-    }
-
-    fn accept(&mut self, i: usize, tls: bool) {
-        loop {
-            let l = if tls {
-                self.tls.get(i)
-            } else {
-                self.tcp.get(i)
-            };
-            let Some(l) = l else {
-                return;
-            };
-            let (mut stream, remote) = match l.accept() {
-                Ok(x) => x,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // e.g. EMFILE: back off until the next event.
-                    tracing::warn!("accept failed: {e}");
-                    return;
-                }
-            };
-            if self.io.conns.len() >= self.max_conns {
-                continue; // dropped: closes the connection
-            }
-            let session = if tls {
-                let Some(cfg) = self.live.load().tls.clone() else {
-                    continue;
-                };
-                match rustls::ServerConnection::new(cfg) {
-                    Ok(s) => Some(s),
-                    Err(_) => continue,
-                }
-            } else {
-                None
-            };
-            let _ = stream.set_nodelay(true);
-            let mut id = self.next_conn;
-            while self.io.conns.contains_key(&id) || id == 0 {
-                id = id.wrapping_add(1);
-            }
-            self.next_conn = id.wrapping_add(1);
-            if self
-                .io
-                .poll_registry
-                .register(
-                    &mut stream,
-                    Token(CONN_BASE + id as usize),
-                    Interest::READABLE | Interest::WRITABLE,
-                )
-                .is_err()
-            {
-                continue;
-            }
-            let conn = Conn::new(
-                stream,
-                crate::proto::normalize(remote),
-                session,
-                Instant::now(),
-            );
-            self.io.conns.insert(id, conn);
-            // Data may already be waiting (edge-triggered registration).
-            self.conn_event(id, true, true);
-        }
-    }
-
-    fn conn_event(&mut self, id: u32, readable: bool, writable: bool) {
-        let Some(c) = self.io.conns.get_mut(&id) else {
-            return;
-        };
-        if writable {
-            c.flush();
-            if c.closed {
-                self.io.closing.push(id);
-            }
-        }
-        if !readable {
-            return;
-        }
-        let client = c.client(id);
-        c.read_turn = self.turn;
-        let more = c.read_available(CONN_READ_BUDGET);
-        if c.dirty {
-            c.dirty = false;
-            c.flush();
-        }
-        let mut buf = std::mem::take(&mut c.inbuf);
-        let mut pos = 0;
-        let mut garbage = false;
-        let now = clock();
-        loop {
-            match stream::next_frame(&buf[pos..]) {
-                Next::Frame { len, skip } => {
-                    self.server.handle(
-                        Input::FromClient {
-                            client,
-                            data: &buf[pos..pos + len],
-                        },
-                        now,
-                        &mut self.io,
-                    );
-                    pos += skip;
-                }
-                Next::Partial => break,
-                Next::Garbage => {
-                    garbage = true;
-                    break;
-                }
-            }
-        }
-        buf.drain(..pos);
-        let Some(c) = self.io.conns.get_mut(&id) else {
-            return;
-        };
-        c.inbuf = buf;
-        if garbage {
-            c.closed = true;
-        }
-        if c.closed {
-            self.io.closing.push(id);
-        } else if more {
-            // Data left in the socket: read the next slice on the next turn.
-            // A connection is read at most once a turn, so it is queued once.
-            self.pending_conns.push(id);
-        }
-    }
-
-    fn reap_closed(&mut self) {
-        while let Some(id) = self.io.closing.pop() {
-            self.close_conn(id);
-        }
-    }
-
-    fn close_conn(&mut self, id: u32) {
-        if let Some(mut c) = self.io.conns.remove(&id) {
-            let _ = self.io.poll_registry.deregister(&mut c.stream);
-            self.server
-                .handle(Input::ClientClosed(c.client(id)), clock(), &mut self.io);
-        }
-    }
-
-    fn close_idle(&mut self, now: Instant) {
-        let idle: Vec<u32> = self
-            .io
-            .conns
-            .iter()
-            .filter(|(&id, c)| {
-                now.saturating_duration_since(c.since) > IDLE_CONN
-                    && !self.server.has_allocation(&c.client(id))
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        for id in idle {
-            self.close_conn(id);
-        }
+        self.pending_relays.push(alloc);
     }
 }

@@ -234,3 +234,19 @@ pub fn key_values(out: &[u8]) -> std::collections::HashMap<String, String> {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
+
+/// SO_RCVBUFFORCE (root only); returns whether it was granted.
+pub fn force_recv_buffer(sock: &std::net::UdpSocket, bytes: libc::c_int) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid socket and a c_int option value of the given size.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&bytes as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    rc == 0
+}

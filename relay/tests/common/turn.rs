@@ -33,6 +33,13 @@ impl TurnClient {
         Self::with(Link::Udp(sock, server))
     }
 
+    /// A client on a given UDP socket (several clients may share one socket,
+    /// each to another server address: one allocation per 5-tuple).
+    pub fn udp_on(sock: UdpSocket, server: SocketAddr) -> Self {
+        sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        Self::with(Link::Udp(sock, server))
+    }
+
     /// A client on one TCP connection.
     pub fn tcp(server: SocketAddr) -> Self {
         let stream = TcpStream::connect(server).unwrap();
@@ -86,6 +93,20 @@ impl TurnClient {
         method: Method,
         add: impl FnOnce(&mut MessageWriteVec, TransactionId),
     ) -> u16 {
+        let r = self.request_raw(method, add);
+        let m = Message::from_bytes(&r).unwrap();
+        match m.class() {
+            MessageClass::Success => 200,
+            _ => m.attribute::<ErrorCode>().unwrap().code(),
+        }
+    }
+
+    /// As [`Self::request`], returning the response message's bytes.
+    pub fn request_raw(
+        &mut self,
+        method: Method,
+        add: impl FnOnce(&mut MessageWriteVec, TransactionId),
+    ) -> Vec<u8> {
         if self.nonce.is_empty() {
             let r = self
                 .roundtrip(&Message::builder_request(ALLOCATE, MessageWriteVec::new()).finish());
@@ -108,12 +129,7 @@ impl TurnClient {
         w.add_message_integrity(&creds, IntegrityAlgorithm::Sha1)
             .unwrap();
         w.add_fingerprint().unwrap();
-        let r = self.roundtrip(&w.finish());
-        let m = Message::from_bytes(&r).unwrap();
-        match m.class() {
-            MessageClass::Success => 200,
-            _ => m.attribute::<ErrorCode>().unwrap().code(),
-        }
+        self.roundtrip(&w.finish())
     }
 
     /// Allocate (REQUESTED-TRANSPORT UDP) or Refresh, with an optional LIFETIME.

@@ -1,0 +1,168 @@
+//! The event loop's TCP/TLS side: accepting connections (spread over the
+//! loops by `SO_REUSEPORT`), reading them under [`CONN_READ_BUDGET`],
+//! framing STUN and ChannelData out of the byte stream, and closing them.
+
+use std::time::Instant;
+
+use mio::{Interest, Token};
+
+use super::stream::{self, Conn, Next};
+use super::{clock, EventLoop, CONN_BASE, CONN_READ_BUDGET, IDLE_CONN};
+use crate::proto::Input;
+
+impl EventLoop {
+    pub(super) fn accept(&mut self, i: usize, tls: bool) {
+        loop {
+            let l = if tls {
+                self.tls.get(i)
+            } else {
+                self.tcp.get(i)
+            };
+            let Some(l) = l else {
+                return;
+            };
+            let (mut stream, remote) = match l.accept() {
+                Ok(x) => x,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // e.g. EMFILE: back off until the next event.
+                    tracing::warn!("accept failed: {e}");
+                    return;
+                }
+            };
+            if self.io.conns.len() >= self.max_conns {
+                continue; // dropped: closes the connection
+            }
+            let session = if tls {
+                let Some(cfg) = self.live.load().tls.clone() else {
+                    continue;
+                };
+                match rustls::ServerConnection::new(cfg) {
+                    Ok(s) => Some(s),
+                    Err(_) => continue,
+                }
+            } else {
+                None
+            };
+            let _ = stream.set_nodelay(true);
+            let mut id = self.next_conn;
+            while self.io.conns.contains_key(&id) || id == 0 {
+                id = id.wrapping_add(1);
+            }
+            self.next_conn = id.wrapping_add(1);
+            if self
+                .io
+                .poll_registry
+                .register(
+                    &mut stream,
+                    Token(CONN_BASE + id as usize),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
+                .is_err()
+            {
+                continue;
+            }
+            let conn = Conn::new(
+                stream,
+                crate::proto::normalize(remote),
+                session,
+                Instant::now(),
+            );
+            self.io.conns.insert(id, conn);
+            // Data may already be waiting (edge-triggered registration).
+            self.conn_event(id, true, true);
+        }
+    }
+
+    pub(super) fn conn_event(&mut self, id: u32, readable: bool, writable: bool) {
+        let Some(c) = self.io.conns.get_mut(&id) else {
+            return;
+        };
+        if writable {
+            c.flush();
+            if c.closed {
+                self.io.closing.push(id);
+            }
+        }
+        if !readable {
+            return;
+        }
+        let client = c.client(id);
+        c.read_turn = self.turn;
+        let more = c.read_available(CONN_READ_BUDGET);
+        if c.dirty {
+            c.dirty = false;
+            c.flush();
+        }
+        let mut buf = std::mem::take(&mut c.inbuf);
+        let mut pos = 0;
+        let mut garbage = false;
+        let now = clock();
+        loop {
+            match stream::next_frame(&buf[pos..]) {
+                Next::Frame { len, skip } => {
+                    self.server.handle(
+                        Input::FromClient {
+                            client,
+                            data: &buf[pos..pos + len],
+                        },
+                        now,
+                        &mut self.io,
+                    );
+                    pos += skip;
+                }
+                Next::Partial => break,
+                Next::Garbage => {
+                    garbage = true;
+                    break;
+                }
+            }
+        }
+        buf.drain(..pos);
+        let Some(c) = self.io.conns.get_mut(&id) else {
+            return;
+        };
+        c.inbuf = buf;
+        if garbage {
+            c.closed = true;
+        }
+        if c.closed {
+            self.io.closing.push(id);
+        } else if more {
+            // Data left in the socket: read the next slice on the next turn.
+            // A connection is read at most once a turn, so it is queued once.
+            self.pending_conns.push(id);
+        }
+    }
+
+    pub(super) fn reap_closed(&mut self) {
+        while let Some(id) = self.io.closing.pop() {
+            self.close_conn(id);
+        }
+    }
+
+    fn close_conn(&mut self, id: u32) {
+        if let Some(mut c) = self.io.conns.remove(&id) {
+            let _ = self.io.poll_registry.deregister(&mut c.stream);
+            self.server
+                .handle(Input::ClientClosed(c.client(id)), clock(), &mut self.io);
+        }
+    }
+
+    pub(super) fn close_idle(&mut self, now: Instant) {
+        let idle: Vec<u32> = self
+            .io
+            .conns
+            .iter()
+            .filter(|(&id, c)| {
+                now.saturating_duration_since(c.since) > IDLE_CONN
+                    && !self.server.has_allocation(&c.client(id))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in idle {
+            self.close_conn(id);
+        }
+    }
+}
