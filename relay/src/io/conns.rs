@@ -90,7 +90,7 @@ impl EventLoop {
         }
         let client = c.client(id);
         c.read_turn = self.turn;
-        let more = c.read_available(CONN_READ_BUDGET);
+        let more = c.read_available(CONN_READ_BUDGET, &mut self.read_chunk);
         if c.dirty {
             c.dirty = false;
             c.flush();

@@ -195,6 +195,8 @@ pub struct EventLoop {
     applied: u64,
     random_nonce_key: Vec<u8>,
     rx: Box<Batch>,
+    /// Scratch buffer every TCP/TLS read goes through.
+    read_chunk: Box<[u8; stream::READ_CHUNK]>,
     pending_udp: Vec<usize>,
     /// Relay sockets stopped by [`UDP_READ_BATCHES`] with data left to read.
     pending_relays: Vec<AllocId>,
@@ -280,6 +282,7 @@ impl EventLoop {
             live: sockets.live,
             random_nonce_key: sockets.random_nonce_key,
             rx: Batch::new(),
+            read_chunk: Box::new([0; stream::READ_CHUNK]),
             pending_udp: Vec::new(),
             pending_relays: Vec::new(),
             pending_conns: Vec::new(),

@@ -12,6 +12,9 @@ use crate::proto::{ClientId, Transport};
 
 /// Largest frame: STUN header plus a 64 KiB body, padded.
 const MAX_FRAME: usize = 65_536 + 24;
+/// Bytes asked of the kernel per read: the size of the loop's scratch
+/// buffer that [`Conn::read_available`] reads into.
+pub const READ_CHUNK: usize = 16 * 1024;
 /// Output backlog after which frames to this client are dropped.
 pub const MAX_BACKLOG: usize = 256 * 1024;
 
@@ -116,20 +119,30 @@ impl Conn {
     /// stopped before the socket was empty (budget spent or `inbuf` full): the
     /// caller must come back (edge-triggered readiness will not fire again for
     /// data already waiting).
-    pub fn read_available(&mut self, budget: usize) -> bool {
-        let mut chunk = [0u8; 16 * 1024];
+    /// `chunk` is the loop's scratch buffer (allocated and zeroed once), so a
+    /// read costs no per-call buffer set-up and an idle connection holds no
+    /// read buffer beyond its unparsed bytes.
+    pub fn read_available(&mut self, budget: usize, chunk: &mut [u8; READ_CHUNK]) -> bool {
         let start = self.inbuf.len();
         loop {
             if self.inbuf.len() > 2 * MAX_FRAME || self.inbuf.len() - start >= budget {
                 return true;
             }
             match &mut self.tls {
-                None => match self.stream.read(&mut chunk) {
+                None => match self.stream.read(chunk) {
                     Ok(0) => {
                         self.closed = true;
                         return false;
                     }
-                    Ok(n) => self.inbuf.extend_from_slice(&chunk[..n]),
+                    Ok(n) => {
+                        self.inbuf.extend_from_slice(&chunk[..n]);
+                        // A short read took everything the socket held: the
+                        // next segment brings a new edge, so no second read
+                        // just to see EAGAIN (tokio does the same).
+                        if n < READ_CHUNK {
+                            return false;
+                        }
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(_) => {
@@ -158,7 +171,7 @@ impl Conn {
                         return false;
                     }
                     loop {
-                        match tls.reader().read(&mut chunk) {
+                        match tls.reader().read(chunk) {
                             Ok(0) => {
                                 self.closed = true;
                                 return false;
