@@ -75,21 +75,8 @@ http = "127.0.0.1:$HTTP_PORT"
 [relay]
 port_min = 40000
 port_max = 65000
-[auth]
-users = { alice = "wonderland" }
-[peer_policy]
-allow_loopback_peers = true
-[limits]
-capacity = 100000
-max_bps = 10000000000
-total_bps = 1000000000000
-unauthorized_per_ip = 0
-bindings_per_ip = 0
-allocations_per_user = 0
-allocations_per_ip = 0
-[operations]
-drain_timeout = 1
 TOML
+cat "$ROOT/benches/relay/unlimited.toml" >>"$OUT/relay.toml"
 
 start_server() { # $1 = coturn|geosteer ; prints pid
   if [[ $1 == coturn ]]; then

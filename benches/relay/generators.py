@@ -48,19 +48,9 @@ http = "127.0.0.1:{HTTP}"
 loops = 1
 port_min = 20000
 port_max = 65000
-[auth]
-users = {{ alice = "wonderland" }}
-[peer_policy]
-allow_loopback_peers = true
-[limits]
-capacity = 1000000
-max_bps = 10000000000
-total_bps = 1000000000000
-unauthorized_per_ip = 0
-bindings_per_ip = 0
-allocations_per_user = 0
-allocations_per_ip = 0
 """
+with open(os.path.join(ROOT, "benches", "relay", "unlimited.toml")) as f:
+    CONFIG += f.read()
 
 COUNTER = re.compile(r'^turn_relay_packets_total\{direction="(?:in|out)"\} (\d+)', re.M)
 

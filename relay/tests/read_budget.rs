@@ -13,7 +13,6 @@
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::turn::TurnClient;
@@ -87,21 +86,12 @@ fn a_peer_with_data_always_waiting_does_not_hold_the_loop() {
     let second = SocketAddr::from(([127, 0, 0, 2], port));
     cfg.listen.udp = vec![first, second];
     cfg.relay.loops = Some(1);
-    let text = toml::to_string(&cfg)
-        .unwrap()
-        .replace("127.0.0.1:0", &format!("127.0.0.1:{http_port}"));
-    let path = dir.join("relay.toml");
-    std::fs::write(&path, text).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_geosteer-relay"))
-        .args(["serve", "--config"])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let _guard = ChildGuard(child);
     let http_addr = SocketAddr::from(([127, 0, 0, 1], http_port));
+    cfg.listen.http = http_addr;
+    let path = dir.join("relay.toml");
+    std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
+    let relay = serve_binary(&path);
+    let pid = relay.0.id();
     wait_until("the relay binary", || {
         std::net::TcpStream::connect(http_addr).is_ok()
             && http(http_addr, "GET", "/livez", &[]).0 == 200

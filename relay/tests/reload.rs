@@ -7,7 +7,6 @@ mod common;
 mod edge;
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -230,15 +229,8 @@ fn sighup_reloads_the_file_of_a_running_binary() {
     cfg.listen.http = SocketAddr::from(([127, 0, 0, 1], http_port));
     let path = dir.join("relay.toml");
     write_config(&path, &cfg);
-    let child = Command::new(env!("CARGO_BIN_EXE_geosteer-relay"))
-        .args(["serve", "--config"])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id() as i32;
-    let _guard = ChildGuard(child);
+    let relay = serve_binary(&path);
+    let pid = relay.0.id() as i32;
     let http_addr = cfg.listen.http;
     wait_until("the relay binary", || {
         std::net::TcpStream::connect(http_addr).is_ok()

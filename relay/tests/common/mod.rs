@@ -121,6 +121,18 @@ impl Drop for ChildGuard {
     }
 }
 
+/// Runs the relay binary (`serve --config path`), output discarded.
+pub fn serve_binary(path: &Path) -> ChildGuard {
+    let child = Command::new(env!("CARGO_BIN_EXE_geosteer-relay"))
+        .args(["serve", "--config"])
+        .arg(path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    ChildGuard(child)
+}
+
 /// Starts `turnutils_peer` on a free UDP port; returns the guard and port.
 pub fn start_peer(peer_bin: &Path) -> (ChildGuard, u16) {
     start_peer_on(peer_bin, "127.0.0.1")
