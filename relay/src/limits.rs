@@ -443,11 +443,8 @@ impl SharedQuotas {
 /// configured rate for a source with many ports; one 5-tuple stays on one
 /// loop and gets its loop's share.
 pub fn loop_share(per_sec: u32, loops: u32) -> u32 {
-    if per_sec == 0 {
-        0
-    } else {
-        per_sec.div_ceil(loops.max(1)).max(1)
-    }
+    // A share is never above the rate, so it fits back into a u32.
+    loop_share_u64(u64::from(per_sec), loops) as u32
 }
 
 /// Like [`loop_share`] for a 64-bit rate (bits/s); 0 stays 0.

@@ -72,6 +72,8 @@ struct UdpListener {
     socket: mio::net::UdpSocket,
     v6: bool,
     queue: Box<Batch>,
+    /// The loop turn this listener was last read in.
+    read_turn: u64,
 }
 
 /// IO state the state machine writes into.
@@ -247,6 +249,7 @@ impl EventLoop {
                 socket,
                 v6,
                 queue: Batch::new_send(),
+                read_turn: 0,
             });
         }
         let listeners =
@@ -340,7 +343,8 @@ impl EventLoop {
                 }
             }
             for i in pending {
-                if !self.pending_udp.contains(&i) {
+                // Skip listeners an event already read this turn.
+                if self.io.udp.get(i).is_some_and(|l| l.read_turn != self.turn) {
                     self.udp_readable(i);
                 }
             }
@@ -431,9 +435,10 @@ impl EventLoop {
     /// overload. A listener that may still hold data is revisited on the next
     /// loop turn (readiness is edge-triggered, so it would not be reported again).
     fn udp_readable(&mut self, i: usize) {
-        let Some(l) = self.io.udp.get(i) else {
+        let Some(l) = self.io.udp.get_mut(i) else {
             return;
         };
+        l.read_turn = self.turn;
         let fd = l.socket.as_raw_fd();
         for _ in 0..UDP_READ_BATCHES {
             let n = match self.rx.recv(fd) {
@@ -463,9 +468,8 @@ impl EventLoop {
                 return;
             }
         }
-        if !self.pending_udp.contains(&i) {
-            self.pending_udp.push(i);
-        }
+        // Read at most once a turn, so queued at most once.
+        self.pending_udp.push(i);
     }
 
     /// Reads an allocation's relay socket (the peer → client direction)

@@ -100,8 +100,8 @@ pub(crate) fn open(
     Ok(al)
 }
 
-pub(crate) type AddAttrs<'a> = dyn FnOnce(&mut MessageWriteVec, TransactionId) -> Result<(), stun_types::message::StunWriteError>
-    + 'a;
+/// What a request's attribute writer returns.
+pub(crate) type Written = std::result::Result<(), stun_types::message::StunWriteError>;
 
 /// A signed request; the response whatever its class.
 pub(crate) fn signed_raw(
@@ -109,12 +109,8 @@ pub(crate) fn signed_raw(
     c: &Creds,
     nonce: &str,
     method: Method,
-    add: impl FnOnce(
-        &mut MessageWriteVec,
-        TransactionId,
-    ) -> Result<(), stun_types::message::StunWriteError>,
+    add: impl FnOnce(&mut MessageWriteVec, TransactionId) -> Written,
 ) -> Result<Vec<u8>> {
-    let add: Box<AddAttrs> = Box::new(add);
     let mut w = Message::builder_request(method, MessageWriteVec::new());
     let tid = w.transaction_id();
     add(&mut w, tid).map_err(|e| anyhow!("{e:?}"))?;
@@ -136,10 +132,7 @@ pub(crate) fn signed(
     c: &Creds,
     nonce: &str,
     method: Method,
-    add: impl FnOnce(
-        &mut MessageWriteVec,
-        TransactionId,
-    ) -> Result<(), stun_types::message::StunWriteError>,
+    add: impl FnOnce(&mut MessageWriteVec, TransactionId) -> Written,
 ) -> Result<Vec<u8>> {
     let r = signed_raw(link, c, nonce, method, add)?;
     let m = Message::from_bytes(&r).map_err(|e| anyhow!("bad response: {e:?}"))?;
