@@ -131,3 +131,68 @@ impl Default for LocalCache {
         Self::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dns::engine::Dependence;
+
+    fn key(name: u32, cell: Option<u32>, bucket: u64) -> CacheKey {
+        CacheKey {
+            name,
+            qtype: 1,
+            edns: 1,
+            cell,
+            bucket,
+        }
+    }
+
+    fn entry(rcode: u16) -> Arc<Cached> {
+        Arc::new(Cached {
+            generation: (1, 0),
+            rcode,
+            region: None,
+            template: Template {
+                bytes: Box::new([0; 12]),
+                question_end: 12,
+                answer_end: 12,
+                authority_end: 12,
+                additional_ends: Box::new([]),
+                referral: false,
+                opt_at: None,
+                dependence: Dependence::None,
+            },
+        })
+    }
+
+    #[test]
+    fn local_cache_holds_one_key_per_slot() {
+        let mut c = LocalCache::new();
+        let a = key(1, Some(3), 0);
+        c.insert(a, entry(0));
+        assert_eq!(c.get(&a).map(|e| e.rcode), Some(0));
+        // Another cell, bucket or name is another key.
+        assert!(c.get(&key(1, Some(4), 0)).is_none());
+        assert!(c.get(&key(1, Some(3), 9)).is_none());
+        assert!(c.get(&key(2, Some(3), 0)).is_none());
+        // A key in the same slot evicts the first: find one.
+        let b = (2..)
+            .map(|n| key(n, Some(3), 0))
+            .find(|k| LocalCache::slot(k) == LocalCache::slot(&a))
+            .unwrap();
+        c.insert(b, entry(3));
+        assert!(c.get(&a).is_none());
+        assert_eq!(c.get(&b).map(|e| e.rcode), Some(3));
+    }
+
+    #[test]
+    fn shared_cache_stores_and_clears() {
+        let c = AnswerCache::new(100);
+        let a = key(1, None, 0);
+        c.insert(a, entry(0));
+        assert!(c.get(&a).is_some());
+        assert!(c.get(&key(1, Some(0), 0)).is_none(), "no cell ≠ cell 0");
+        c.clear();
+        assert!(c.get(&a).is_none());
+    }
+}

@@ -16,7 +16,7 @@ use super::encode::{encode, finish, header_only, OptOut, Template};
 use super::engine::{self, Dependence, Response};
 use super::metrics::Metrics;
 use super::state::{NameKind, ServeState};
-use super::wire::{parse_query, Query, WireError};
+use super::wire::{parse_query, scan_opt, Query, WireError};
 use crate::health::HealthSnapshot;
 
 /// Largest DNS message over TCP.
@@ -169,12 +169,12 @@ impl Shared {
             }
             Err(WireError::FormErr { id, opcode, rd }) => {
                 self.metrics.count_rcode(1);
-                header_only(id, opcode, rd, 1, out);
+                header_only(id, opcode, rd, 1, error_opt(st, raw), out);
                 sent(true)
             }
             Err(WireError::NotImp { id, opcode, rd }) => {
                 self.metrics.count_rcode(4);
-                header_only(id, opcode, rd, 4, out);
+                header_only(id, opcode, rd, 4, error_opt(st, raw), out);
                 sent(true)
             }
         }
@@ -387,7 +387,236 @@ impl Shared {
     }
 }
 
+/// The OPT record of an error reply to `raw`, when it had one.
+fn error_opt(st: &ServeState, raw: &[u8]) -> Option<OptOut> {
+    scan_opt(raw).map(|dnssec_ok| OptOut {
+        payload: st.config.file.server.max_udp_payload,
+        dnssec_ok,
+    })
+}
+
 /// The response code of a header-only reply (for tests and logs).
 pub fn rcode_of(bytes: &[u8]) -> Option<ResponseCode> {
     bytes.get(3).map(|b| ResponseCode::from_low(b & 0xF))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use hickory_proto::op::Message;
+    use hickory_proto::rr::RecordType as T;
+    use hickory_proto::serialize::binary::BinDecodable;
+
+    use super::*;
+    use crate::dns::testkit::{all_up, ask, handle_raw, query, state, Opts};
+
+    fn shared(file: &str) -> Arc<Shared> {
+        let st = state(file);
+        let h = all_up(&st);
+        Shared::new(st, h)
+    }
+
+    fn edns() -> Opts {
+        Opts {
+            edns: Some(1232),
+            ..Opts::default()
+        }
+    }
+
+    fn ecs(subnet: &str) -> Opts {
+        let (a, p) = subnet.split_once('/').unwrap();
+        Opts {
+            edns: Some(1232),
+            ecs: Some((a.parse().unwrap(), p.parse().unwrap())),
+        }
+    }
+
+    /// The reply to raw bytes, parsed.
+    fn reply(s: &Shared, raw: &[u8]) -> Message {
+        Message::from_bytes(&handle_raw(s, raw, "192.0.2.1", Transport::Udp).expect("a reply"))
+            .unwrap()
+    }
+
+    /// A query for example.org SOA with the OPT record doubled.
+    fn two_opts() -> Vec<u8> {
+        let mut raw = query("example.org.", T::SOA, edns());
+        let opt_at = raw.len() - 11;
+        let opt = raw[opt_at..].to_vec();
+        raw.extend_from_slice(&opt);
+        raw[11] = 2;
+        raw
+    }
+
+    #[test]
+    fn error_replies_carry_an_opt_when_the_query_had_one() {
+        let s = shared("answers.toml");
+        // Two OPT records (RFC 6891 §6.1.1): FORMERR, with an OPT.
+        let m = reply(&s, &two_opts());
+        assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+        assert!(m.edns.is_some());
+        // A malformed ECS option inside a well-formed OPT: FORMERR, with an OPT.
+        let mut raw = query("example.org.", T::SOA, ecs("81.2.69.0/24"));
+        let n = raw.len();
+        raw[n - 4] = 7; // SCOPE PREFIX-LENGTH must be 0 in a query
+        let m = reply(&s, &raw);
+        assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+        assert!(m.edns.is_some());
+        // No OPT in the query: none in the reply.
+        let mut raw = query("example.org.", T::SOA, Opts::default());
+        raw[5] = 2; // two questions, one present
+        let m = reply(&s, &raw);
+        assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+        assert!(m.edns.is_none());
+        // An opcode we do not implement (STATUS): NOTIMP, with an OPT.
+        let mut raw = query("example.org.", T::SOA, edns());
+        raw[2] = 0x10;
+        let m = reply(&s, &raw);
+        assert_eq!(m.metadata.response_code, ResponseCode::NotImp);
+        assert!(m.edns.is_some());
+        // Out of our zones: REFUSED, with an OPT.
+        let m = ask(&s, "example.net.", T::A, edns());
+        assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+        assert!(m.edns.is_some());
+        // EDNS version 1: BADVERS with our version, 0.
+        let mut raw = query("example.org.", T::SOA, edns());
+        let n = raw.len();
+        raw[n - 5] = 1; // the OPT's VERSION
+        let m = reply(&s, &raw);
+        assert_eq!(
+            u16::from(m.metadata.response_code),
+            16,
+            "BADVERS (shares 16 with BADSIG)"
+        );
+        assert_eq!(m.edns.unwrap().version(), 0);
+    }
+
+    #[test]
+    fn responses_to_responses_are_never_sent() {
+        let s = shared("answers.toml");
+        let mut raw = query("example.org.", T::SOA, Opts::default());
+        raw[2] |= 0x80;
+        assert!(handle_raw(&s, &raw, "192.0.2.1", Transport::Udp).is_none());
+    }
+
+    /// The ECS SCOPE PREFIX-LENGTH of a reply.
+    fn scope(m: &Message) -> u8 {
+        use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+        match m.edns.as_ref().and_then(|e| e.option(EdnsCode::Subnet)) {
+            Some(EdnsOption::Subnet(c)) => c.scope_prefix(),
+            other => panic!("no ECS echo: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn ecs_scope_says_how_far_the_answer_holds() {
+        let s = shared("test.toml");
+        // A steered answer holds for the deciding network.
+        let m = ask(&s, "turn.example.com.", T::A, ecs("81.2.69.0/24"));
+        assert!(scope(&m) > 0 && scope(&m) <= 24, "scope {}", scope(&m));
+        // Static data holds for everyone.
+        let m = ask(&s, "ns1.example.com.", T::A, ecs("81.2.69.0/24"));
+        assert_eq!(scope(&m), 0);
+        // A source prefix of 0 asks not to be located: scope 0.
+        let m = ask(&s, "turn.example.com.", T::A, ecs("0.0.0.0/0"));
+        assert_eq!(scope(&m), 0);
+        // The same answer from the cache carries the same scope.
+        let m2 = ask(&s, "turn.example.com.", T::A, ecs("81.2.69.0/24"));
+        let m1 = ask(&s, "turn.example.com.", T::A, ecs("81.2.69.0/24"));
+        assert_eq!(scope(&m1), scope(&m2));
+    }
+
+    fn key_of(s: &Shared, name: &str, t: T, o: Opts, src: &str) -> Option<CacheKey> {
+        let raw = query(name, t, o);
+        let q = parse_query(&raw).unwrap();
+        let st = s.state.load();
+        let h = s.health.load();
+        let src: IpAddr = src.parse().unwrap();
+        s.cache_key(&st, &h, &q, &Client::new(&st, &q, src)).0
+    }
+
+    #[test]
+    fn the_cache_key_holds_what_decides_the_answer() {
+        let s = shared("test.toml");
+        let k = |n, t, o, src| key_of(&s, n, t, o, src);
+        let base = k("turn.example.com.", T::A, Opts::default(), "81.2.69.1").unwrap();
+        // Case does not matter; the source only through its cell.
+        assert_eq!(
+            k("TURN.example.COM.", T::A, Opts::default(), "81.2.69.9"),
+            Some(base)
+        );
+        // Type, EDNS shape and cell do.
+        assert_ne!(
+            k("turn.example.com.", T::AAAA, Opts::default(), "81.2.69.1"),
+            Some(base)
+        );
+        assert_ne!(
+            k("turn.example.com.", T::A, edns(), "81.2.69.1"),
+            Some(base)
+        );
+        let other_cell = k("turn.example.com.", T::A, ecs("1.0.16.0/24"), "81.2.69.1").unwrap();
+        assert_ne!(other_cell.cell, base.cell);
+        assert!(base.cell.is_some());
+        // Static data: no cell, whoever asks.
+        let st1 = k("ns1.example.com.", T::A, ecs("81.2.69.0/24"), "192.0.2.1").unwrap();
+        let st2 = k("ns1.example.com.", T::A, ecs("1.0.16.0/24"), "192.0.2.1").unwrap();
+        assert_eq!(st1, st2);
+        assert_eq!(st1.cell, None);
+        // A steered name's other types are static too.
+        assert_eq!(
+            k("turn.example.com.", T::TXT, Opts::default(), "81.2.69.1")
+                .unwrap()
+                .cell,
+            None
+        );
+        // Names we hold no data for are not cached.
+        assert_eq!(
+            k("nothere.example.com.", T::A, Opts::default(), "81.2.69.1"),
+            None
+        );
+    }
+
+    #[test]
+    fn cached_answers_are_the_answers() {
+        let s = shared("answers.toml");
+        let raw = query("mx20.example.org.", T::MX, edns());
+        let st = s.state.load();
+        let h = s.health.load();
+        let src: IpAddr = "192.0.2.1".parse().unwrap();
+        let mut local = LocalCache::new();
+        let mut first = Vec::new();
+        s.handle(
+            &st,
+            &h,
+            &raw,
+            src,
+            Transport::Udp,
+            Some(&mut local),
+            &mut first,
+        );
+        let q = parse_query(&raw).unwrap();
+        let key = s
+            .cache_key(&st, &h, &q, &Client::new(&st, &q, src))
+            .0
+            .unwrap();
+        assert!(local.get(&key).is_some(), "stored in the worker's cache");
+        let mut again = Vec::new();
+        s.handle(
+            &st,
+            &h,
+            &raw,
+            src,
+            Transport::Udp,
+            Some(&mut local),
+            &mut again,
+        );
+        assert_eq!(first, again);
+        // The same cached template, finished for a smaller limit (no EDNS):
+        // truncated by the rules, not replayed whole.
+        let plain = query("mx20.example.org.", T::MX, Opts::default());
+        let m = reply(&s, &plain);
+        assert!(!m.metadata.truncation && m.answers.len() == 20);
+        let m = Message::from_bytes(&first).unwrap();
+        assert_eq!(m.additionals.len(), 20);
+    }
 }

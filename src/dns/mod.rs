@@ -20,6 +20,8 @@ pub mod rrl;
 pub mod server;
 pub mod state;
 pub mod tcp;
+#[cfg(test)]
+pub(crate) mod testkit;
 pub mod udp;
 pub mod wire;
 

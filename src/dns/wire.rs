@@ -294,6 +294,48 @@ fn parse_ecs(d: &[u8]) -> Result<Ecs, ()> {
     Ok(Ecs { addr, source })
 }
 
+/// The DO bit of the OPT record in a message that [`parse_query`] rejected,
+/// when the message's sections can still be walked and one of its
+/// additional records is an OPT owned by the root: error replies then carry
+/// an OPT too (RFC 6891 §7). `None` when there is no usable OPT.
+pub fn scan_opt(b: &[u8]) -> Option<bool> {
+    let count = |i| u16_at(b, i).map(usize::from);
+    let (qd, an, ns, ar) = (count(4)?, count(6)?, count(8)?, count(10)?);
+    let mut i = HEADER_LEN;
+    for _ in 0..qd {
+        i = skip_name(b, i)? + 4;
+    }
+    for k in 0..an + ns + ar {
+        let start = i;
+        i = skip_name(b, i)?;
+        let rtype = u16_at(b, i)?;
+        let ttl_flags = u16_at(b, i + 6)?;
+        let rdlen = u16_at(b, i + 8)? as usize;
+        b.get(i + 10..i + 10 + rdlen)?;
+        if k >= an + ns && rtype == TYPE_OPT && i == start + 1 {
+            return Some(ttl_flags & 0x8000 != 0);
+        }
+        i += 10 + rdlen;
+    }
+    None
+}
+
+/// The offset just past the (possibly compressed) name at `i`.
+fn skip_name(b: &[u8], mut i: usize) -> Option<usize> {
+    loop {
+        let len = *b.get(i)?;
+        match len & 0xC0 {
+            0xC0 => {
+                b.get(i + 1)?;
+                return Some(i + 2);
+            }
+            0 if len == 0 => return Some(i + 1),
+            0 => i += 1 + len as usize,
+            _ => return None,
+        }
+    }
+}
+
 /// Writes an ECS option (code, length, family, source, scope, address) into `out`.
 pub fn write_ecs(out: &mut Vec<u8>, ecs: &Ecs, scope: u8) {
     let (family, bytes): (u16, [u8; 16]) = match ecs.addr {

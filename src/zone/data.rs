@@ -56,6 +56,12 @@ pub enum Lookup<'a> {
     NxDomain,
 }
 
+/// The number of labels of `n` (hickory's `num_labels` does not count a
+/// leading `*`).
+fn label_count(n: &Name) -> usize {
+    n.iter().count()
+}
+
 /// An immutable, validated zone.
 #[derive(Debug, Clone)]
 pub struct Zone {
@@ -64,6 +70,8 @@ pub struct Zone {
     nodes: HashMap<LowerName, Node>,
     cuts: HashSet<LowerName>,
     ents: HashSet<LowerName>,
+    /// Whether any owner name starts with the `*` label (RFC 4592).
+    has_wildcards: bool,
     soa: Record,
 }
 
@@ -145,6 +153,13 @@ impl Zone {
         for name in &names {
             let node = &nodes[name];
             let line = first_line.get(name).copied();
+            if name.is_wildcard() && node.rrset(RecordType::NS).is_some() {
+                errors.0.push(ConfigError::file(
+                    file,
+                    line,
+                    format!("{name}: NS records at a wildcard are not supported (RFC 4592 §4.2)"),
+                ));
+            }
             if node.rrset(RecordType::CNAME).is_some() {
                 if node.rrsets.len() > 1 {
                     errors.0.push(ConfigError::file(
@@ -178,7 +193,7 @@ impl Zone {
         let mut ents = HashSet::new();
         for name in nodes.keys() {
             let mut n = Name::from(name.clone());
-            while n.num_labels() > origin.num_labels() + 1 {
+            while label_count(&n) > label_count(&origin) + 1 {
                 n = n.base_name();
                 let l = LowerName::from(&n);
                 if !nodes.contains_key(&l) {
@@ -186,12 +201,14 @@ impl Zone {
                 }
             }
         }
+        let has_wildcards = nodes.keys().any(|n| n.is_wildcard());
         Ok(Zone {
             origin,
             lower_origin,
             nodes,
             cuts,
             ents,
+            has_wildcards,
             soa: soa.expect("checked above"),
         })
     }
@@ -231,17 +248,28 @@ impl Zone {
 
     /// Looks `name` (inside this zone) up, honouring delegation cuts.
     pub fn lookup(&self, name: &LowerName) -> Lookup<'_> {
+        self.lookup_side(name, false)
+    }
+
+    /// Looks `name` up for a DS query: a cut exactly at `name` is answered
+    /// from this (the parent) side, so only cuts above it refer.
+    pub fn lookup_ds(&self, name: &LowerName) -> Lookup<'_> {
+        self.lookup_side(name, true)
+    }
+
+    fn lookup_side(&self, name: &LowerName, parent_side: bool) -> Lookup<'_> {
         if !self.cuts.is_empty() {
             let full = Name::from(name.clone());
             let mut n = full.clone();
-            let depth = self.origin.num_labels();
+            let depth = label_count(&self.origin);
             // Walk from just below the apex down to the name itself.
             let mut chain = Vec::new();
-            while n.num_labels() > depth {
+            while label_count(&n) > depth {
                 chain.push(LowerName::from(&n));
                 n = n.base_name();
             }
-            for cand in chain.iter().rev() {
+            let skip = usize::from(parent_side);
+            for cand in chain.iter().skip(skip).rev() {
                 if let Some(cut) = self.cuts.get(cand) {
                     return Lookup::Delegation(cut, &self.nodes[cut]);
                 }
@@ -252,6 +280,39 @@ impl Zone {
             None if self.ents.contains(name) => Lookup::EmptyNonTerminal,
             None => Lookup::NxDomain,
         }
+    }
+
+    /// Whether `name` exists in the zone data (owns records or is an empty
+    /// non-terminal).
+    pub fn exists(&self, name: &LowerName) -> bool {
+        self.nodes.contains_key(name) || self.ents.contains(name)
+    }
+
+    /// The source of synthesis for `name`, a name this zone's data does not
+    /// hold, below no delegation (RFC 4592 §3.3.1): the `*` child of its
+    /// closest encloser, if there is one. The closest encloser is the
+    /// nearest ancestor that exists, in the zone data or by `exists_also`
+    /// (names the zone owns outside its data, such as steered names), so no
+    /// wildcard synthesizes below an existing name.
+    pub fn wildcard(
+        &self,
+        name: &LowerName,
+        exists_also: impl Fn(&LowerName) -> bool,
+    ) -> Option<&Node> {
+        if !self.has_wildcards {
+            return None;
+        }
+        let mut n = Name::from(name.clone());
+        let depth = label_count(&self.origin);
+        while label_count(&n) > depth {
+            n = n.base_name();
+            let l = LowerName::from(&n);
+            if self.exists(&l) || exists_also(&l) {
+                let star = Name::from_ascii("*").ok()?.append_domain(&n).ok()?;
+                return self.nodes.get(&LowerName::from(&star));
+            }
+        }
+        None
     }
 
     /// A/AAAA records for `target` if it is in this zone and not delegated

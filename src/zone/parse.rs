@@ -131,7 +131,18 @@ pub fn parse_str(text: &str, file: &Path, origin: &Name) -> Result<Zone, ConfigE
                     }
                 }
             }
-            Err(e) => errors.0.push(err(format!("{e}"))),
+            Err(e) => {
+                let msg = e.to_string();
+                errors.0.push(err(
+                    match msg.split_once(" should be dynamically generated") {
+                        Some((t, _)) => format!(
+                            "{t} records belong to a DNSSEC-signed zone, and geosteer does not \
+                         sign zones: remove them (see docs/operations.md)"
+                        ),
+                        None => msg,
+                    },
+                ))
+            }
         }
     }
     if !errors.0.is_empty() {
@@ -290,7 +301,7 @@ fn split(text: &str) -> Result<Vec<Entry>, (usize, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hickory_proto::rr::RecordType;
+    use hickory_proto::rr::{LowerName, RecordType};
 
     fn origin() -> Name {
         Name::from_ascii("example.com.").unwrap()
@@ -327,6 +338,47 @@ txt IN TXT \"a ; not a comment\" \"b\"
     fn unclosed_parenthesis_names_its_line() {
         let errs = parse_str("@ IN SOA a b ( 1 2\n", Path::new("z"), &origin()).unwrap_err();
         assert_eq!(errs.0[0].location, "z:1");
+    }
+
+    #[test]
+    fn wildcards_are_data_but_not_delegations_and_dnssec_records_are_refused() {
+        let text = format!("{GOOD}*.w IN A 192.0.2.9\n*.w IN MX 10 ns1\n");
+        let z = parse_str(&text, Path::new("t.zone"), &origin()).unwrap();
+        let w = LowerName::from(Name::from_ascii("w.example.com.").unwrap());
+        assert!(
+            z.exists(&w),
+            "the wildcard's parent is an empty non-terminal"
+        );
+        let x = LowerName::from(Name::from_ascii("x.w.example.com.").unwrap());
+        assert!(z.wildcard(&x, |_| false).is_some());
+        assert!(
+            z.wildcard(&x, |n| *n == w).is_some(),
+            "w is the closest encloser"
+        );
+        let below = LowerName::from(Name::from_ascii("a.ns1.example.com.").unwrap());
+        assert!(
+            z.wildcard(&below, |_| false).is_none(),
+            "ns1 exists, no *.ns1"
+        );
+        let text = format!("{GOOD}*.d IN NS ns1\nsub IN DS 1 13 2 AABB\n");
+        let errs = parse_str(&text, Path::new("t.zone"), &origin()).unwrap_err();
+        let msgs: Vec<String> = errs
+            .0
+            .iter()
+            .map(|e| format!("{}: {}", e.location, e.message))
+            .collect();
+        assert!(
+            msgs.iter()
+                .any(|m| m.starts_with("t.zone:8:") && m.contains("does not sign zones")),
+            "{msgs:?}"
+        );
+        let text = format!("{GOOD}*.d IN NS ns1\n");
+        let errs = parse_str(&text, Path::new("t.zone"), &origin()).unwrap_err();
+        assert!(
+            errs.0[0].message.contains("NS records at a wildcard"),
+            "{:?}",
+            errs.0
+        );
     }
 
     #[test]
