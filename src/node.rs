@@ -86,13 +86,7 @@ impl Node {
                 "not every member answered a first probe in time; they keep their initial state"
             );
         }
-        let dns = DnsServer::start(
-            shared.clone(),
-            &s.listen,
-            s.udp_workers,
-            Duration::from_secs(s.tcp_timeout_secs),
-        )
-        .await?;
+        let dns = DnsServer::start(shared.clone(), &s.listen, s.udp_workers).await?;
         let core = Arc::new(Reloader {
             shared,
             hub,

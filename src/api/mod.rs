@@ -136,6 +136,10 @@ async fn metrics(State(api): State<Api>) -> impl IntoResponse {
     let mut out = String::with_capacity(8192);
     let shared = &api.node.shared;
     shared.metrics.render(&mut out);
+    shared
+        .metrics
+        .tcp_conns
+        .render(&shared.state.load().config.file.server.tcp, &mut out);
     let names: Vec<String> = shared
         .state
         .load()

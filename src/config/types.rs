@@ -219,14 +219,43 @@ pub struct ServerConfig {
     pub udp_workers: usize,
     /// Largest UDP response we send, whatever the client's EDNS buffer (RFC 9715 advice: 1232).
     pub max_udp_payload: u16,
-    /// Idle timeout of a TCP connection, seconds.
-    pub tcp_timeout_secs: u64,
+    /// DNS over TCP: connection limits and timeouts.
+    pub tcp: TcpConfig,
     /// Maximum number of cached pre-encoded answers.
     pub cache_entries: u64,
     /// Response rate limiting of UDP answers (on by default).
     pub rrl: RrlConfig,
     /// DNS Cookies, RFC 7873 / RFC 9018 (on by default).
     pub cookies: CookiesConfig,
+}
+
+/// `[server.tcp]`: DNS over TCP. Defaults in Knot DNS's range (idle
+/// 10 s, I/O 500 ms). Past a connection limit the oldest idle connection
+/// (of that client, or of all) is closed to make room; a new connection is
+/// refused only when every slot is busy mid-query.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TcpConfig {
+    /// Open connections in all (1..=1000000).
+    pub max_connections: usize,
+    /// Open connections per client address; IPv6 clients are counted per /64.
+    pub max_connections_per_client: usize,
+    /// A connection waiting for its next query is closed after this long, ms.
+    pub idle_timeout_ms: u64,
+    /// Once a query's first byte has arrived, the rest of it must arrive, and
+    /// its answer be written, within this long, ms.
+    pub io_timeout_ms: u64,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 1000,
+            max_connections_per_client: 100,
+            idle_timeout_ms: 10_000,
+            io_timeout_ms: 500,
+        }
+    }
 }
 
 /// `[server.cookies]`: DNS Cookies. UDP answers to queries with a valid
@@ -300,7 +329,7 @@ impl Default for ServerConfig {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 5353))],
             udp_workers: 0,
             max_udp_payload: 1232,
-            tcp_timeout_secs: 10,
+            tcp: TcpConfig::default(),
             cache_entries: 200_000,
             rrl: RrlConfig::default(),
             cookies: CookiesConfig::default(),

@@ -48,8 +48,21 @@ fn server(c: &ConfigFile, e: &mut ConfigErrors) {
     if c.server.udp_workers > 256 {
         e.push("server.udp_workers", "must be at most 256");
     }
-    if c.server.tcp_timeout_secs == 0 {
-        e.push("server.tcp_timeout_secs", "must be > 0");
+    let t = &c.server.tcp;
+    if !(1..=1_000_000).contains(&t.max_connections) {
+        e.push("server.tcp.max_connections", "must be within 1..=1000000");
+    }
+    if t.max_connections_per_client == 0 || t.max_connections_per_client > t.max_connections {
+        e.push(
+            "server.tcp.max_connections_per_client",
+            "must be within 1..=max_connections",
+        );
+    }
+    if !(100..=3_600_000).contains(&t.idle_timeout_ms) {
+        e.push("server.tcp.idle_timeout_ms", "must be within 100..=3600000");
+    }
+    if !(10..=60_000).contains(&t.io_timeout_ms) {
+        e.push("server.tcp.io_timeout_ms", "must be within 10..=60000");
     }
     for (k, v) in [
         ("secret", &c.server.cookies.secret),

@@ -25,6 +25,143 @@ pub struct Metrics {
     rrl_slipped: AtomicU64,
     rrl_dropped: AtomicU64,
     rrl_would_limit: AtomicU64,
+    /// DNS over TCP connections.
+    pub tcp_conns: TcpMetrics,
+}
+
+/// Why a TCP connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcpClose {
+    /// The client closed it.
+    Peer,
+    /// No query within the idle timeout.
+    Idle,
+    /// A query or its answer took longer than the I/O timeout.
+    IoTimeout,
+    /// Closed to make room for a new connection.
+    Evicted,
+    /// Not a DNS query (a response, a message shorter than a header).
+    Malformed,
+    /// A socket error.
+    Error,
+    /// The server is stopping.
+    Shutdown,
+}
+
+/// Label of each [`TcpClose`], in declaration order (the counters' index).
+const TCP_CLOSES: [(TcpClose, &str); 7] = [
+    (TcpClose::Peer, "peer"),
+    (TcpClose::Idle, "idle_timeout"),
+    (TcpClose::IoTimeout, "io_timeout"),
+    (TcpClose::Evicted, "evicted"),
+    (TcpClose::Malformed, "malformed"),
+    (TcpClose::Error, "error"),
+    (TcpClose::Shutdown, "shutdown"),
+];
+
+/// Counters of DNS over TCP connections (per connection, not per query).
+#[derive(Default)]
+pub struct TcpMetrics {
+    accepted: AtomicU64,
+    refused: AtomicU64,
+    open: AtomicU64,
+    closed: [AtomicU64; TCP_CLOSES.len()],
+}
+
+impl TcpMetrics {
+    /// A connection was admitted, closing `evicted` idle ones to make room.
+    pub fn opened(&self, evicted: usize) {
+        self.accepted.fetch_add(1, Relaxed);
+        self.open.fetch_add(1, Relaxed);
+        if evicted > 0 {
+            self.open.fetch_sub(evicted as u64, Relaxed);
+            self.closed[TcpClose::Evicted as usize].fetch_add(evicted as u64, Relaxed);
+        }
+    }
+
+    /// A connection was refused: every slot it could take was mid-query.
+    pub fn refused(&self) {
+        self.refused.fetch_add(1, Relaxed);
+    }
+
+    /// An admitted connection ended.
+    pub fn closed(&self, why: TcpClose) {
+        self.open.fetch_sub(1, Relaxed);
+        self.closed[why as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Open connections now.
+    pub fn open(&self) -> u64 {
+        self.open.load(Relaxed)
+    }
+
+    /// Connections closed so far for `why`.
+    pub fn closed_for(&self, why: TcpClose) -> u64 {
+        self.closed[why as usize].load(Relaxed)
+    }
+
+    /// Prometheus text, with the limits in force.
+    pub fn render(&self, limits: &crate::config::TcpConfig, out: &mut String) {
+        for (name, help, v) in [
+            (
+                "geosteer_dns_tcp_connections",
+                "Open DNS-over-TCP connections.",
+                self.open.load(Relaxed) as f64,
+            ),
+            (
+                "geosteer_dns_tcp_connections_max",
+                "Limit of open DNS-over-TCP connections (server.tcp.max_connections).",
+                limits.max_connections as f64,
+            ),
+            (
+                "geosteer_dns_tcp_connections_per_client_max",
+                "Limit per client address or IPv6 /64 (server.tcp.max_connections_per_client).",
+                limits.max_connections_per_client as f64,
+            ),
+            (
+                "geosteer_dns_tcp_idle_timeout_seconds",
+                "A connection waiting for its next query is closed after this long.",
+                limits.idle_timeout_ms as f64 / 1e3,
+            ),
+            (
+                "geosteer_dns_tcp_io_timeout_seconds",
+                "Time allowed for a begun query to arrive and for its answer to be written.",
+                limits.io_timeout_ms as f64 / 1e3,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
+        for (name, help, v) in [
+            (
+                "geosteer_dns_tcp_accepted_total",
+                "DNS-over-TCP connections admitted.",
+                &self.accepted,
+            ),
+            (
+                "geosteer_dns_tcp_refused_total",
+                "DNS-over-TCP connections refused because every slot they could take was mid-query.",
+                &self.refused,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Relaxed)
+            );
+        }
+        let n = "geosteer_dns_tcp_closed_total";
+        let _ = writeln!(
+            out,
+            "# HELP {n} DNS-over-TCP connections closed, by reason.\n# TYPE {n} counter"
+        );
+        for (i, (_, why)) in TCP_CLOSES.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{n}{{reason=\"{why}\"}} {}",
+                self.closed[i].load(Relaxed)
+            );
+        }
+    }
 }
 
 /// Query types counted by name; the rest are "other".
@@ -287,5 +424,25 @@ impl Metrics {
                 self.outcomes[i].load(Relaxed)
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_close_labels_follow_the_enum() {
+        for (i, (why, _)) in TCP_CLOSES.iter().enumerate() {
+            assert_eq!(*why as usize, i);
+        }
+        let m = TcpMetrics::default();
+        m.opened(0);
+        m.opened(0);
+        m.opened(1); // displaced one of the two
+        m.closed(TcpClose::Idle);
+        assert_eq!(m.open(), 1);
+        assert_eq!(m.closed_for(TcpClose::Evicted), 1);
+        assert_eq!(m.closed_for(TcpClose::Idle), 1);
     }
 }

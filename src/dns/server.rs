@@ -1,18 +1,13 @@
 //! Binding and running the listeners.
 
+use super::handler::Shared;
+use super::tcp::{self, TcpServer};
+use super::udp;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
-
-use hickory_server::Server;
-use tokio::net::TcpListener;
-
-use super::handler::Shared;
-use super::tcp::Handler;
-use super::udp;
 
 /// A running DNS server; stops when dropped or on [`DnsServer::shutdown`].
 pub struct DnsServer {
@@ -22,18 +17,17 @@ pub struct DnsServer {
     pub addrs: Vec<SocketAddr>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
-    tcp: Server<Handler>,
+    tcp: Option<TcpServer>,
 }
 
 impl DnsServer {
     /// Binds UDP (`workers` SO_REUSEPORT sockets per address, each with its
-    /// own thread) and TCP on every address, and starts serving. Must run
-    /// inside a tokio runtime (TCP is served by hickory-server).
+    /// own thread) and TCP on every address, and starts serving. TCP runs on
+    /// its own runtime of `workers` threads ([`tcp`]).
     pub async fn start(
         shared: Arc<Shared>,
         listen: &[SocketAddr],
         workers: usize,
-        tcp_timeout: Duration,
     ) -> io::Result<DnsServer> {
         let workers = if workers == 0 {
             std::thread::available_parallelism()
@@ -43,14 +37,15 @@ impl DnsServer {
             workers
         };
         let mut sockets = Vec::new();
-        let mut tcp = Server::new(Handler(shared.clone()));
+        let mut listeners = Vec::new();
         let mut addrs = Vec::new();
         for &addr in listen {
-            let (udp_socks, tcp_listener, bound) = bind_pair(addr, workers).await?;
+            let (udp_socks, tcp_listener, bound) = bind_pair(addr, workers)?;
             sockets.extend(udp_socks);
-            tcp.register_listener(tcp_listener, tcp_timeout, 64 * 1024);
+            listeners.push(tcp_listener);
             addrs.push(bound);
         }
+        let tcp = TcpServer::start(listeners, shared.clone(), workers)?;
         let stop = Arc::new(AtomicBool::new(false));
         let threads = udp::spawn_workers(sockets, shared.clone(), stop.clone())?;
         Ok(DnsServer {
@@ -58,17 +53,24 @@ impl DnsServer {
             addrs,
             stop,
             threads,
-            tcp,
+            tcp: Some(tcp),
         })
     }
 
     /// Stops the listeners and waits for the UDP workers.
     pub async fn shutdown(mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        let _ = self.tcp.shutdown_gracefully().await;
-        for t in std::mem::take(&mut self.threads) {
-            let _ = tokio::task::spawn_blocking(move || t.join()).await;
-        }
+        let tcp = self.tcp.take();
+        let threads = std::mem::take(&mut self.threads);
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(mut tcp) = tcp {
+                tcp.stop();
+            }
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
     }
 }
 
@@ -80,10 +82,10 @@ impl Drop for DnsServer {
 
 /// Binds UDP and TCP on the same port. With port 0, the UDP port is chosen
 /// first and TCP retried on a fresh port pair if that port is taken for TCP.
-async fn bind_pair(
+fn bind_pair(
     addr: SocketAddr,
     workers: usize,
-) -> io::Result<(Vec<std::net::UdpSocket>, TcpListener, SocketAddr)> {
+) -> io::Result<(Vec<std::net::UdpSocket>, std::net::TcpListener, SocketAddr)> {
     let mut last_err = None;
     for _ in 0..16 {
         let first = udp::bind_reuseport(addr)?;
@@ -92,7 +94,7 @@ async fn bind_pair(
         for _ in 1..workers {
             socks.push(udp::bind_reuseport(bound)?);
         }
-        match TcpListener::bind(bound).await {
+        match tcp::bind(bound) {
             Ok(l) => return Ok((socks, l, bound)),
             Err(e) if addr.port() == 0 => last_err = Some(e),
             Err(e) => return Err(io::Error::new(e.kind(), format!("TCP {bound}: {e}"))),
