@@ -30,6 +30,28 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<UdpSocket> {
     }
     s.set_reuse_address(true)?;
     s.set_reuse_port(true)?;
+    if addr.ip().is_unspecified() {
+        // On a wildcard address, learn each query's destination so the
+        // answer leaves from it (`pktinfo`).
+        let (level, name) = match addr {
+            SocketAddr::V4(_) => (libc::IPPROTO_IP, libc::IP_PKTINFO),
+            SocketAddr::V6(_) => (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO),
+        };
+        let on: libc::c_int = 1;
+        // SAFETY: a valid socket and an int option value.
+        let r = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                level,
+                name,
+                (&on as *const libc::c_int).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
     let _ = s.set_recv_buffer_size(4 << 20);
     let _ = s.set_send_buffer_size(4 << 20);
     s.bind(&addr.into())?;
@@ -56,8 +78,16 @@ pub fn spawn_workers(
     Ok(handles)
 }
 
+/// Room for one packet-info control message (IPv4 or IPv6), aligned.
+type Control = [u64; 8];
+
 fn worker(sock: UdpSocket, shared: &Shared, stop: &AtomicBool) {
     let fd = sock.as_raw_fd();
+    // Bound to a wildcard address: answers must leave from the address each
+    // query was sent to, which the kernel reports per datagram.
+    let pktinfo = sock.local_addr().is_ok_and(|a| a.ip().is_unspecified());
+    let mut ctl_rx: [Control; BATCH] = [[0; 8]; BATCH];
+    let mut ctl_tx: [Control; BATCH] = [[0; 8]; BATCH];
     let mut rx = vec![0u8; BATCH * RX_SIZE];
     let mut tx: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(4096)).collect();
     // SAFETY: plain C structs, zero is a valid initial state for all of them.
@@ -89,6 +119,10 @@ fn worker(sock: UdpSocket, shared: &Shared, stop: &AtomicBool) {
             hdr_rx[i].msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as u32;
             hdr_rx[i].msg_hdr.msg_iov = &mut iov_rx[i];
             hdr_rx[i].msg_hdr.msg_iovlen = 1;
+            if pktinfo {
+                hdr_rx[i].msg_hdr.msg_control = ctl_rx[i].as_mut_ptr().cast();
+                hdr_rx[i].msg_hdr.msg_controllen = size_of::<Control>();
+            }
             hdr_rx[i].msg_len = 0;
         }
         // SAFETY: every header points at live buffers owned by this frame.
@@ -165,6 +199,15 @@ fn worker(sock: UdpSocket, shared: &Shared, stop: &AtomicBool) {
             hdr_tx[out].msg_hdr.msg_namelen = hdr_rx[i].msg_hdr.msg_namelen;
             hdr_tx[out].msg_hdr.msg_iov = &mut iov_tx[out];
             hdr_tx[out].msg_hdr.msg_iovlen = 1;
+            hdr_tx[out].msg_hdr.msg_control = std::ptr::null_mut();
+            hdr_tx[out].msg_hdr.msg_controllen = 0;
+            if pktinfo {
+                // SAFETY: the receive header's control buffer was filled by
+                // the kernel for this datagram; the send one is ours.
+                if let Some(dst) = unsafe { destination(&hdr_rx[i].msg_hdr) } {
+                    unsafe { set_source(&mut hdr_tx[out].msg_hdr, &mut ctl_tx[out], dst) };
+                }
+            }
             out += 1;
         }
         let mut sent = 0;
@@ -183,6 +226,73 @@ fn worker(sock: UdpSocket, shared: &Shared, stop: &AtomicBool) {
                 continue;
             }
             sent += r as usize;
+        }
+    }
+}
+
+/// The destination address (and interface) of a received datagram, from its
+/// IP_PKTINFO / IPV6_PKTINFO control message.
+///
+/// # Safety
+/// `h` is a header filled by `recvmsg`/`recvmmsg` whose control buffer is live.
+unsafe fn destination(h: &libc::msghdr) -> Option<(IpAddr, u32)> {
+    let mut c = libc::CMSG_FIRSTHDR(h);
+    while !c.is_null() {
+        let (level, ty) = ((*c).cmsg_level, (*c).cmsg_type);
+        if level == libc::IPPROTO_IP && ty == libc::IP_PKTINFO {
+            let pi = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::in_pktinfo);
+            let a = Ipv4Addr::from(u32::from_be(pi.ipi_addr.s_addr));
+            return Some((IpAddr::V4(a), pi.ipi_ifindex as u32));
+        }
+        if level == libc::IPPROTO_IPV6 && ty == libc::IPV6_PKTINFO {
+            let pi = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::in6_pktinfo);
+            return Some((
+                IpAddr::V6(Ipv6Addr::from(pi.ipi6_addr.s6_addr)),
+                pi.ipi6_ifindex,
+            ));
+        }
+        c = libc::CMSG_NXTHDR(h, c);
+    }
+    None
+}
+
+/// Makes a datagram leave from `src` (IPv6: on its interface too, which
+/// link-local addresses need).
+///
+/// # Safety
+/// `h` is a send header; `buf` outlives the `sendmmsg` call that uses it.
+unsafe fn set_source(h: &mut libc::msghdr, buf: &mut Control, (src, ifindex): (IpAddr, u32)) {
+    let len = match src {
+        IpAddr::V4(_) => size_of::<libc::in_pktinfo>(),
+        IpAddr::V6(_) => size_of::<libc::in6_pktinfo>(),
+    } as u32;
+    h.msg_control = buf.as_mut_ptr().cast();
+    h.msg_controllen = libc::CMSG_SPACE(len) as usize;
+    let c = libc::CMSG_FIRSTHDR(h);
+    (*c).cmsg_len = libc::CMSG_LEN(len) as usize;
+    match src {
+        IpAddr::V4(a) => {
+            (*c).cmsg_level = libc::IPPROTO_IP;
+            (*c).cmsg_type = libc::IP_PKTINFO;
+            let pi = libc::in_pktinfo {
+                ipi_ifindex: 0,
+                ipi_spec_dst: libc::in_addr {
+                    s_addr: u32::from(a).to_be(),
+                },
+                ipi_addr: libc::in_addr { s_addr: 0 },
+            };
+            std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut libc::in_pktinfo, pi);
+        }
+        IpAddr::V6(a) => {
+            (*c).cmsg_level = libc::IPPROTO_IPV6;
+            (*c).cmsg_type = libc::IPV6_PKTINFO;
+            let pi = libc::in6_pktinfo {
+                ipi6_addr: libc::in6_addr {
+                    s6_addr: a.octets(),
+                },
+                ipi6_ifindex: ifindex,
+            };
+            std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut libc::in6_pktinfo, pi);
         }
     }
 }
