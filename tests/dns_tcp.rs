@@ -92,6 +92,15 @@ async fn metrics(node: &Node) -> String {
         .body
 }
 
+/// Waits (at most 10 s) until the server has admitted `n` connections.
+async fn wait_accepted(node: &Node, n: u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&metrics(node).await, "geosteer_dns_tcp_accepted_total") < f64::from(n) {
+        assert!(Instant::now() < deadline, "the server accepts all {n}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn idle_connections_cannot_lock_out_a_new_client() {
     let node = node(&format!(
@@ -110,11 +119,7 @@ async fn idle_connections_cannot_lock_out_a_new_client() {
         }
     }
     let idle_closes_from = Instant::now() + Duration::from_millis(IDLE_MS);
-    let accepted = Instant::now() + Duration::from_secs(10);
-    while metric(&metrics(&node).await, "geosteer_dns_tcp_accepted_total") < 800.0 {
-        assert!(Instant::now() < accepted, "the server accepts all 800");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_accepted(&node, 800).await;
     // Each address holds at most its limit: the rest were closed to make room.
     let m = metrics(&node).await;
     assert_eq!(metric(&m, "geosteer_dns_tcp_connections"), 200.0);
@@ -186,11 +191,7 @@ async fn a_full_server_closes_its_oldest_idle_connection() {
     for _ in 0..100 {
         second.push(connect("127.0.0.2", s).await);
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(&metrics(&node).await, "geosteer_dns_tcp_accepted_total") < 200.0 {
-        assert!(Instant::now() < deadline, "the server accepts all 200");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_accepted(&node, 200).await;
     let m = metrics(&node).await;
     assert_eq!(metric(&m, "geosteer_dns_tcp_connections"), 150.0);
     assert_eq!(

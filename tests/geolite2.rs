@@ -35,14 +35,54 @@ async fn well_known_networks_land_in_the_right_region() {
     let s = node.dns.addrs[0];
     // (client network, query type, expected relay address, why)
     let cases = [
-        ("8.8.8.0/24", RecordType::A, "127.0.1.1", "Google, US: us-east"),
-        ("81.2.69.0/24", RecordType::A, "127.0.2.1", "London, GB: eu-central"),
-        ("195.154.1.0/24", RecordType::A, "127.0.2.1", "Paris, FR: eu-central"),
-        ("165.21.1.0/24", RecordType::A, "127.0.3.1", "Singapore: ap-southeast"),
-        ("139.130.4.0/24", RecordType::A, "127.0.3.1", "Australia: ap-southeast (nearest)"),
-        ("133.11.0.0/24", RecordType::A, "127.0.1.1", "Tokyo, JP: us-east by the country override"),
-        ("2001:4860:4860::/48", RecordType::AAAA, "2001:db8:1::1", "Google IPv6, US: us-east"),
-        ("2a01:4f8::/32", RecordType::AAAA, "2001:db8:2::1", "Germany IPv6: eu-central"),
+        (
+            "8.8.8.0/24",
+            RecordType::A,
+            "127.0.1.1",
+            "Google, US: us-east",
+        ),
+        (
+            "81.2.69.0/24",
+            RecordType::A,
+            "127.0.2.1",
+            "London, GB: eu-central",
+        ),
+        (
+            "195.154.1.0/24",
+            RecordType::A,
+            "127.0.2.1",
+            "Paris, FR: eu-central",
+        ),
+        (
+            "165.21.1.0/24",
+            RecordType::A,
+            "127.0.3.1",
+            "Singapore: ap-southeast",
+        ),
+        (
+            "139.130.4.0/24",
+            RecordType::A,
+            "127.0.3.1",
+            "Australia: ap-southeast (nearest)",
+        ),
+        (
+            "133.11.0.0/24",
+            RecordType::A,
+            "127.0.1.1",
+            "Tokyo, JP: us-east by the country override",
+        ),
+        (
+            "2001:4860:4860::/48",
+            RecordType::AAAA,
+            "2001:db8:1::1",
+            "Google IPv6, US: us-east",
+        ),
+        (
+            "2a01:4f8::/32",
+            RecordType::AAAA,
+            "2001:db8:2::1",
+            "Germany IPv6: eu-central",
+        ),
     ];
     for (net, t, want, why) in cases {
         let m = udp(s, "turn.example.com.", t, ecs(net));
