@@ -584,7 +584,7 @@ mod tests {
         let h = s.health.load();
         let src: IpAddr = "192.0.2.1".parse().unwrap();
         let mut local = LocalCache::new();
-        let mut answer = |local: &mut LocalCache| {
+        let answer = |local: &mut LocalCache| {
             let mut out = Vec::new();
             s.handle(&st, &h, &raw, src, Transport::Udp, Some(local), &mut out);
             out
