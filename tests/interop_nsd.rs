@@ -36,7 +36,7 @@ impl Drop for Nsd {
 
 fn nsd_available() -> bool {
     let found = Command::new("sh")
-        .args(["-c", "command -v nsd"])
+        .args(["-c", "command -v nsd >/dev/null"])
         .status()
         .is_ok_and(|s| s.success());
     if !found && std::env::var("CI").as_deref() == Ok("true") {
@@ -75,9 +75,12 @@ zone:
 "
     );
     std::fs::write(dir.join("nsd.conf"), conf).unwrap();
+    let log = std::fs::File::create(dir.join("nsd.out")).unwrap();
     let child = Command::new("nsd")
         .args(["-d", "-c"])
         .arg(dir.join("nsd.conf"))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
         .spawn()
         .expect("nsd runs");
     let nsd = Nsd(child);
