@@ -27,6 +27,8 @@
 //! SKIPPING, or fails when CI=true. It uses only 198.18.0.0/15 addresses,
 //! inside namespaces it creates (named after its pid) and deletes on drop.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -522,32 +524,6 @@ ns2.example.com. 86400 IN A {NODE_B}
     )
 }
 
-fn nsd_conf(dir: &Path) -> String {
-    let d = dir.display();
-    format!(
-        "server:
-    ip-address: {ROOT_NS}
-    port: 53
-    username: \"\"
-    chroot: \"\"
-    zonesdir: \"{d}\"
-    database: \"\"
-    pidfile: \"{d}/nsd.pid\"
-    xfrdfile: \"{d}/nsd-xfrd.state\"
-    zonelistfile: \"{d}/nsd-zone.list\"
-    server-count: 1
-    verbosity: 1
-    rrl-ratelimit: 0
-    do-ip6: no
-remote-control:
-    control-enable: no
-zone:
-    name: \".\"
-    zonefile: \"root.zone\"
-"
-    )
-}
-
 fn unbound_conf(dir: &Path) -> String {
     let d = dir.display();
     format!(
@@ -701,7 +677,10 @@ fn delegated_steering_through_unbound_with_ecs_fails_over_per_region() {
         ],
     );
     lab.write("root.zone", &root_zone());
-    let nsd = lab.write("nsd.conf", &nsd_conf(&lab.dir));
+    let nsd = lab.write(
+        "nsd.conf",
+        &common::nsd_conf(&lab.dir, ROOT_NS, 53, ".", "root.zone"),
+    );
     lab.write(
         "root.hints",
         &format!(". 3600000 NS a.root-servers.test.\na.root-servers.test. 3600000 A {ROOT_NS}\n"),

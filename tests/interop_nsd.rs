@@ -50,29 +50,13 @@ fn nsd_available() -> bool {
 
 fn start_nsd(dir: &Path) -> Nsd {
     std::fs::copy(repo("tests/data/answers.zone"), dir.join("answers.zone")).unwrap();
-    let d = dir.display();
-    let (ip, port) = NSD.split_once(':').unwrap();
-    let conf = format!(
-        "server:
-    ip-address: {ip}
-    port: {port}
-    username: \"\"
-    chroot: \"\"
-    zonesdir: \"{d}\"
-    database: \"\"
-    pidfile: \"{d}/nsd.pid\"
-    xfrdfile: \"{d}/nsd-xfrd.state\"
-    zonelistfile: \"{d}/nsd-zone.list\"
-    server-count: 1
-    verbosity: 1
-    rrl-ratelimit: 0
-    do-ip6: no
-remote-control:
-    control-enable: no
-zone:
-    name: example.org
-    zonefile: answers.zone
-"
+    let addr: SocketAddr = NSD.parse().unwrap();
+    let conf = common::nsd_conf(
+        dir,
+        &addr.ip().to_string(),
+        addr.port(),
+        "example.org",
+        "answers.zone",
     );
     std::fs::write(dir.join("nsd.conf"), conf).unwrap();
     let log = std::fs::File::create(dir.join("nsd.out")).unwrap();
@@ -84,7 +68,6 @@ zone:
         .spawn()
         .expect("nsd runs");
     let nsd = Nsd(child);
-    let addr: SocketAddr = NSD.parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         if udp_raw(addr, &build("example.org.", RecordType::SOA, Q::default())).is_some() {

@@ -74,18 +74,12 @@ pub fn encode(q: &Query, r: &Response, opt: Option<OptOut>) -> Template {
             e.offset() as u16
         })
         .collect();
+    drop(e);
     let opt_at = opt.map(|o| {
-        let at = e.offset() as u16;
-        let _ = e.emit(0);
-        let _ = e.emit_u16(TYPE_OPT);
-        let _ = e.emit_u16(o.payload);
-        let _ = e.emit((r.rcode >> 4) as u8);
-        let _ = e.emit(0); // version 0
-        let _ = e.emit_u16(if o.dnssec_ok { 0x8000 } else { 0 });
-        let _ = e.emit_u16(0); // RDLEN, patched when ECS is appended
+        let at = buf.len() as u16;
+        push_opt(&mut buf, o, (r.rcode >> 4) as u8);
         at
     });
-    drop(e);
     Template {
         bytes: buf.into_boxed_slice(),
         question_end,
@@ -96,6 +90,17 @@ pub fn encode(q: &Query, r: &Response, opt: Option<OptOut>) -> Template {
         opt_at,
         dependence: r.dependence,
     }
+}
+
+/// Appends an OPT record with no options (RDLEN 0, patched when options are
+/// appended): our payload size, the extended rcode bits, version 0, DO.
+fn push_opt(out: &mut Vec<u8>, o: OptOut, ext_rcode: u8) {
+    out.push(0); // owner: the root
+    out.extend_from_slice(&TYPE_OPT.to_be_bytes());
+    out.extend_from_slice(&o.payload.to_be_bytes());
+    out.extend_from_slice(&[ext_rcode, 0]);
+    out.extend_from_slice(&(if o.dnssec_ok { 0x8000u16 } else { 0 }).to_be_bytes());
+    out.extend_from_slice(&[0, 0]);
 }
 
 /// The 16-bit count at header offset `at`.
@@ -208,12 +213,7 @@ pub fn header_only(
     out.push(rcode & 0xF);
     out.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, opt.is_some() as u8]);
     if let Some(o) = opt {
-        out.push(0);
-        out.extend_from_slice(&TYPE_OPT.to_be_bytes());
-        out.extend_from_slice(&o.payload.to_be_bytes());
-        out.extend_from_slice(&[0, 0]);
-        out.extend_from_slice(&(if o.dnssec_ok { 0x8000u16 } else { 0 }).to_be_bytes());
-        out.extend_from_slice(&[0, 0]);
+        push_opt(out, o, 0);
     }
 }
 
@@ -311,11 +311,7 @@ mod tests {
     #[test]
     fn an_answer_that_does_not_fit_is_tc_with_the_opt_kept() {
         let st = state("answers.toml");
-        let edns = Opts {
-            edns: Some(1232),
-            ..Opts::default()
-        };
-        let (out, m) = reply(&st, "big.example.org.", T::TXT, edns, 1232);
+        let (out, m) = reply(&st, "big.example.org.", T::TXT, Opts::edns(), 1232);
         assert!(m.metadata.truncation && m.answers.is_empty());
         assert_eq!(m.queries.len(), 1);
         assert!(m.edns.is_some(), "OPT kept");

@@ -417,21 +417,6 @@ mod tests {
         Shared::new(st, h)
     }
 
-    fn edns() -> Opts {
-        Opts {
-            edns: Some(1232),
-            ..Opts::default()
-        }
-    }
-
-    fn ecs(subnet: &str) -> Opts {
-        let (a, p) = subnet.split_once('/').unwrap();
-        Opts {
-            edns: Some(1232),
-            ecs: Some((a.parse().unwrap(), p.parse().unwrap())),
-        }
-    }
-
     /// The reply to raw bytes, parsed.
     fn reply(s: &Shared, raw: &[u8]) -> Message {
         Message::from_bytes(&handle_raw(s, raw, "192.0.2.1", Transport::Udp).expect("a reply"))
@@ -440,7 +425,7 @@ mod tests {
 
     /// A query for example.org SOA with the OPT record doubled.
     fn two_opts() -> Vec<u8> {
-        let mut raw = query("example.org.", T::SOA, edns());
+        let mut raw = query("example.org.", T::SOA, Opts::edns());
         let opt_at = raw.len() - 11;
         let opt = raw[opt_at..].to_vec();
         raw.extend_from_slice(&opt);
@@ -456,7 +441,7 @@ mod tests {
         assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
         assert!(m.edns.is_some());
         // A malformed ECS option inside a well-formed OPT: FORMERR, with an OPT.
-        let mut raw = query("example.org.", T::SOA, ecs("81.2.69.0/24"));
+        let mut raw = query("example.org.", T::SOA, Opts::ecs("81.2.69.0/24"));
         let n = raw.len();
         raw[n - 4] = 7; // SCOPE PREFIX-LENGTH must be 0 in a query
         let m = reply(&s, &raw);
@@ -469,17 +454,17 @@ mod tests {
         assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
         assert!(m.edns.is_none());
         // An opcode we do not implement (STATUS): NOTIMP, with an OPT.
-        let mut raw = query("example.org.", T::SOA, edns());
+        let mut raw = query("example.org.", T::SOA, Opts::edns());
         raw[2] = 0x10;
         let m = reply(&s, &raw);
         assert_eq!(m.metadata.response_code, ResponseCode::NotImp);
         assert!(m.edns.is_some());
         // Out of our zones: REFUSED, with an OPT.
-        let m = ask(&s, "example.net.", T::A, edns());
+        let m = ask(&s, "example.net.", T::A, Opts::edns());
         assert_eq!(m.metadata.response_code, ResponseCode::Refused);
         assert!(m.edns.is_some());
         // EDNS version 1: BADVERS with our version, 0.
-        let mut raw = query("example.org.", T::SOA, edns());
+        let mut raw = query("example.org.", T::SOA, Opts::edns());
         let n = raw.len();
         raw[n - 5] = 1; // the OPT's VERSION
         let m = reply(&s, &raw);
@@ -512,17 +497,17 @@ mod tests {
     fn ecs_scope_says_how_far_the_answer_holds() {
         let s = shared("test.toml");
         // A steered answer holds for the deciding network.
-        let m = ask(&s, "turn.example.com.", T::A, ecs("81.2.69.0/24"));
+        let m = ask(&s, "turn.example.com.", T::A, Opts::ecs("81.2.69.0/24"));
         assert!(scope(&m) > 0 && scope(&m) <= 24, "scope {}", scope(&m));
         // Static data holds for everyone.
-        let m = ask(&s, "ns1.example.com.", T::A, ecs("81.2.69.0/24"));
+        let m = ask(&s, "ns1.example.com.", T::A, Opts::ecs("81.2.69.0/24"));
         assert_eq!(scope(&m), 0);
         // A source prefix of 0 asks not to be located: scope 0.
-        let m = ask(&s, "turn.example.com.", T::A, ecs("0.0.0.0/0"));
+        let m = ask(&s, "turn.example.com.", T::A, Opts::ecs("0.0.0.0/0"));
         assert_eq!(scope(&m), 0);
         // The same answer from the cache carries the same scope.
-        let m2 = ask(&s, "turn.example.com.", T::A, ecs("81.2.69.0/24"));
-        let m1 = ask(&s, "turn.example.com.", T::A, ecs("81.2.69.0/24"));
+        let m2 = ask(&s, "turn.example.com.", T::A, Opts::ecs("81.2.69.0/24"));
+        let m1 = ask(&s, "turn.example.com.", T::A, Opts::ecs("81.2.69.0/24"));
         assert_eq!(scope(&m1), scope(&m2));
     }
 
@@ -551,15 +536,33 @@ mod tests {
             Some(base)
         );
         assert_ne!(
-            k("turn.example.com.", T::A, edns(), "81.2.69.1"),
+            k("turn.example.com.", T::A, Opts::edns(), "81.2.69.1"),
             Some(base)
         );
-        let other_cell = k("turn.example.com.", T::A, ecs("1.0.16.0/24"), "81.2.69.1").unwrap();
+        let other_cell = k(
+            "turn.example.com.",
+            T::A,
+            Opts::ecs("1.0.16.0/24"),
+            "81.2.69.1",
+        )
+        .unwrap();
         assert_ne!(other_cell.cell, base.cell);
         assert!(base.cell.is_some());
         // Static data: no cell, whoever asks.
-        let st1 = k("ns1.example.com.", T::A, ecs("81.2.69.0/24"), "192.0.2.1").unwrap();
-        let st2 = k("ns1.example.com.", T::A, ecs("1.0.16.0/24"), "192.0.2.1").unwrap();
+        let st1 = k(
+            "ns1.example.com.",
+            T::A,
+            Opts::ecs("81.2.69.0/24"),
+            "192.0.2.1",
+        )
+        .unwrap();
+        let st2 = k(
+            "ns1.example.com.",
+            T::A,
+            Opts::ecs("1.0.16.0/24"),
+            "192.0.2.1",
+        )
+        .unwrap();
         assert_eq!(st1, st2);
         assert_eq!(st1.cell, None);
         // A steered name's other types are static too.
@@ -579,7 +582,7 @@ mod tests {
     #[test]
     fn cached_answers_are_the_answers() {
         let s = shared("answers.toml");
-        let raw = query("mx20.example.org.", T::MX, edns());
+        let raw = query("mx20.example.org.", T::MX, Opts::edns());
         let st = s.state.load();
         let h = s.health.load();
         let src: IpAddr = "192.0.2.1".parse().unwrap();

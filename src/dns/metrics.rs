@@ -91,12 +91,14 @@ impl TcpMetrics {
     }
 
     /// Open connections now.
-    pub fn open(&self) -> u64 {
+    #[cfg(test)]
+    fn open(&self) -> u64 {
         self.open.load(Relaxed)
     }
 
     /// Connections closed so far for `why`.
-    pub fn closed_for(&self, why: TcpClose) -> u64 {
+    #[cfg(test)]
+    fn closed_for(&self, why: TcpClose) -> u64 {
         self.closed[why as usize].load(Relaxed)
     }
 

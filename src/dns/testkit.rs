@@ -37,6 +37,25 @@ pub struct Opts {
     pub ecs: Option<(IpAddr, u8)>,
 }
 
+impl Opts {
+    /// EDNS with a 1232-byte payload.
+    pub fn edns() -> Self {
+        Opts {
+            edns: Some(1232),
+            ecs: None,
+        }
+    }
+
+    /// EDNS with Client Subnet `subnet` (`addr/prefix`).
+    pub fn ecs(subnet: &str) -> Self {
+        let (a, p) = subnet.split_once('/').unwrap();
+        Opts {
+            edns: Some(1232),
+            ecs: Some((a.parse().unwrap(), p.parse().unwrap())),
+        }
+    }
+}
+
 /// The wire bytes of a query for `name`/`t`.
 pub fn query(name: &str, t: RecordType, o: Opts) -> Vec<u8> {
     let mut m = Message::new(0x2a2a, MessageType::Query, OpCode::Query);

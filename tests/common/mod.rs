@@ -84,6 +84,35 @@ pub fn rewrite_listen(text: &str) -> String {
         .join("\n")
 }
 
+/// An NSD configuration serving one zone (`zonefile` in `dir`) on
+/// `ip`:`port`, with its state files in `dir`, no rate limiting, IPv4 only
+/// and no control socket: what the tests that run Debian's `nsd` need.
+pub fn nsd_conf(dir: &Path, ip: &str, port: u16, zone: &str, zonefile: &str) -> String {
+    let d = dir.display();
+    format!(
+        "server:
+    ip-address: {ip}
+    port: {port}
+    username: \"\"
+    chroot: \"\"
+    zonesdir: \"{d}\"
+    database: \"\"
+    pidfile: \"{d}/nsd.pid\"
+    xfrdfile: \"{d}/nsd-xfrd.state\"
+    zonelistfile: \"{d}/nsd-zone.list\"
+    server-count: 1
+    verbosity: 1
+    rrl-ratelimit: 0
+    do-ip6: no
+remote-control:
+    control-enable: no
+zone:
+    name: \"{zone}\"
+    zonefile: \"{zonefile}\"
+"
+    )
+}
+
 /// Options of a test query.
 #[derive(Clone, Copy, Default)]
 pub struct Q {

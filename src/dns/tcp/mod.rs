@@ -192,8 +192,7 @@ async fn connection(
     idle: Duration,
     io: Duration,
 ) {
-    let ctx = guard.ctx.clone();
-    guard.why = answer_queries(&mut stream, ip, &ctx, &slot, idle, io).await;
+    guard.why = answer_queries(&mut stream, ip, &guard.ctx, &slot, idle, io).await;
 }
 
 /// Serves one connection until it must close; says why.
@@ -212,8 +211,9 @@ async fn answer_queries(
     let mut replies: Vec<u8> = Vec::with_capacity(1024);
     // When the query now being read must be complete.
     let mut deadline = tokio::time::Instant::now();
-    // Idle since admission until the first query (the table stamped it).
-    let mut answered = false;
+    // The first wait's idle stamp is the table's, from admission: the
+    // connection's age, so the oldest idle one is the one displaced.
+    let mut first_wait = true;
     loop {
         // Answer every complete message, in order.
         let mut at = 0;
@@ -253,10 +253,10 @@ async fn answer_queries(
             if inbuf.len() > READ_BUF {
                 inbuf = vec![0u8; READ_BUF];
             }
-            if answered {
+            if !first_wait {
                 slot.set_idle(ctx.now_ms());
             }
-            answered = true;
+            first_wait = false;
             let r = tokio::select! {
                 biased;
                 _ = slot.evict.notified() => return TcpClose::Evicted,
