@@ -84,6 +84,12 @@ pub struct ListenConfig {
     /// TLS listeners (e.g. `0.0.0.0:5349`); need `tls_cert` and `tls_key`.
     #[serde(default)]
     pub tls: Vec<SocketAddr>,
+    /// Listeners serving TURN over TLS and plain TURN over TCP on one port
+    /// (e.g. `0.0.0.0:443`), told apart by the connection's first byte: a
+    /// TLS record starts with 0x16, a STUN message with two zero bits. Need
+    /// `tls_cert` and `tls_key`.
+    #[serde(default)]
+    pub auto: Vec<SocketAddr>,
     /// PEM certificate chain for TLS.
     #[serde(default)]
     pub tls_cert: Option<PathBuf>,
@@ -108,6 +114,7 @@ impl Default for ListenConfig {
             udp: default_udp(),
             tcp: default_udp(),
             tls: Vec::new(),
+            auto: Vec::new(),
             tls_cert: None,
             tls_key: None,
             http: default_http(),
@@ -136,11 +143,21 @@ pub struct RelayAddrConfig {
     #[serde(default = "default_port_max")]
     pub port_max: u16,
     /// Event loops (one thread each, shared-nothing): each binds its own
-    /// listeners with `SO_REUSEPORT` and owns the allocations it creates.
+    /// UDP listeners with `SO_REUSEPORT` and owns the allocations it creates.
     /// Default: the CPUs this process may run on (affinity mask and cgroup
     /// quota). Changing it needs a restart.
     #[serde(default)]
     pub loops: Option<usize>,
+    /// Threads of the accept stage, which owns the TCP, TLS and auto
+    /// listeners, reads a connection until its protocol is known and its TLS
+    /// handshake done, and only then hands it to an event loop (default 1:
+    /// handshakes never take CPU from more than one core). Needs a restart.
+    #[serde(default = "default_handshake_threads")]
+    pub handshake_threads: usize,
+}
+
+fn default_handshake_threads() -> usize {
+    1
 }
 
 /// Most event loops a relay runs.
@@ -162,6 +179,7 @@ impl Default for RelayAddrConfig {
             port_min: default_port_min(),
             port_max: default_port_max(),
             loops: None,
+            handshake_threads: default_handshake_threads(),
         }
     }
 }
@@ -280,6 +298,33 @@ pub struct LimitsConfig {
     /// Channels per allocation; exceeding gives 508.
     #[serde(default = "default_perms")]
     pub channels_per_allocation: u32,
+    /// Open TCP/TLS connections in all, handshaking or established (> 0).
+    /// A connection over the limit is closed at once. Default: twice
+    /// `capacity`, at least 1024.
+    #[serde(default)]
+    pub max_connections: Option<u32>,
+    /// Open TCP/TLS connections per client IP address (0 = unlimited).
+    #[serde(default = "default_conns_per_ip")]
+    pub connections_per_ip: u32,
+    /// Milliseconds a new connection has to show its protocol and finish
+    /// its TLS handshake before it is closed (> 0).
+    #[serde(default = "default_handshake_timeout")]
+    pub handshake_timeout_ms: u64,
+}
+
+fn default_conns_per_ip() -> u32 {
+    200
+}
+fn default_handshake_timeout() -> u64 {
+    10_000
+}
+
+impl LimitsConfig {
+    /// `max_connections`, or its default: twice the capacity, at least 1024.
+    pub fn max_connections(&self) -> u32 {
+        self.max_connections
+            .unwrap_or_else(|| self.capacity.saturating_mul(2).max(1024))
+    }
 }
 
 fn default_capacity() -> u32 {
@@ -319,6 +364,9 @@ impl Default for LimitsConfig {
             bindings_per_ip: default_bindings(),
             permissions_per_allocation: default_perms(),
             channels_per_allocation: default_perms(),
+            max_connections: None,
+            connections_per_ip: default_conns_per_ip(),
+            handshake_timeout_ms: default_handshake_timeout(),
         }
     }
 }
@@ -410,6 +458,8 @@ impl RelayConfig {
             .udp
             .iter()
             .chain(self.listen.tcp.iter())
+            .chain(self.listen.tls.iter())
+            .chain(self.listen.auto.iter())
             .map(|a| a.ip())
             .filter(|ip| !ip.is_unspecified())
             .take(1)
@@ -434,20 +484,24 @@ impl RelayConfig {
             err(&mut e, "software", "must be at most 127 characters");
         }
         let l = &self.listen;
-        if l.udp.is_empty() && l.tcp.is_empty() && l.tls.is_empty() {
+        if l.udp.is_empty() && l.tcp.is_empty() && l.tls.is_empty() && l.auto.is_empty() {
             err(
                 &mut e,
                 "listen",
-                "at least one udp, tcp or tls listener is required",
+                "at least one udp, tcp, tls or auto listener is required",
             );
         }
-        if !l.tls.is_empty() {
+        if !l.tls.is_empty() || !l.auto.is_empty() {
             for (key, p) in [
                 ("listen.tls_cert", &l.tls_cert),
                 ("listen.tls_key", &l.tls_key),
             ] {
                 match p {
-                    None => err(&mut e, key, "required when listen.tls is set"),
+                    None => err(
+                        &mut e,
+                        key,
+                        "required when listen.tls or listen.auto is set",
+                    ),
                     Some(p) if !p.is_file() => err(
                         &mut e,
                         key,
@@ -513,6 +567,13 @@ impl RelayConfig {
                     format!("must be 1..={MAX_LOOPS}, not {n}"),
                 );
             }
+        }
+        if r.handshake_threads == 0 || r.handshake_threads > MAX_LOOPS {
+            err(
+                &mut e,
+                "relay.handshake_threads",
+                format!("must be 1..={MAX_LOOPS}, not {}", r.handshake_threads),
+            );
         }
         if r.port_min > r.port_max {
             err(&mut e, "relay.port_max", "must be >= relay.port_min");
@@ -580,6 +641,12 @@ impl RelayConfig {
         if lim.channels_per_allocation == 0 || lim.channels_per_allocation > 4096 {
             err(&mut e, "limits.channels_per_allocation", "must be 1..=4096");
         }
+        if lim.max_connections == Some(0) {
+            err(&mut e, "limits.max_connections", "must be > 0");
+        }
+        if lim.handshake_timeout_ms == 0 {
+            err(&mut e, "limits.handshake_timeout_ms", "must be > 0");
+        }
         let o = &self.operations;
         if !(o.high_watermark > 0.0 && o.high_watermark <= 1.0) {
             err(&mut e, "operations.high_watermark", "must be in (0, 1]");
@@ -640,6 +707,7 @@ impl RelayConfig {
         check("listen.udp", self.listen.udp == new.listen.udp);
         check("listen.tcp", self.listen.tcp == new.listen.tcp);
         check("listen.tls", self.listen.tls == new.listen.tls);
+        check("listen.auto", self.listen.auto == new.listen.auto);
         check("listen.http", self.listen.http == new.listen.http);
         check("relay", same(&self.relay, &new.relay));
         check("membership", same(&self.membership, &new.membership));

@@ -13,7 +13,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 
-use crate::server::{Control, Reloader};
+use crate::config::LimitsConfig;
+use crate::control::Control;
+use crate::edge::{Edge, Reject};
+use crate::reload::Reloader;
 use crate::stats::{AllocError, Stats};
 
 /// Shared state of the HTTP handlers.
@@ -22,12 +25,17 @@ use crate::stats::{AllocError, Stats};
 pub struct HttpState {
     control: Arc<Control>,
     reloader: Arc<Reloader>,
+    edge: Arc<Edge>,
 }
 
 impl HttpState {
     /// Builds the state from shared handles.
-    pub fn new(control: Arc<Control>, reloader: Arc<Reloader>) -> Self {
-        Self { control, reloader }
+    pub fn new(control: Arc<Control>, reloader: Arc<Reloader>, edge: Arc<Edge>) -> Self {
+        Self {
+            control,
+            reloader,
+            edge,
+        }
     }
 
     /// Every loop's statistics, summed (read per request, not per packet).
@@ -247,8 +255,62 @@ pub fn render_metrics(stats: &Stats, capacity: u64) -> String {
     e.0
 }
 
+/// Renders the accept stage's metrics: connections open, being
+/// established, established and closed before that, and the limits.
+pub fn render_edge_metrics(edge: &Edge, limits: &LimitsConfig) -> String {
+    let st = &edge.stats;
+    let mut e = Exposition(String::with_capacity(1024));
+    e.gauge(
+        "turn_connections_open",
+        "Open TCP/TLS connections (being established or established).",
+        edge.open_connections() as u64,
+    );
+    e.gauge(
+        "turn_connections_handshaking",
+        "TCP/TLS connections still showing their protocol or in their TLS handshake.",
+        st.handshaking.load(Relaxed),
+    );
+    e.gauge(
+        "turn_connections_limit",
+        "limits.max_connections.",
+        limits.max_connections() as u64,
+    );
+    e.gauge(
+        "turn_connections_per_ip_limit",
+        "limits.connections_per_ip (0: unlimited).",
+        limits.connections_per_ip as u64,
+    );
+    e.family(
+        "turn_connections_established_total",
+        "counter",
+        "Connections handed to an event loop, by transport.",
+        &[
+            ("{transport=\"tcp\"}", st.established_tcp.load(Relaxed)),
+            ("{transport=\"tls\"}", st.established_tls.load(Relaxed)),
+        ],
+    );
+    let labels: Vec<String> = Reject::ALL
+        .iter()
+        .map(|r| format!("{{reason=\"{}\"}}", r.label()))
+        .collect();
+    let samples: Vec<(&str, u64)> = labels
+        .iter()
+        .zip(Reject::ALL)
+        .map(|(l, r)| (l.as_str(), st.rejected(r)))
+        .collect();
+    e.family(
+        "turn_connections_rejected_total",
+        "counter",
+        "Connections closed before they were established, by reason.",
+        &samples,
+    );
+    e.0
+}
+
 async fn metrics(State(s): State<HttpState>) -> Response {
-    let mut text = render_metrics(&s.stats(), s.reloader.live().config.limits.capacity as u64);
+    let live = s.reloader.live();
+    let mut text = render_metrics(&s.stats(), live.config.limits.capacity as u64);
+    text.push_str(&render_edge_metrics(&s.edge, &live.config.limits));
     // How the kernel's 5-tuple hash spread the allocations over the loops.
     let per_loop = s.control.loop_allocations();
     let _ = writeln!(
@@ -300,9 +362,9 @@ async fn admin_reload(State(s): State<HttpState>, headers: HeaderMap) -> Respons
         Ok(Ok(report)) => (StatusCode::OK, Json(report)).into_response(),
         Ok(Err(e)) => {
             let code = match e {
-                crate::server::ReloadError::NoFile => StatusCode::CONFLICT,
-                crate::server::ReloadError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                crate::server::ReloadError::NotApplied => StatusCode::SERVICE_UNAVAILABLE,
+                crate::reload::ReloadError::NoFile => StatusCode::CONFLICT,
+                crate::reload::ReloadError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                crate::reload::ReloadError::NotApplied => StatusCode::SERVICE_UNAVAILABLE,
             };
             tracing::warn!("{e}");
             let body = serde_json::json!({ "errors": e.messages() });

@@ -1,6 +1,7 @@
-//! The event loop's TCP/TLS side: accepting connections (spread over the
-//! loops by `SO_REUSEPORT`), reading them under [`CONN_READ_BUDGET`],
-//! framing STUN and ChannelData out of the byte stream, and closing them.
+//! The event loop's TCP/TLS side: adopting the connections the accept stage
+//! established, reading them under [`CONN_READ_BUDGET`], framing STUN and
+//! ChannelData out of the byte stream, and closing them (which releases
+//! their admission slot).
 
 use std::time::Instant;
 
@@ -11,41 +12,10 @@ use super::{clock, EventLoop, CONN_BASE, CONN_READ_BUDGET, IDLE_CONN};
 use crate::proto::Input;
 
 impl EventLoop {
-    pub(super) fn accept(&mut self, i: usize, tls: bool) {
-        loop {
-            let l = if tls {
-                self.tls.get(i)
-            } else {
-                self.tcp.get(i)
-            };
-            let Some(l) = l else {
-                return;
-            };
-            let (mut stream, remote) = match l.accept() {
-                Ok(x) => x,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // e.g. EMFILE: back off until the next event.
-                    tracing::warn!("accept failed: {e}");
-                    return;
-                }
-            };
-            if self.io.conns.len() >= self.max_conns {
-                continue; // dropped: closes the connection
-            }
-            let session = if tls {
-                let Some(cfg) = self.live.load().tls.clone() else {
-                    continue;
-                };
-                match rustls::ServerConnection::new(cfg) {
-                    Ok(s) => Some(s),
-                    Err(_) => continue,
-                }
-            } else {
-                None
-            };
-            let _ = stream.set_nodelay(true);
+    /// Takes the connections the accept stage established for this loop.
+    pub(super) fn adopt_arrivals(&mut self) {
+        self.inbox.take(&mut self.arrivals);
+        while let Some(mut e) = self.arrivals.pop() {
             let mut id = self.next_conn;
             while self.io.conns.contains_key(&id) || id == 0 {
                 id = id.wrapping_add(1);
@@ -55,22 +25,18 @@ impl EventLoop {
                 .io
                 .poll_registry
                 .register(
-                    &mut stream,
+                    &mut e.stream,
                     Token(CONN_BASE + id as usize),
                     Interest::READABLE | Interest::WRITABLE,
                 )
                 .is_err()
             {
+                self.edge.release(e.slot);
                 continue;
             }
-            let conn = Conn::new(
-                stream,
-                crate::proto::normalize(remote),
-                session,
-                Instant::now(),
-            );
-            self.io.conns.insert(id, conn);
-            // Data may already be waiting (edge-triggered registration).
+            self.io.conns.insert(id, Conn::new(e));
+            // Data may already be waiting (edge-triggered registration), and
+            // the end of a TLS handshake may still be queued for writing.
             self.conn_event(id, true, true);
         }
     }
@@ -145,6 +111,7 @@ impl EventLoop {
     fn close_conn(&mut self, id: u32) {
         if let Some(mut c) = self.io.conns.remove(&id) {
             let _ = self.io.poll_registry.deregister(&mut c.stream);
+            self.edge.release(c.slot);
             self.server
                 .handle(Input::ClientClosed(c.client(id)), clock(), &mut self.io);
         }

@@ -1,8 +1,9 @@
 //! Socket shell around the [`crate::proto::Server`] state machine: each of
 //! the relay's `[relay] loops` threads runs one epoll loop (mio) over its own
-//! UDP listeners and TCP/TLS listeners (`SO_REUSEPORT`: the kernel's 5-tuple
-//! hash keeps a client on one loop), its connections and the relay sockets of
-//! the allocations it created. UDP traffic moves in batches
+//! UDP listeners (`SO_REUSEPORT`: the kernel's 5-tuple hash keeps a client on
+//! one loop), the TCP/TLS connections the accept stage ([`crate::edge`])
+//! handed it once established, and the relay sockets of the allocations it
+//! created. UDP traffic moves in batches
 //! (`recvmmsg`/`sendmmsg`); a loop owns all its state, so the hot path takes
 //! no lock, allocates nothing and touches nothing another loop writes.
 
@@ -12,7 +13,7 @@ pub mod relay;
 pub mod stream;
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -20,10 +21,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use crate::control::Control;
+use crate::edge::{Edge, Established, Inbox};
 use crate::proto::{
     AllocId, ClientId, Clock, Input, Io, RelayError, RelayGranted, RelayRequest, Server, Transport,
 };
-use crate::server::Control;
 use batch::Batch;
 use relay::RelayPorts;
 use stream::Conn;
@@ -31,8 +33,6 @@ use stream::Conn;
 const WAKER: Token = Token(usize::MAX);
 const CONN_BASE: usize = 1 << 40;
 const RELAY_BASE: usize = 1 << 41;
-const TCP_BASE: usize = 1 << 20;
-const TLS_BASE: usize = 1 << 21;
 /// Connections without an allocation are closed after this long.
 const IDLE_CONN: Duration = Duration::from_secs(60);
 const TICK: Duration = Duration::from_secs(1);
@@ -51,12 +51,12 @@ const CONN_READ_BUDGET: usize = 16 * 1024;
 pub struct Sockets {
     /// UDP listeners.
     pub udp: Vec<UdpSocket>,
-    /// TCP listeners.
-    pub tcp: Vec<TcpListener>,
-    /// TLS listeners.
-    pub tls: Vec<TcpListener>,
+    /// Established TCP/TLS connections arrive here.
+    pub inbox: Arc<Inbox>,
+    /// Admission slots, released when a connection closes.
+    pub edge: Arc<Edge>,
     /// The reloadable configuration snapshot (TLS, credentials, limits).
-    pub live: Arc<arc_swap::ArcSwap<crate::server::Live>>,
+    pub live: Arc<arc_swap::ArcSwap<crate::reload::Live>>,
     /// Nonce key used when the configuration names none (kept across reloads).
     pub random_nonce_key: Vec<u8>,
 }
@@ -190,9 +190,11 @@ pub struct EventLoop {
     poll: Poll,
     server: Server,
     io: IoState,
-    tcp: Vec<mio::net::TcpListener>,
-    tls: Vec<mio::net::TcpListener>,
-    live: Arc<arc_swap::ArcSwap<crate::server::Live>>,
+    inbox: Arc<Inbox>,
+    /// Connections taken from the inbox this turn (kept for its capacity).
+    arrivals: Vec<Established>,
+    edge: Arc<Edge>,
+    live: Arc<arc_swap::ArcSwap<crate::reload::Live>>,
     /// Configuration generation applied to `server`.
     applied: u64,
     random_nonce_key: Vec<u8>,
@@ -207,7 +209,6 @@ pub struct EventLoop {
     /// Loop turns so far; a connection records the turn it was last read in.
     turn: u64,
     next_conn: u32,
-    max_conns: usize,
     control: Arc<Control>,
     drain_timeout: Duration,
     /// This loop's index among the relay's loops.
@@ -232,12 +233,12 @@ impl EventLoop {
         server: Server,
         ports: RelayPorts,
         control: Arc<Control>,
-        max_conns: usize,
         drain_timeout: Duration,
     ) -> std::io::Result<Self> {
         let poll = Poll::new()?;
-        let waker = Waker::new(poll.registry(), WAKER)?;
-        control.add_waker(waker);
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        control.add_waker(waker.clone());
+        sockets.inbox.set_waker(waker);
         let registry = poll.registry().try_clone()?;
         let mut udp = Vec::new();
         for (i, s) in sockets.udp.into_iter().enumerate() {
@@ -252,19 +253,6 @@ impl EventLoop {
                 read_turn: 0,
             });
         }
-        let listeners =
-            |v: Vec<TcpListener>, base: usize| -> std::io::Result<Vec<mio::net::TcpListener>> {
-                let mut out = Vec::new();
-                for (i, l) in v.into_iter().enumerate() {
-                    l.set_nonblocking(true)?;
-                    let mut l = mio::net::TcpListener::from_std(l);
-                    registry.register(&mut l, Token(base + i), Interest::READABLE)?;
-                    out.push(l);
-                }
-                Ok(out)
-            };
-        let tcp = listeners(sockets.tcp, TCP_BASE)?;
-        let tls = listeners(sockets.tls, TLS_BASE)?;
         Ok(Self {
             poll,
             server,
@@ -279,8 +267,9 @@ impl EventLoop {
                 now: Instant::now(),
                 stats: control.shard(index).clone(),
             },
-            tcp,
-            tls,
+            inbox: sockets.inbox,
+            arrivals: Vec::new(),
+            edge: sockets.edge,
             applied: sockets.live.load().generation,
             live: sockets.live,
             random_nonce_key: sockets.random_nonce_key,
@@ -291,7 +280,6 @@ impl EventLoop {
             pending_conns: Vec::new(),
             turn: 0,
             next_conn: 1,
-            max_conns,
             control,
             drain_timeout,
             index,
@@ -321,6 +309,7 @@ impl EventLoop {
             }
             self.io.now = Instant::now();
             self.apply_reload();
+            self.adopt_arrivals();
             // Listeners left with data last turn get their next share after
             // this turn's events.
             let pending = std::mem::take(&mut self.pending_udp);
@@ -331,9 +320,7 @@ impl EventLoop {
                 let t = ev.token();
                 match t.0 {
                     _ if t == WAKER => {}
-                    i if i < TCP_BASE => self.udp_readable(i),
-                    i if i < TLS_BASE => self.accept(i - TCP_BASE, false),
-                    i if i < CONN_BASE => self.accept(i - TLS_BASE, true),
+                    i if i < CONN_BASE => self.udp_readable(i),
                     i if i < RELAY_BASE => self.conn_event(
                         (i - CONN_BASE) as u32,
                         ev.is_readable() || ev.is_read_closed() || ev.is_error(),

@@ -2,11 +2,12 @@
 //! ChannelData padded to 4 bytes) over a byte stream, with bounded buffers.
 
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use mio::net::TcpStream;
 
+use crate::edge::Established;
 use crate::proto::wire::{self, FrameKind};
 use crate::proto::{ClientId, Transport};
 
@@ -24,6 +25,8 @@ pub struct Conn {
     pub stream: TcpStream,
     /// Client address.
     pub remote: SocketAddr,
+    /// The address its admission slot is counted under.
+    pub slot: IpAddr,
     /// TLS session, for TLS listeners.
     pub tls: Option<Box<rustls::ServerConnection>>,
     /// Received, not yet framed bytes (plaintext).
@@ -92,22 +95,20 @@ impl Conn {
         }
     }
 
-    /// Wraps an accepted stream.
-    pub fn new(
-        stream: TcpStream,
-        remote: SocketAddr,
-        tls: Option<rustls::ServerConnection>,
-        now: Instant,
-    ) -> Self {
+    /// Wraps a connection the accept stage established.
+    pub fn new(e: Established) -> Self {
+        let mut inbuf = e.inbuf;
+        inbuf.reserve(4096);
         Self {
-            stream,
-            remote,
-            tls: tls.map(Box::new),
-            inbuf: Vec::with_capacity(4096),
+            stream: e.stream,
+            remote: e.remote,
+            slot: e.slot,
+            tls: e.tls,
+            inbuf,
             out: Vec::new(),
             out_pos: 0,
             tls_backlog: 0,
-            since: now,
+            since: e.accepted,
             closed: false,
             dirty: false,
             read_turn: 0,
