@@ -10,72 +10,6 @@ use std::time::Duration;
 
 use common::*;
 
-struct Run {
-    sent: u64,
-    recv: u64,
-    lost: Option<u64>,
-    text: String,
-}
-
-fn parse(text: &str) -> Run {
-    // Final summary: "start_mclient: tot_send_msgs=40, tot_recv_msgs=40"
-    let line = text
-        .lines()
-        .rev()
-        .find(|l| l.contains("start_mclient: tot_send_msgs="))
-        .unwrap_or("");
-    let num = |key: &str| {
-        line.split(key)
-            .nth(1)
-            .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    };
-    let lost = text
-        .lines()
-        .find(|l| l.contains("Total lost packets"))
-        .and_then(|l| l.split("Total lost packets ").nth(1))
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok());
-    Run {
-        sent: num("tot_send_msgs="),
-        recv: num("tot_recv_msgs="),
-        lost,
-        text: text.to_string(),
-    }
-}
-
-fn uclient(bin: &std::path::Path, port: u16, peer_port: u16, extra: &[&str]) -> Run {
-    let mut cmd = Command::new(bin);
-    cmd.args([
-        "-n",
-        "10",
-        "-m",
-        "2",
-        "-l",
-        "120",
-        "-z",
-        "5",
-        "-e",
-        "127.0.0.1",
-    ])
-    .args([
-        "-r",
-        &peer_port.to_string(),
-        "-p",
-        &port.to_string(),
-        "-X",
-        "-g",
-    ])
-    .args(extra)
-    .arg("127.0.0.1");
-    let (out, timed_out) = run_timeout(&mut cmd, Duration::from_secs(40));
-    let mut text = String::from_utf8_lossy(&out.stdout).to_string();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    assert!(!timed_out, "uclient {extra:?} timed out:\n{text}");
-    parse(&text)
-}
-
 #[test]
 fn coturn_clients_interoperate() {
     let (Some(stunclient), Some(uclient_bin), Some(peer_bin)) = (
@@ -246,7 +180,7 @@ fn ipv6_relay_addresses() {
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(!timed_out, "{text}");
-    let r = parse(&text);
+    let r = parse_uclient(&text);
     assert!(
         r.sent >= 20 && r.sent == r.recv,
         "IPv6 relay lost messages\n{text}"

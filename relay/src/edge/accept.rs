@@ -53,7 +53,10 @@ impl Pending {
                     Ok(0) => return Step::Fail(Reject::Closed),
                     Ok(_) => match route(self.mode, sniff(first[0])) {
                         Some(t) => t,
-                        None => return Step::Fail(Reject::UnknownProtocol),
+                        None => {
+                            tracing::debug!(remote = %self.remote, first = first[0], "neither TLS nor STUN: closed");
+                            return Step::Fail(Reject::UnknownProtocol);
+                        }
                     },
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Wait,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => return Step::Wait,

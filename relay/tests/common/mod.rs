@@ -262,3 +262,73 @@ pub fn force_recv_buffer(sock: &std::net::UdpSocket, bytes: libc::c_int) -> bool
     };
     rc == 0
 }
+
+/// What `turnutils_uclient` reported.
+pub struct Run {
+    pub sent: u64,
+    pub recv: u64,
+    pub lost: Option<u64>,
+    pub text: String,
+}
+
+/// Parses `turnutils_uclient` output.
+pub fn parse_uclient(text: &str) -> Run {
+    // Final summary: "start_mclient: tot_send_msgs=40, tot_recv_msgs=40"
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.contains("start_mclient: tot_send_msgs="))
+        .unwrap_or("");
+    let num = |key: &str| {
+        line.split(key)
+            .nth(1)
+            .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let lost = text
+        .lines()
+        .find(|l| l.contains("Total lost packets"))
+        .and_then(|l| l.split("Total lost packets ").nth(1))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok());
+    Run {
+        sent: num("tot_send_msgs="),
+        recv: num("tot_recv_msgs="),
+        lost,
+        text: text.to_string(),
+    }
+}
+
+/// Runs `turnutils_uclient` (2 clients, 10 messages each unless `extra`
+/// says otherwise) against 127.0.0.1:`port`, peer at 127.0.0.1:`peer_port`.
+pub fn uclient(bin: &std::path::Path, port: u16, peer_port: u16, extra: &[&str]) -> Run {
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "-n",
+        "10",
+        "-m",
+        "2",
+        "-l",
+        "120",
+        "-z",
+        "5",
+        "-e",
+        "127.0.0.1",
+    ])
+    .args([
+        "-r",
+        &peer_port.to_string(),
+        "-p",
+        &port.to_string(),
+        "-X",
+        "-g",
+    ])
+    .args(extra)
+    .arg("127.0.0.1");
+    let (out, timed_out) = run_timeout(&mut cmd, Duration::from_secs(40));
+    let mut text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    assert!(!timed_out, "uclient {extra:?} timed out:\n{text}");
+    parse_uclient(&text)
+}
