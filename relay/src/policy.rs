@@ -212,7 +212,11 @@ impl OwnAddrs {
     /// external addresses, loopback and unspecified).
     pub fn from_config(cfg: &crate::config::RelayConfig) -> Self {
         let l = &cfg.listen;
-        let listeners = l.udp.iter().chain(&l.tcp).chain(&l.tls);
+        let listeners = l
+            .udp
+            .iter()
+            .copied()
+            .chain(l.streams().map(|(s, _)| s.address));
         let mut ports: Vec<u16> = listeners.clone().map(|a| a.port()).collect();
         ports.push(l.http.port());
         let mut ips: Vec<IpAddr> = listeners.map(|a| a.ip()).collect();

@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::auth::Authenticator;
-use crate::config::{ConfigError, RelayConfig};
+use crate::config::{ConfigError, RelayConfig, StreamListener};
 pub use crate::control::Control;
 use crate::edge::{Acceptor, Edge, Mode};
 use crate::io::relay::RelayPorts;
@@ -261,10 +261,10 @@ fn start_inner(
         .collect::<Result<_, _>>()?;
     // Stream listeners: one socket per accept-stage thread.
     let threads = config.relay.handshake_threads;
-    let stream_groups = |addrs: &[SocketAddr], what: &'static str| {
-        addrs
+    let stream_groups = |listeners: &[StreamListener], what: &'static str| {
+        listeners
             .iter()
-            .map(|a| bind_group(*a, threads, |a, r| bind_tcp(a, what, r)))
+            .map(|l| bind_group(l.address, threads, |a, r| bind_tcp(a, what, r)))
             .collect::<Result<Vec<Vec<TcpListener>>, _>>()
     };
     let tcp = stream_groups(&config.listen.tcp, "tcp")?;
@@ -387,14 +387,18 @@ fn start_inner(
         }
     }
     // The accept stage starts once every loop can take connections.
-    let mut groups: Vec<(std::vec::IntoIter<TcpListener>, Mode)> = Vec::new();
-    for (g, mode) in [(tcp, Mode::Tcp), (tls, Mode::Tls), (auto, Mode::Auto)] {
-        groups.extend(g.into_iter().map(|v| (v.into_iter(), mode)));
-    }
+    // Sockets in the order of `streams()`: tcp, tls, auto.
+    let mut groups: Vec<(std::vec::IntoIter<TcpListener>, (&StreamListener, Mode))> = tcp
+        .into_iter()
+        .chain(tls)
+        .chain(auto)
+        .map(Vec::into_iter)
+        .zip(config.listen.streams())
+        .collect();
     for t in 0..threads {
         let listeners = groups
             .iter_mut()
-            .filter_map(|(it, mode)| it.next().map(|l| (l, *mode)))
+            .filter_map(|(it, (spec, mode))| it.next().map(|l| (l, *mode, (*spec).clone())))
             .collect();
         let started = Acceptor::new(listeners, live.clone(), edge.clone(), control.clone())
             .and_then(|a| {

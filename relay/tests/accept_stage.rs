@@ -19,15 +19,6 @@ use stun_types::message::{Message, MessageClass, MessageWrite, MessageWriteVec, 
 
 const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
 
-/// A TCP connection to `to` from `src` (another loopback address).
-fn connect_from(src: &str, to: SocketAddr) -> TcpStream {
-    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    let from: SocketAddr = format!("{src}:0").parse().unwrap();
-    s.bind(&from.into()).unwrap();
-    s.connect(&to.into()).unwrap();
-    s.into()
-}
-
 /// The bytes of a real TLS ClientHello (rustls, ALPN `stun.turn`).
 fn client_hello() -> Vec<u8> {
     let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
@@ -235,7 +226,7 @@ fn one_port_serves_turn_and_turns() {
     let (cert, key) = self_signed(&dir);
     let (relay, _) = start(|p| {
         let mut c = config(p, Some((free_port(), &cert, &key)));
-        c.listen.auto = vec![SocketAddr::from(([127, 0, 0, 1], free_port()))];
+        c.listen.auto = vec![SocketAddr::from(([127, 0, 0, 1], free_port())).into()];
         c
     });
     let auto = relay.auto[0];

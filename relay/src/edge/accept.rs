@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use super::proxy::{self, Parsed};
 use super::{route, sniff, Edge, Established, Mode, Reject};
+use crate::config::{ProxyProtocol, StreamListener};
 use crate::control::Control;
 use crate::reload::Live;
 
@@ -28,6 +30,8 @@ struct Pending {
     remote: SocketAddr,
     slot: IpAddr,
     mode: Mode,
+    /// The PROXY header still expected (`Off` once read, or never).
+    proxy: ProxyProtocol,
     tls: Option<Box<rustls::ServerConnection>>,
     accepted: Instant,
 }
@@ -41,9 +45,54 @@ enum Step {
 }
 
 impl Pending {
+    /// Reads a PROXY header when one is expected, then the first byte: the
+    /// header's client takes the connection's slot (under the per-address
+    /// limit) and stands for it from then on.
+    fn read_proxy_header(&mut self, live: &Live, edge: &Edge) -> Option<Step> {
+        let mut buf = [0u8; proxy::MAX_HEADER];
+        let n = match self.stream.peek(&mut buf) {
+            Ok(0) => return Some(Step::Fail(Reject::Closed)),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(Step::Wait),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Some(Step::Wait),
+            Err(_) => return Some(Step::Fail(Reject::Closed)),
+        };
+        let (len, client) = match proxy::parse(self.proxy, &buf[..n]) {
+            Parsed::Incomplete => return Some(Step::Wait),
+            Parsed::Malformed => return Some(Step::Fail(Reject::ProxyMalformed)),
+            Parsed::Header { len, client } => (len, client),
+        };
+        // Consume exactly the header: it is in the socket buffer already.
+        let mut done = 0;
+        while done < len {
+            match self.stream.read(&mut buf[done..len]) {
+                Ok(0) => return Some(Step::Fail(Reject::Closed)),
+                Ok(k) => done += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Some(Step::Fail(Reject::Closed)),
+            }
+        }
+        self.proxy = ProxyProtocol::Off;
+        if let Some(c) = client {
+            let c = crate::proto::normalize(c);
+            let per_ip = live.config.limits.connections_per_ip;
+            if let Err(r) = edge.rekey(self.slot, c.ip(), per_ip) {
+                return Some(Step::Fail(r));
+            }
+            self.remote = c;
+            self.slot = c.ip();
+        }
+        None
+    }
+
     /// Reads what the connection has; decides its protocol; drives its TLS
     /// handshake.
-    fn advance(&mut self, live: &Live) -> Step {
+    fn advance(&mut self, live: &Live, edge: &Edge) -> Step {
+        if self.proxy != ProxyProtocol::Off {
+            if let Some(step) = self.read_proxy_header(live, edge) {
+                return step;
+            }
+        }
         if self.tls.is_none() {
             let tls = if self.mode == Mode::Tls {
                 true
@@ -135,7 +184,7 @@ impl Pending {
 /// One accept-stage thread.
 pub struct Acceptor {
     poll: Poll,
-    listeners: Vec<(mio::net::TcpListener, Mode)>,
+    listeners: Vec<(mio::net::TcpListener, Mode, StreamListener)>,
     pending: HashMap<usize, Pending>,
     deadlines: BinaryHeap<Reverse<(Instant, usize)>>,
     next_id: usize,
@@ -147,7 +196,7 @@ pub struct Acceptor {
 impl Acceptor {
     /// Registers `listeners` (already bound, one copy per thread).
     pub fn new(
-        listeners: Vec<(TcpListener, Mode)>,
+        listeners: Vec<(TcpListener, Mode, StreamListener)>,
         live: Arc<ArcSwap<Live>>,
         edge: Arc<Edge>,
         control: Arc<Control>,
@@ -155,12 +204,12 @@ impl Acceptor {
         let poll = Poll::new()?;
         control.add_waker(Arc::new(Waker::new(poll.registry(), WAKER)?));
         let mut out = Vec::with_capacity(listeners.len());
-        for (i, (l, mode)) in listeners.into_iter().enumerate() {
+        for (i, (l, mode, spec)) in listeners.into_iter().enumerate() {
             l.set_nonblocking(true)?;
             let mut l = mio::net::TcpListener::from_std(l);
             poll.registry()
                 .register(&mut l, Token(i), Interest::READABLE)?;
-            out.push((l, mode));
+            out.push((l, mode, spec));
         }
         Ok(Self {
             poll,
@@ -209,10 +258,11 @@ impl Acceptor {
 
     fn accept(&mut self, i: usize) {
         loop {
-            let Some((l, mode)) = self.listeners.get(i) else {
+            let Some((l, mode, spec)) = self.listeners.get(i) else {
                 return;
             };
             let mode = *mode;
+            let expect_proxy = spec.proxy_protocol;
             let (stream, remote) = match l.accept() {
                 Ok(x) => x,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -226,10 +276,18 @@ impl Acceptor {
             let remote = crate::proto::normalize(remote);
             let live = self.live.load();
             let lim = &live.config.limits;
-            if let Err(r) =
-                self.edge
-                    .open(remote.ip(), lim.max_connections(), lim.connections_per_ip)
-            {
+            // A balancer's connections count under the client each states,
+            // not under the balancer's address.
+            let per_ip = if expect_proxy == ProxyProtocol::Off {
+                lim.connections_per_ip
+            } else if self.listeners[i].2.trusts(remote.ip()) {
+                0
+            } else {
+                tracing::debug!(%remote, "PROXY protocol listener: untrusted source closed");
+                self.edge.stats.reject(Reject::ProxyUntrusted);
+                continue;
+            };
+            if let Err(r) = self.edge.open(remote.ip(), lim.max_connections(), per_ip) {
                 self.edge.stats.reject(r);
                 continue; // dropped: closes the connection
             }
@@ -241,6 +299,7 @@ impl Acceptor {
                 remote,
                 slot: remote.ip(),
                 mode,
+                proxy: expect_proxy,
                 tls: None,
                 accepted: Instant::now(),
             };
@@ -271,7 +330,7 @@ impl Acceptor {
         let Some(p) = self.pending.get_mut(&id) else {
             return;
         };
-        let step = p.advance(&self.live.load());
+        let step = p.advance(&self.live.load(), &self.edge);
         match step {
             Step::Wait => {}
             Step::Done(inbuf) => {

@@ -11,6 +11,7 @@
 //! closes and then releases its slot ([`Edge::release`]).
 
 mod accept;
+pub mod proxy;
 pub mod table;
 
 use std::net::{IpAddr, SocketAddr};
@@ -21,18 +22,8 @@ use std::time::Instant;
 pub use accept::Acceptor;
 use table::{ConnTable, Refused};
 
+pub use crate::config::Mode;
 use crate::limits::locked;
-
-/// What a stream listener serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Plain TURN over TCP (RFC 8656 framing).
-    Tcp,
-    /// TURN over TLS.
-    Tls,
-    /// Either, told apart by the first byte.
-    Auto,
-}
 
 /// What a connection's first byte says it speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,17 +75,23 @@ pub enum Reject {
     UnknownProtocol,
     /// The client closed (or reset) before the connection was established.
     Closed,
+    /// A PROXY protocol listener got a connection from an untrusted source.
+    ProxyUntrusted,
+    /// The PROXY protocol header was missing or malformed.
+    ProxyMalformed,
 }
 
 impl Reject {
     /// All reasons, in index order.
-    pub const ALL: [Reject; 6] = [
+    pub const ALL: [Reject; 8] = [
         Reject::Limit,
         Reject::LimitPerIp,
         Reject::HandshakeTimeout,
         Reject::TlsError,
         Reject::UnknownProtocol,
         Reject::Closed,
+        Reject::ProxyUntrusted,
+        Reject::ProxyMalformed,
     ];
 
     /// Metric label value.
@@ -106,6 +103,8 @@ impl Reject {
             Reject::TlsError => "tls_error",
             Reject::UnknownProtocol => "unknown_protocol",
             Reject::Closed => "closed",
+            Reject::ProxyUntrusted => "proxy_untrusted",
+            Reject::ProxyMalformed => "proxy_malformed",
         }
     }
 }
@@ -120,7 +119,7 @@ pub struct EdgeStats {
     pub established_tcp: AtomicU64,
     /// TLS connections handed to an event loop.
     pub established_tls: AtomicU64,
-    rejected: [AtomicU64; 6],
+    rejected: [AtomicU64; Reject::ALL.len()],
 }
 
 impl EdgeStats {
@@ -216,6 +215,13 @@ impl Edge {
                 Refused::Total => Reject::Limit,
                 Refused::PerIp => Reject::LimitPerIp,
             })
+    }
+
+    /// Moves a slot from a balancer's address to the client's it stated.
+    fn rekey(&self, from: IpAddr, to: IpAddr, per_ip: u32) -> Result<(), Reject> {
+        locked(&self.table)
+            .rekey(from, to, per_ip)
+            .map_err(|_| Reject::LimitPerIp)
     }
 
     /// Releases the slot of a connection counted under `ip` (called once

@@ -49,6 +49,22 @@ impl ConnTable {
         }
     }
 
+    /// Moves a connection's slot from `from` to `to` (a balancer's address
+    /// to the client's it stated), under `per_ip_max` for `to`. On refusal
+    /// the slot stays with `from`.
+    pub fn rekey(&mut self, from: IpAddr, to: IpAddr, per_ip_max: u32) -> Result<(), Refused> {
+        if from == to {
+            return Ok(());
+        }
+        if per_ip_max > 0 && self.from_ip(to) >= per_ip_max {
+            return Err(Refused::PerIp);
+        }
+        self.close(from);
+        self.total += 1;
+        *self.per_ip.entry(to).or_insert(0) += 1;
+        Ok(())
+    }
+
     /// Open connections in all.
     pub fn total(&self) -> u32 {
         self.total
@@ -80,6 +96,24 @@ mod tests {
         t.close(ip("192.0.2.1"));
         t.open(ip("192.0.2.1"), 10, 3).unwrap();
         assert_eq!(t.from_ip(ip("192.0.2.1")), 3);
+    }
+
+    #[test]
+    fn rekey_moves_a_balancer_slot_to_the_client() {
+        let mut t = ConnTable::default();
+        let lb = ip("10.0.0.1");
+        for _ in 0..3 {
+            t.open(lb, 10, 0).unwrap();
+        }
+        t.rekey(lb, ip("198.51.100.7"), 1).unwrap();
+        assert_eq!(t.rekey(lb, ip("198.51.100.7"), 1), Err(Refused::PerIp));
+        t.rekey(lb, ip("198.51.100.8"), 1).unwrap();
+        assert_eq!((t.from_ip(lb), t.total()), (1, 3));
+        t.close(ip("198.51.100.7"));
+        t.close(ip("198.51.100.8"));
+        t.close(lb);
+        assert_eq!(t.total(), 0);
+        assert!(t.per_ip.is_empty());
     }
 
     #[test]

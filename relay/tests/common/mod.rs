@@ -18,7 +18,7 @@ pub const ADMIN: &str = "admin-token-0123456789";
 /// Returns the path of an external tool, or `None` (after a loud message) when
 /// it is missing and CI is not set. With `CI=true` a missing tool fails the test.
 pub fn tool(name: &str) -> Option<PathBuf> {
-    for dir in ["/usr/bin", "/usr/local/bin", "/bin"] {
+    for dir in ["/usr/bin", "/usr/local/bin", "/bin", "/usr/sbin"] {
         let p = Path::new(dir).join(name);
         if p.is_file() {
             return Some(p);
@@ -28,7 +28,7 @@ pub fn tool(name: &str) -> Option<PathBuf> {
         .map(|v| v == "true" || v == "1")
         .unwrap_or(false);
     let msg = format!(
-        "required tool `{name}` not found (install Debian packages: apt-get install -y coturn chromium)"
+        "required tool `{name}` not found (install Debian packages: apt-get install -y coturn chromium haproxy)"
     );
     if ci {
         panic!("{msg}");
@@ -331,4 +331,13 @@ pub fn uclient(bin: &std::path::Path, port: u16, peer_port: u16, extra: &[&str])
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     assert!(!timed_out, "uclient {extra:?} timed out:\n{text}");
     parse_uclient(&text)
+}
+
+/// A TCP connection to `to` from `src` (another loopback address).
+pub fn connect_from(src: &str, to: SocketAddr) -> TcpStream {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let from: SocketAddr = format!("{src}:0").parse().unwrap();
+    s.bind(&from.into()).unwrap();
+    s.connect(&to.into()).unwrap();
+    s.into()
 }

@@ -42,7 +42,11 @@ impl TurnClient {
 
     /// A client on one TCP connection.
     pub fn tcp(server: SocketAddr) -> Self {
-        let stream = TcpStream::connect(server).unwrap();
+        Self::on_stream(TcpStream::connect(server).unwrap())
+    }
+
+    /// A client on a connected TCP stream.
+    pub fn on_stream(stream: TcpStream) -> Self {
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();

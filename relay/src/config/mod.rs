@@ -4,10 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+
+mod listen;
+pub use listen::{ListenConfig, Mode, ProxyProtocol, StreamListener};
 
 /// One configuration problem, tied to the key path it concerns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,57 +72,6 @@ fn default_realm() -> String {
 }
 fn default_software() -> String {
     concat!("geosteer-relay/", env!("CARGO_PKG_VERSION")).into()
-}
-
-/// Listener addresses.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListenConfig {
-    /// UDP STUN/TURN listeners (default `0.0.0.0:3478`).
-    #[serde(default = "default_udp")]
-    pub udp: Vec<SocketAddr>,
-    /// TCP STUN/TURN listeners (default `0.0.0.0:3478`).
-    #[serde(default = "default_udp")]
-    pub tcp: Vec<SocketAddr>,
-    /// TLS listeners (e.g. `0.0.0.0:5349`); need `tls_cert` and `tls_key`.
-    #[serde(default)]
-    pub tls: Vec<SocketAddr>,
-    /// Listeners serving TURN over TLS and plain TURN over TCP on one port
-    /// (e.g. `0.0.0.0:443`), told apart by the connection's first byte: a
-    /// TLS record starts with 0x16, a STUN message with two zero bits. Need
-    /// `tls_cert` and `tls_key`.
-    #[serde(default)]
-    pub auto: Vec<SocketAddr>,
-    /// PEM certificate chain for TLS.
-    #[serde(default)]
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key for TLS.
-    #[serde(default)]
-    pub tls_key: Option<PathBuf>,
-    /// HTTP listener for `/livez`, `/readyz`, `/health`, `/metrics`, `/admin/*`.
-    #[serde(default = "default_http")]
-    pub http: SocketAddr,
-}
-
-fn default_udp() -> Vec<SocketAddr> {
-    vec![SocketAddr::from(([0, 0, 0, 0], 3478))]
-}
-fn default_http() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 9641))
-}
-
-impl Default for ListenConfig {
-    fn default() -> Self {
-        Self {
-            udp: default_udp(),
-            tcp: default_udp(),
-            tls: Vec::new(),
-            auto: Vec::new(),
-            tls_cert: None,
-            tls_key: None,
-            http: default_http(),
-        }
-    }
 }
 
 /// Where relayed-transport sockets live and what address is advertised.
@@ -407,7 +359,7 @@ impl Default for OperationsConfig {
     }
 }
 
-fn err(errors: &mut Vec<ConfigError>, path: &str, message: impl Into<String>) {
+pub(crate) fn err(errors: &mut Vec<ConfigError>, path: &str, message: impl Into<String>) {
     errors.push(ConfigError {
         path: path.into(),
         message: message.into(),
@@ -457,9 +409,8 @@ impl RelayConfig {
         self.listen
             .udp
             .iter()
-            .chain(self.listen.tcp.iter())
-            .chain(self.listen.tls.iter())
-            .chain(self.listen.auto.iter())
+            .copied()
+            .chain(self.listen.streams().map(|(l, _)| l.address))
             .map(|a| a.ip())
             .filter(|ip| !ip.is_unspecified())
             .take(1)
@@ -483,34 +434,7 @@ impl RelayConfig {
         if self.software.len() > 127 {
             err(&mut e, "software", "must be at most 127 characters");
         }
-        let l = &self.listen;
-        if l.udp.is_empty() && l.tcp.is_empty() && l.tls.is_empty() && l.auto.is_empty() {
-            err(
-                &mut e,
-                "listen",
-                "at least one udp, tcp, tls or auto listener is required",
-            );
-        }
-        if !l.tls.is_empty() || !l.auto.is_empty() {
-            for (key, p) in [
-                ("listen.tls_cert", &l.tls_cert),
-                ("listen.tls_key", &l.tls_key),
-            ] {
-                match p {
-                    None => err(
-                        &mut e,
-                        key,
-                        "required when listen.tls or listen.auto is set",
-                    ),
-                    Some(p) if !p.is_file() => err(
-                        &mut e,
-                        key,
-                        format!("{} is not a readable file", p.display()),
-                    ),
-                    Some(_) => {}
-                }
-            }
-        }
+        self.listen.validate(&mut e);
         let r = &self.relay;
         if r.ips.iter().filter(|i| i.is_ipv4()).count() > 1 {
             err(&mut e, "relay.ips", "at most one IPv4 address");
