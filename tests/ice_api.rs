@@ -105,6 +105,43 @@ async fn ice_servers_in_direct_mode_name_the_steered_relays() {
     n.shutdown().await;
 }
 
+/// `turns:` URLs only for relays in regions with TLS (`[regions.X] tls`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turns_urls_only_where_the_region_has_tls() {
+    for mode in ["direct", "hostname"] {
+        let text = demo_toml(&demo_mmdb()).replace(
+            "description = \"Singapore, SG\"",
+            "description = \"Singapore, SG\"\ntls = false",
+        ) + &format!(
+            "\n[ice]\napi_keys = [\"{KEY}\"]\nsecrets = [\"{SECRET}\"]\nmode = \"{mode}\"\n"
+        );
+        let dir = demo_dir(&format!("ice-tls-{mode}"), &text);
+        let n = start_file(&dir.join("g.toml")).await;
+        let url = format!("http://{}/v1/ice-servers", n.api_addr.unwrap());
+        let c = reqwest::Client::new();
+        for (ip, turns) in [("81.2.69.7", true), ("1.0.0.9", false)] {
+            let body = format!("{{\"client_ip\":\"{ip}\"}}");
+            let v = post_body(&c, &url, Some(KEY), &body).await.json();
+            let urls: Vec<&str> = v["iceServers"][1]["urls"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|u| u.as_str().unwrap())
+                .collect();
+            assert_eq!(
+                urls.iter().any(|u| u.starts_with("turns:")),
+                turns,
+                "{mode} {ip}: {urls:?}"
+            );
+            assert!(
+                urls.iter().any(|u| u.ends_with("?transport=tcp")),
+                "{urls:?}"
+            );
+        }
+        n.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_page_lists_regions_and_members() {
     let n = node("hostname", "status").await;

@@ -118,27 +118,46 @@ fn build(
         .unwrap_or(0);
     let (username, credential) =
         geosteer_relay::auth::mint(secret.as_bytes(), ttl, req.user.as_deref(), now);
-    let hosts: Vec<String> = match ice.mode {
-        IceMode::Hostname => vec![ice
-            .hostname
-            .clone()
-            .or_else(|| st.steered.first().map(|s| s.name.to_string()))
-            .unwrap_or_default()
-            .trim_end_matches('.')
-            .to_string()],
+    // The relays steering picks for this client: their addresses in
+    // `direct` mode, and in both modes whether they serve TURN over TLS.
+    let health = api.node.shared.health.load();
+    let d = decide_for(&st, &health, client, 0).ok_or_else(|| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no steered name configured".into(),
+        )
+    })?;
+    let members: Vec<&crate::steer::Member> = d
+        .members
+        .iter()
+        .map(|&m| &st.steering.members[m as usize])
+        .collect();
+    let has_tls = |m: &crate::steer::Member| {
+        st.steering
+            .regions
+            .get(m.region as usize)
+            .and_then(|r| st.config.file.regions.get(&r.name))
+            .is_none_or(|r| r.tls)
+    };
+    // (host, whether it gets a turns: URL)
+    let hosts: Vec<(String, bool)> = match ice.mode {
+        IceMode::Hostname => {
+            let name = ice
+                .hostname
+                .clone()
+                .or_else(|| st.steered.first().map(|s| s.name.to_string()))
+                .unwrap_or_default()
+                .trim_end_matches('.')
+                .to_string();
+            // The name may resolve to any of them.
+            vec![(name, members.iter().all(|m| has_tls(m)))]
+        }
         IceMode::Direct => {
-            let health = api.node.shared.health.load();
-            let d = decide_for(&st, &health, client, 0).ok_or_else(|| {
-                ApiError(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "no steered name configured".into(),
-                )
-            })?;
             let mut hosts = Vec::new();
-            for &m in &d.members {
-                let m = &st.steering.members[m as usize];
-                hosts.extend(m.v4.iter().map(|a| a.to_string()));
-                hosts.extend(m.v6.iter().map(|a| format!("[{a}]")));
+            for m in &members {
+                let tls = has_tls(m);
+                hosts.extend(m.v4.iter().map(|a| (a.to_string(), tls)));
+                hosts.extend(m.v6.iter().map(|a| (format!("[{a}]"), tls)));
             }
             if hosts.is_empty() {
                 return Err(ApiError(
@@ -151,11 +170,11 @@ fn build(
     };
     let mut stun = Vec::new();
     let mut turn = Vec::new();
-    for h in &hosts {
+    for (h, tls) in &hosts {
         stun.push(format!("stun:{h}:{}", ice.port));
         turn.push(format!("turn:{h}:{}?transport=udp", ice.port));
         turn.push(format!("turn:{h}:{}?transport=tcp", ice.port));
-        if ice.tls_port != 0 {
+        if ice.tls_port != 0 && *tls {
             turn.push(format!("turns:{h}:{}?transport=tcp", ice.tls_port));
         }
     }

@@ -421,6 +421,14 @@ pub struct RegionConfig {
     /// Free text shown in `explain` and the API.
     #[serde(default)]
     pub description: String,
+    /// Whether its relays serve TURN over TLS on `[ice] tls_port` (default
+    /// true): the ICE-servers API lists `turns:` URLs only for such regions.
+    #[serde(default = "default_true")]
+    pub tls: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// A pool: the members a steered name answers with.
