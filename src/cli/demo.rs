@@ -45,13 +45,22 @@ pub(super) struct DemoArgs {
     secret: Option<String>,
 }
 
-/// A demo relay's configuration: STUN/TURN on `ip`:3478 (UDP and TCP),
-/// health and metrics on `ip`:8080, loopback peers allowed (demo only).
+/// TURN over TLS port of the demo relays.
+pub const DEMO_TLS_PORT: u16 = 5349;
+/// The demo relays' one port for TURN and TURNS (443 in production, which
+/// needs privileges the demo does not ask for).
+pub const DEMO_AUTO_PORT: u16 = 8443;
+
+/// A demo relay's configuration: STUN/TURN on `ip`:3478 (UDP and TCP), TURN
+/// over TLS on `ip`:5349, TURN and TURNS on one port `ip`:8443, health and
+/// metrics on `ip`:8080, loopback peers allowed (demo only). `tls` is the
+/// (certificate, key) pair.
 pub fn relay_config(
     region: &str,
     ip: &str,
     secret: &str,
     admin_token: &str,
+    (cert, key): (&Path, &Path),
 ) -> Result<RelayConfig, String> {
     let text = format!(
         r#"
@@ -60,6 +69,10 @@ realm = "geosteer.demo"
 [listen]
 udp = ["{ip}:3478"]
 tcp = ["{ip}:3478"]
+tls = ["{ip}:{DEMO_TLS_PORT}"]
+auto = ["{ip}:{DEMO_AUTO_PORT}"]
+tls_cert = {cert:?}
+tls_key = {key:?}
 http = "{ip}:8080"
 [relay]
 ips = ["{ip}"]
@@ -73,6 +86,25 @@ drain_timeout = 3600
 "#
     );
     toml::from_str(&text).map_err(|e| format!("demo relay config: {e}"))
+}
+
+/// A self-signed certificate for the demo relays (their addresses and
+/// `turn.example.com`), written to `dir`; returns (certificate, key).
+pub fn demo_certificate(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
+    let mut names = vec!["turn.example.com".to_string(), "localhost".to_string()];
+    names.extend(DEMO_RELAYS.iter().map(|(_, ip)| ip.to_string()));
+    let ck = rcgen::generate_simple_self_signed(names)
+        .map_err(|e| format!("cannot generate the demo certificate: {e}"))?;
+    let (cert, key) = (dir.join("relay-cert.pem"), dir.join("relay-key.pem"));
+    std::fs::write(&cert, ck.cert.pem())
+        .and_then(|_| std::fs::write(&key, ck.signing_key.serialize_pem()))
+        .map_err(|e| {
+            format!(
+                "cannot write the demo certificate to {}: {e}",
+                dir.display()
+            )
+        })?;
+    Ok((cert, key))
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -123,7 +155,7 @@ fn run_in(a: &DemoArgs, dir: &Path) -> Result<(), String> {
     let secret = a.secret.clone().unwrap_or_else(|| random_hex(16));
     let api_key = random_hex(16);
     text.push_str(&format!(
-        "\n[ice]\napi_keys = [\"{api_key}\"]\nsecrets = [\"{secret}\"]\n# The demo relays are IP addresses on this machine and have no TLS listener.\nmode = \"direct\"\ntls_port = 0\n"
+        "\n[ice]\napi_keys = [\"{api_key}\"]\nsecrets = [\"{secret}\"]\n# The demo relays are IP addresses on this machine.\nmode = \"direct\"\ntls_port = {DEMO_TLS_PORT}\n"
     ));
     let cfg_path = dir.join("zones/demo.toml");
     std::fs::write(&cfg_path, &text)
@@ -132,11 +164,12 @@ fn run_in(a: &DemoArgs, dir: &Path) -> Result<(), String> {
         .and_then(|c| ServeState::load(c, 1))
         .map_err(|e| format!("configuration rejected:\n{e}"))?;
 
+    let (cert, key) = demo_certificate(dir)?;
     let mut relays: Vec<RelayHandle> = Vec::new();
     for (region, ip) in DEMO_RELAYS {
-        let cfg = relay_config(region, ip, &secret, &token)?;
+        let cfg = relay_config(region, ip, &secret, &token, (&cert, &key))?;
         let h = geosteer_relay::start(cfg).map_err(|e| {
-            format!("relay {region} on {ip}:3478: {e} (is another TURN server, e.g. coturn, listening on 0.0.0.0:3478?)")
+            format!("relay {region} on {ip}: {e} (is another TURN server, e.g. coturn, listening on 0.0.0.0:3478 or :5349?)")
         })?;
         relays.push(h);
     }
@@ -155,7 +188,7 @@ fn run_in(a: &DemoArgs, dir: &Path) -> Result<(), String> {
         let (user, pass) = geosteer_relay::auth::mint(secret.as_bytes(), 86_400, Some("demo"), now);
         print_banner(
             a,
-            Banner { geo: &geo, cfg: &cfg_path, secret: &secret, user: &user, pass: &pass, token: &token, api_key: &api_key },
+            Banner { geo: &geo, cfg: &cfg_path, cert: &cert, secret: &secret, user: &user, pass: &pass, token: &token, api_key: &api_key },
         );
         node.run_until_signal().await;
         Ok::<(), String>(())
@@ -170,6 +203,7 @@ fn run_in(a: &DemoArgs, dir: &Path) -> Result<(), String> {
 struct Banner<'a> {
     geo: &'a str,
     cfg: &'a Path,
+    cert: &'a Path,
     secret: &'a str,
     user: &'a str,
     pass: &'a str,
@@ -181,6 +215,7 @@ fn print_banner(a: &DemoArgs, b: Banner<'_>) {
     let Banner {
         geo,
         cfg,
+        cert,
         secret,
         user,
         pass,
@@ -192,7 +227,8 @@ fn print_banner(a: &DemoArgs, b: Banner<'_>) {
     println!(
         r#"
 geosteer demo — steering DNS for zone example.com on {listen} (UDP and TCP), admin API on http://{api}
-  relays (STUN/TURN UDP+TCP :3478, health http://<ip>:8080/health):
+  relays (STUN/TURN UDP+TCP :3478, TURNS :5349, TURN+TURNS on one port :8443,
+          health http://<ip>:8080/health; self-signed certificate {cert}):
     us-east (Ashburn) 127.0.1.1 · eu-central (Frankfurt) 127.0.2.1 · ap-southeast (Singapore) 127.0.3.1
   GeoIP:   {geo}
   config:  {cfg}
@@ -220,9 +256,16 @@ TURN (shared secret {secret}):
   username {user}
   password {pass}
   turnutils_uclient -u '{user}' -w '{pass}' -y -n 10 127.0.2.1
+  turnutils_uclient -u '{user}' -w '{pass}' -y -n 10 -t -S -p 5349 127.0.2.1     # TURNS
+  turnutils_uclient -u '{user}' -w '{pass}' -y -n 10 -t -S -p 8443 127.0.2.1     # TURNS on the one port
+  turnutils_uclient -u '{user}' -w '{pass}' -y -n 10 -t -p 8443 127.0.2.1        # TURN/TCP on the same port
+  openssl s_client -connect 127.0.2.1:8443 -alpn stun.turn </dev/null | grep ALPN
+ICE server for a browser (trust {cert} first):
+  {{"urls": "turns:127.0.2.1:5349?transport=tcp", "username": "{user}", "credential": "{pass}"}}
 
 Ctrl-C stops the demo."#,
         listen = a.listen,
-        cfg = cfg.display()
+        cfg = cfg.display(),
+        cert = cert.display()
     );
 }
