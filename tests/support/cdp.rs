@@ -55,6 +55,11 @@ pub fn chromium() -> Option<String> {
 impl Browser {
     /// Starts headless Chromium on `url` and attaches to the page.
     pub fn open(bin: &str, url: &str) -> Browser {
+        Self::open_with(bin, url, &[])
+    }
+
+    /// As [`Browser::open`], with extra command-line switches.
+    pub fn open_with(bin: &str, url: &str, extra: &[&str]) -> Browser {
         let profile = std::env::temp_dir().join(format!(
             "geosteer-chromium-{}-{}",
             std::process::id(),
@@ -80,6 +85,7 @@ impl Browser {
             "--disable-sync",
             "--remote-debugging-pipe",
         ])
+        .args(extra)
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg(url)
         .stdin(Stdio::null())
