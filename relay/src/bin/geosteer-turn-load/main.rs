@@ -107,6 +107,11 @@ struct Args {
     /// Hold the allocations this many seconds after traffic (density runs).
     #[arg(long, default_value_t = 0.0)]
     hold: f64,
+    /// After traffic, refresh every UDP allocation (LIFETIME 600) before
+    /// deleting it, and report `refreshed=N` on stderr (soak runs: new,
+    /// refresh, delete).
+    #[arg(long)]
+    refresh: bool,
     /// Local addresses for client sockets, cycled (spreads 5-tuples).
     #[arg(long, value_delimiter = ',', default_value = "127.0.0.1")]
     client_ips: Vec<std::net::IpAddr>,
@@ -184,6 +189,13 @@ fn main() -> Result<()> {
     report(&a, active, setup, &allocs[..active], &stats, &mut rtts);
     if a.hold > 0.0 {
         std::thread::sleep(Duration::from_secs_f64(a.hold.min(3600.0)));
+    }
+    if a.refresh {
+        let mut n = 0;
+        for al in &mut allocs {
+            n += usize::from(setup::refresh(al, &creds, 600));
+        }
+        eprintln!("refreshed={n} of {}", allocs.len());
     }
     for al in &mut allocs {
         release(al, &creds);

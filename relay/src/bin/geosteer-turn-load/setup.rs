@@ -148,9 +148,17 @@ pub(crate) fn signed(
 /// 438 Stale Nonce is retried once with the new nonce). TCP allocations end
 /// with their connection anyway.
 pub(crate) fn release(al: &mut Alloc, c: &Creds) {
-    let Link::Udp(s) = &al.link else { return };
+    refresh(al, c, 0);
+}
+
+/// Refreshes a UDP allocation to `lifetime` seconds (0 ends it); returns
+/// whether the relay said yes. TCP/TLS allocations are left alone (false).
+pub(crate) fn refresh(al: &mut Alloc, c: &Creds, lifetime: u32) -> bool {
+    let Link::Udp(s) = &al.link else {
+        return false;
+    };
     if s.set_nonblocking(false).is_err() {
-        return;
+        return false;
     }
     let mut nonce = al.nonce.clone();
     for _ in 0..2 {
@@ -160,23 +168,25 @@ pub(crate) fn release(al: &mut Alloc, c: &Creds) {
             &nonce,
             turn_types::message::REFRESH,
             |w, _| {
-                w.add_attribute(&Lifetime::new(0))?;
+                w.add_attribute(&Lifetime::new(lifetime))?;
                 Ok(())
             },
         );
-        let Ok(r) = r else { return };
+        let Ok(r) = r else { return false };
         let Ok(m) = Message::from_bytes(&r) else {
-            return;
+            return false;
         };
         if m.class() == MessageClass::Success {
-            return;
+            al.nonce = nonce;
+            return true;
         }
         match (
             m.attribute::<ErrorCode>().map(|e| e.code()),
             m.attribute::<Nonce>(),
         ) {
             (Ok(438), Ok(n)) => nonce = n.nonce().to_string(),
-            _ => return,
+            _ => return false,
         }
     }
+    false
 }
