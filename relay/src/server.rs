@@ -12,14 +12,14 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::auth::Authenticator;
 use crate::config::{ConfigError, RelayConfig, StreamListener};
-pub use crate::control::Control;
+use crate::control::Control;
 use crate::edge::{Acceptor, Edge, Mode};
 use crate::io::relay::RelayPorts;
 use crate::io::{EventLoop, Sockets};
 use crate::limits::{Quotas, UnauthorizedLimiter};
 use crate::policy::PeerPolicy;
 use crate::proto::{LoopShared, ProtoConfig, Server};
-pub use crate::reload::{Live, ReloadError, ReloadReport, Reloader, ALPN_TURN};
+use crate::reload::{Live, ReloadError, ReloadReport, Reloader};
 use crate::stats::Stats;
 
 /// Why the relay could not start.

@@ -61,12 +61,6 @@ fn close_times(conns: &[(TcpStream, Instant)], until: Instant) -> Vec<Option<Dur
     out
 }
 
-fn metrics(relay: &geosteer_relay::RelayHandle) -> String {
-    let (status, body) = http(relay.http, "GET", "/metrics", &[]);
-    assert_eq!(status, 200);
-    body
-}
-
 /// Waits until the relay counts `n` open connections.
 fn wait_open(relay: &geosteer_relay::RelayHandle, n: f64) {
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -77,10 +77,6 @@ fn haproxy(
     guard
 }
 
-fn metrics(r: &RelayHandle) -> String {
-    http(r.http, "GET", "/metrics", &[]).1
-}
-
 fn established(r: &RelayHandle) -> f64 {
     let m = metrics(r);
     metric(&m, "turn_connections_established_total{transport=\"tcp\"}").unwrap()

@@ -45,17 +45,32 @@ enum Step {
 }
 
 impl Pending {
+    /// Peeks at what has arrived without consuming it: at least one byte,
+    /// or the step to take (wait for more, or the client left).
+    fn peek(&self, buf: &mut [u8]) -> Result<usize, Step> {
+        match self.stream.peek(buf) {
+            Ok(0) => Err(Step::Fail(Reject::Closed)),
+            Ok(n) => Ok(n),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                Err(Step::Wait)
+            }
+            Err(_) => Err(Step::Fail(Reject::Closed)),
+        }
+    }
+
     /// Reads a PROXY header when one is expected, then the first byte: the
     /// header's client takes the connection's slot (under the per-address
     /// limit) and stands for it from then on.
     fn read_proxy_header(&mut self, live: &Live, edge: &Edge) -> Option<Step> {
         let mut buf = [0u8; proxy::MAX_HEADER];
-        let n = match self.stream.peek(&mut buf) {
-            Ok(0) => return Some(Step::Fail(Reject::Closed)),
+        let n = match self.peek(&mut buf) {
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(Step::Wait),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Some(Step::Wait),
-            Err(_) => return Some(Step::Fail(Reject::Closed)),
+            Err(step) => return Some(step),
         };
         let (len, client) = match proxy::parse(self.proxy, &buf[..n]) {
             Parsed::Incomplete => return Some(Step::Wait),
@@ -98,18 +113,15 @@ impl Pending {
                 true
             } else {
                 let mut first = [0u8; 1];
-                match self.stream.peek(&mut first) {
-                    Ok(0) => return Step::Fail(Reject::Closed),
-                    Ok(_) => match route(self.mode, sniff(first[0])) {
-                        Some(t) => t,
-                        None => {
-                            tracing::debug!(remote = %self.remote, first = first[0], "neither TLS nor STUN: closed");
-                            return Step::Fail(Reject::UnknownProtocol);
-                        }
-                    },
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Wait,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => return Step::Wait,
-                    Err(_) => return Step::Fail(Reject::Closed),
+                if let Err(step) = self.peek(&mut first) {
+                    return step;
+                }
+                match route(self.mode, sniff(first[0])) {
+                    Some(t) => t,
+                    None => {
+                        tracing::debug!(remote = %self.remote, first = first[0], "neither TLS nor STUN: closed");
+                        return Step::Fail(Reject::UnknownProtocol);
+                    }
                 }
             };
             if !tls {
@@ -261,10 +273,9 @@ impl Acceptor {
             let Some((l, mode, spec)) = self.listeners.get(i) else {
                 return;
             };
-            let mode = *mode;
-            let expect_proxy = spec.proxy_protocol;
+            let (mode, expect_proxy) = (*mode, spec.proxy_protocol);
             let (stream, remote) = match l.accept() {
-                Ok(x) => x,
+                Ok((stream, remote)) => (stream, crate::proto::normalize(remote)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -273,14 +284,14 @@ impl Acceptor {
                     return;
                 }
             };
-            let remote = crate::proto::normalize(remote);
+            let trusted = spec.trusts(remote.ip());
             let live = self.live.load();
             let lim = &live.config.limits;
             // A balancer's connections count under the client each states,
             // not under the balancer's address.
             let per_ip = if expect_proxy == ProxyProtocol::Off {
                 lim.connections_per_ip
-            } else if self.listeners[i].2.trusts(remote.ip()) {
+            } else if trusted {
                 0
             } else {
                 tracing::debug!(%remote, "PROXY protocol listener: untrusted source closed");

@@ -230,6 +230,13 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]
     (status, body)
 }
 
+/// The relay's `/metrics` text (which must answer 200).
+pub fn metrics(relay: &RelayHandle) -> String {
+    let (status, body) = http(relay.http, "GET", "/metrics", &[]);
+    assert_eq!(status, 200, "GET /metrics");
+    body
+}
+
 /// Reads one metric value from the Prometheus text.
 pub fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines()
