@@ -65,13 +65,13 @@ fn bench(c: &mut Criterion) {
         .collect();
     let mut out = Vec::with_capacity(4096);
     {
-        let (s, h) = (shared.state.load(), shared.health.load());
+        let (s, h) = shared.view();
         for q in &queries {
             shared.handle(&s, &h, q, src, Transport::Udp, None, &mut out);
         }
     }
     c.bench_function("handle/cache hit, 10k mixed ECS subnets", |b| {
-        let (s, h) = (shared.state.load(), shared.health.load());
+        let (s, h) = shared.view();
         let mut i = 0;
         b.iter(|| {
             i = (i + 1) % queries.len();
@@ -81,7 +81,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function(
         "handle/worker-local cache hit, 10k mixed ECS subnets",
         |b| {
-            let (s, h) = (shared.state.load(), shared.health.load());
+            let (s, h) = shared.view();
             let mut local = geosteer::dns::cache::LocalCache::new();
             let mut i = 0;
             b.iter(|| {
@@ -99,7 +99,7 @@ fn bench(c: &mut Criterion) {
         },
     );
     c.bench_function("handle/cache miss (engine + encode)", |b| {
-        let (s, h) = (shared.state.load(), shared.health.load());
+        let (s, h) = shared.view();
         b.iter_batched(
             || shared.cache.clear(),
             |_| shared.handle(&s, &h, &queries[7], src, Transport::Udp, None, &mut out),

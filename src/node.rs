@@ -34,8 +34,7 @@ impl Reloader {
         let config = Config::load(&self.config_path)?;
         let st = ServeState::load(self.members.merged(&config), old.generation + 1)?;
         self.members.set_base(config);
-        self.shared.publish_state(st);
-        self.hub.adopt(&self.shared.state.load());
+        self.hub.install(Arc::new(st));
         Ok(())
     }
 }

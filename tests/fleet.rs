@@ -28,6 +28,7 @@ const STATIC_RELAY: &str = "198.18.1.10";
 const REG_RELAY: &str = "198.18.1.11";
 const NAME: &str = "turn.example.com";
 const LEASE_TTL: u64 = 3;
+const ZONE: &str = "$ORIGIN example.com.\n@ 3600 IN SOA ns1 hostmaster 1 7200 900 1209600 60\n@ 3600 IN NS ns1\nns1 3600 IN A 198.18.0.21\n";
 
 macro_rules! say {
     ($($t:tt)*) => {{
@@ -95,15 +96,24 @@ fn run(cmd: &str, args: &[&str]) -> Output {
     out
 }
 
-fn binaries() -> (PathBuf, PathBuf) {
+/// geosteer, geosteer-relay and geosteer-turn-load.
+fn binaries() -> (PathBuf, PathBuf, PathBuf) {
     let geosteer = PathBuf::from(env!("CARGO_BIN_EXE_geosteer"));
     let dir = geosteer.parent().unwrap().to_path_buf();
     let relay = dir.join("geosteer-relay");
     let profile = dir.file_name().unwrap().to_string_lossy().to_string();
     let mut c = Command::new(std::env::var("CARGO").unwrap_or("cargo".into()));
-    c.args(["build", "-p", "geosteer-relay", "--bin", "geosteer-relay"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("CARGO_TARGET_DIR", dir.parent().unwrap());
+    c.args([
+        "build",
+        "-p",
+        "geosteer-relay",
+        "--bin",
+        "geosteer-relay",
+        "--bin",
+        "geosteer-turn-load",
+    ])
+    .current_dir(env!("CARGO_MANIFEST_DIR"))
+    .env("CARGO_TARGET_DIR", dir.parent().unwrap());
     if profile == "release" {
         c.arg("--release");
     }
@@ -111,7 +121,7 @@ fn binaries() -> (PathBuf, PathBuf) {
         c.status().expect("cargo build").success(),
         "building geosteer-relay failed"
     );
-    (geosteer, relay)
+    (geosteer, relay, dir.join("geosteer-turn-load"))
 }
 
 struct Lab {
@@ -255,6 +265,18 @@ impl Lab {
             .collect();
         v.sort();
         v
+    }
+
+    /// The response code `server` gives for `name` A (`NOERROR`, `NXDOMAIN`, ...).
+    fn rcode(&self, short: &str, server: &str, name: &str) -> String {
+        let at = format!("@{server}");
+        let out = self.exec(short, &["dig", &at, "+time=1", "+tries=2", name, "A"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.split("status: ")
+            .nth(1)
+            .and_then(|s| s.split(',').next())
+            .unwrap_or("no answer")
+            .to_string()
     }
 
     fn etcdctl(&self, args: &[&str]) -> String {
@@ -411,26 +433,41 @@ pool = \"turn\"
     )
 }
 
-fn relay_conf(addr: &str, membership: bool) -> String {
+/// A relay on `addr`; with `member = Some(name)` it registers as `name`,
+/// also listens on its namespace's 127.0.0.1 (where the load generator,
+/// which only talks to loopback, holds an allocation) and has an admin token.
+fn relay_conf(addr: &str, member: Option<&str>) -> String {
+    let loopback = if member.is_some() {
+        ", \"127.0.0.1:3478\""
+    } else {
+        ""
+    };
     let mut t = format!(
         "region = \"eu-central\"
+realm = \"geosteer.test\"
 [listen]
-udp = [\"{addr}:3478\"]
+udp = [\"{addr}:3478\"{loopback}]
 tcp = [\"{addr}:3478\"]
 http = \"{addr}:8080\"
 [relay]
 ips = [\"{addr}\"]
 [auth]
 secrets = [\"fleet-secret\"]
+users = {{ alice = \"wonderland\" }}
+[peer_policy]
+allow_loopback_peers = true
+[operations]
+admin_token = \"fleet-admin-token-0123\"
+drain_timeout = 60
 "
     );
-    if membership {
+    if let Some(name) = member {
         t.push_str(&format!(
             "[membership]
 endpoints = [{}]
 deployment = \"lab\"
 pool = \"turn\"
-name = \"reg1\"
+name = \"{name}\"
 lease_ttl_secs = {LEASE_TTL}
 ",
             etcd_endpoints()
@@ -449,7 +486,7 @@ fn registered_relays_come_and_go_through_etcd() {
     if preflight().is_none() {
         return;
     }
-    let (geosteer, relay) = binaries();
+    let (geosteer, relay, load) = binaries();
     let mut lab = Lab::new();
     for (short, addr) in ETCD {
         lab.host(short, addr);
@@ -524,12 +561,9 @@ fn registered_relays_come_and_go_through_etcd() {
             mmdb.to_str().unwrap(),
         ],
     );
-    lab.write(
-        "example.com.zone",
-        "$ORIGIN example.com.\n@ 3600 IN SOA ns1 hostmaster 1 7200 900 1209600 60\n@ 3600 IN NS ns1\nns1 3600 IN A 198.18.0.21\n",
-    );
-    let rs = lab.write("relay-static.toml", &relay_conf(STATIC_RELAY, false));
-    let rr = lab.write("relay-reg.toml", &relay_conf(REG_RELAY, true));
+    lab.write("example.com.zone", ZONE);
+    let rs = lab.write("relay-static.toml", &relay_conf(STATIC_RELAY, None));
+    let rr = lab.write("relay-reg.toml", &relay_conf(REG_RELAY, Some("reg1")));
     let ca = lab.write("dns-a.toml", &geosteer_conf(DNS_A));
     let cb = lab.write("dns-b.toml", &geosteer_conf(DNS_B));
     let relay = relay.to_str().unwrap().to_string();
@@ -744,6 +778,169 @@ fn registered_relays_come_and_go_through_etcd() {
         || lab.both(),
         |v| *v == static_only,
     );
+
+    // --- a membership change reads nothing from disk: a zone edit not yet
+    // reloaded stays unpublished, and no file watch reloads afterwards.
+    // (The killed relay's key must expire first, or its return is no change.)
+    lab.until(
+        "the killed relay's lease expires",
+        Duration::from_secs(LEASE_TTL + 5),
+        || member_keys(&lab),
+        |k| !k.contains("reg1"),
+    );
+    let changes = |lab: &Lab| {
+        lab.http_get("dna", DNS_A, 8053, "/metrics")
+            .lines()
+            .find_map(|l| l.strip_prefix("geosteer_membership_changes_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = changes(&lab);
+    lab.write(
+        "example.com.zone",
+        &format!("{ZONE}extra 3600 IN A 198.18.9.9\n"),
+    );
+    start(&mut lab);
+    lab.until(
+        "registered after a zone edit",
+        Duration::from_secs(15),
+        || lab.both(),
+        |v| *v == with_reg,
+    );
+    assert!(changes(&lab) > before, "no membership change was published");
+    // The GeoIP file watch polls every second; give it several chances.
+    std::thread::sleep(Duration::from_millis(2500));
+    for (short, server) in [("dna", DNS_A), ("dnb", DNS_B)] {
+        assert_eq!(
+            lab.rcode(short, server, "extra.example.com"),
+            "NXDOMAIN",
+            "{short}: a membership change published an unreloaded zone edit"
+        );
+    }
+    lab.signal("dns-a", libc::SIGHUP);
+    lab.until(
+        "a reload publishes the edit (so the check above can tell)",
+        Duration::from_secs(5),
+        || lab.rcode("dna", DNS_A, "extra.example.com"),
+        |r| r == "NOERROR",
+    );
+
+    // --- POST /admin/drain leaves the fleet at once, while an allocation
+    // keeps the draining relay running
+    let load_bin = load.to_str().unwrap().to_string();
+    lab.spawn(
+        "load",
+        "rr",
+        &[
+            &load_bin,
+            "--server",
+            "127.0.0.1:3478",
+            "--realm",
+            "geosteer.test",
+            "--allocs",
+            "1",
+            "--rate",
+            "20",
+            "--duration",
+            "30",
+        ],
+    );
+    lab.until(
+        "an allocation on the registered relay",
+        Duration::from_secs(10),
+        || lab.http_get("rr", REG_RELAY, 8080, "/metrics"),
+        |m| {
+            m.lines()
+                .any(|l| l.starts_with("turn_sessions_active ") && !l.ends_with(" 0"))
+        },
+    );
+    let r = lab.exec(
+        "rr",
+        &[
+            "curl",
+            "-s",
+            "-m",
+            "2",
+            "-X",
+            "POST",
+            "-H",
+            "Authorization: Bearer fleet-admin-token-0123",
+            &format!("http://{REG_RELAY}:8080/admin/drain"),
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&r.stdout).contains("draining"),
+        "{r:?}"
+    );
+    let t = lab.until(
+        "key deleted on admin drain",
+        Duration::from_secs(3),
+        || member_keys(&lab),
+        |k| !k.contains("reg1"),
+    );
+    say!("admin drain → key deleted: {t:.2?}");
+    assert!(
+        lab.http_get("rr", REG_RELAY, 8080, "/health")
+            .contains("draining"),
+        "the relay should still be draining its allocation"
+    );
+    lab.until(
+        "drained relay removed from answers",
+        Duration::from_secs(5),
+        || lab.both(),
+        |v| *v == static_only,
+    );
+    lab.signal("load", libc::SIGKILL);
+    lab.signal("relay-reg", libc::SIGKILL);
+
+    // --- a relay that cannot bind its sockets never registers
+    let bad = lab.write("relay-bad.toml", &relay_conf("198.18.1.99", Some("reg2")));
+    let out = lab.exec("rr", &[&relay, "serve", "--config", bad.to_str().unwrap()]);
+    assert!(
+        !out.status.success(),
+        "a relay on a foreign address started"
+    );
+    assert!(
+        !member_keys(&lab).contains("reg2"),
+        "a relay that failed to bind registered"
+    );
+
+    // --- fail-open never hands out a registered relay that was never seen
+    // up: with the static relay down, a registered member whose relay does
+    // not answer must stay out of the answers (the static one is answered,
+    // fail-open)
+    lab.signal("relay-static", libc::SIGKILL);
+    lab.until(
+        "static relay seen down",
+        Duration::from_secs(5),
+        || lab.http_get("dna", DNS_A, 8053, "/metrics"),
+        |m| {
+            m.contains(
+                "geosteer_member_usable{pool=\"turn\",member=\"static1\",region=\"eu-central\"} 0",
+            )
+        },
+    );
+    lab.etcdctl(&[
+        "put",
+        "/geosteer/lab/members/turn/ghost",
+        "{\"region\":\"eu-central\",\"addresses\":[\"198.18.1.12\"],\"health_url\":\"http://198.18.1.12:8080/health\"}",
+    ]);
+    lab.until(
+        "ghost registration accepted",
+        Duration::from_secs(5),
+        || lab.http_get("dnb", DNS_B, 8053, "/metrics"),
+        |m| m.contains("geosteer_membership_registered 1"),
+    );
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(2) {
+        assert_eq!(
+            lab.both(),
+            static_only,
+            "fail-open answered a registered relay never probed up"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    lab.etcdctl(&["del", "/geosteer/lab/members/turn/ghost"]);
     say!("wall time {:.1?}", wall.elapsed());
 }
 

@@ -89,6 +89,11 @@ impl Control {
         self.wake();
     }
 
+    /// Whether a drain has started (admin endpoint or signal).
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Relaxed)
+    }
+
     /// Stops immediately (every loop).
     pub fn stop(&self) {
         self.stop.store(true, Relaxed);

@@ -141,23 +141,25 @@ fn serve(cfg: RelayConfig, path: PathBuf) -> ExitCode {
     };
     rt.block_on(async move {
         use tokio::signal::unix::{signal, SignalKind};
-        let membership = geosteer_relay::membership::start(&cfg);
+        let pending = match geosteer_relay::membership::prepare(&cfg) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
         let handle = match geosteer_relay::server::start_file(&path) {
             Ok(h) => h,
             Err(e) => {
+                // Never registered: DNS nodes are not told about a relay
+                // that cannot serve.
                 eprintln!("{e}");
                 return ExitCode::FAILURE;
             }
         };
-        // Registration is not liveness: DNS nodes still probe before answering.
-        let mut registrar = match membership {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("{e}");
-                handle.control().stop();
-                return ExitCode::FAILURE;
-            }
-        };
+        // Registered once every socket is bound. Registration is not
+        // liveness: DNS nodes still probe before answering.
+        let mut registrar = pending.map(|p| p.spawn());
         let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
@@ -189,6 +191,14 @@ fn serve(cfg: RelayConfig, path: PathBuf) -> ExitCode {
                 }
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {
                     if control.is_finished() { break; }
+                    // Drained through the admin endpoint: leave the fleet
+                    // now rather than when the DNS nodes' probes notice.
+                    if control.is_draining() {
+                        if let Some(r) = registrar.take() {
+                            tracing::info!("draining: deregistering from etcd");
+                            r.deregister().await;
+                        }
+                    }
                     continue;
                 }
             }

@@ -685,8 +685,26 @@ fn hostname() -> Result<String, String> {
     }
 }
 
-/// Starts the registration of a relay with a `[membership]` section.
-pub fn start(cfg: &crate::config::RelayConfig) -> Result<Option<Registrar>, String> {
+/// A registration ready to start: validated, the etcd client built, nothing
+/// sent yet.
+pub struct Pending {
+    etcd: Etcd,
+    key: String,
+    value: Registration,
+    ttl: u64,
+}
+
+impl Pending {
+    /// Starts registering (call once the relay's sockets are bound: a relay
+    /// that cannot serve never registers).
+    pub fn spawn(self) -> Registrar {
+        Registrar::spawn(self.etcd, self.key, self.value, self.ttl)
+    }
+}
+
+/// The registration of a relay with a `[membership]` section, checked and
+/// ready; `None` without one.
+pub fn prepare(cfg: &crate::config::RelayConfig) -> Result<Option<Pending>, String> {
     let Some(m) = &cfg.membership else {
         return Ok(None);
     };
@@ -698,7 +716,12 @@ pub fn start(cfg: &crate::config::RelayConfig) -> Result<Option<Registrar>, Stri
         m.ca_file.as_deref(),
         m.client_identity_file.as_deref(),
     )?)?;
-    Ok(Some(Registrar::spawn(etcd, key, value, m.lease_ttl_secs)))
+    Ok(Some(Pending {
+        etcd,
+        key,
+        value,
+        ttl: m.lease_ttl_secs,
+    }))
 }
 
 #[cfg(test)]

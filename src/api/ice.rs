@@ -63,7 +63,7 @@ fn build(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<serde_json::Value, ApiError> {
-    let st = api.node.shared.state.load();
+    let (st, health) = api.node.shared.view();
     let Some(ice) = &st.config.file.ice else {
         return Err(ApiError(
             StatusCode::NOT_FOUND,
@@ -120,7 +120,6 @@ fn build(
         geosteer_relay::auth::mint(secret.as_bytes(), ttl, req.user.as_deref(), now);
     // The relays steering picks for this client: their addresses in
     // `direct` mode, and in both modes whether they serve TURN over TLS.
-    let health = api.node.shared.health.load();
     let d = decide_for(&st, &health, client, 0).ok_or_else(|| {
         ApiError(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -159,8 +159,7 @@ async fn metrics(State(api): State<Api>) -> impl IntoResponse {
 }
 
 async fn state(State(api): State<Api>) -> impl IntoResponse {
-    let st = api.node.shared.state.load();
-    let h = api.node.shared.health.load();
+    let (st, h) = api.node.shared.view();
     Json(json!({
         "config": st.config.path.display().to_string(),
         "generation": st.generation,
@@ -187,8 +186,7 @@ async fn explain_ip(State(api): State<Api>, Query(q): Query<ExplainQuery>) -> Re
             format!("ip: {ip:?} is not an IP address"),
         );
     };
-    let st = api.node.shared.state.load();
-    let h = api.node.shared.health.load();
+    let (st, h) = api.node.shared.view();
     let idx = match st.steered_index(q.name.as_deref()) {
         Ok(i) => i,
         Err(e) => return error(StatusCode::NOT_FOUND, e),

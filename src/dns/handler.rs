@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, Guard};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
@@ -84,8 +84,9 @@ pub enum Transport {
 }
 
 impl Shared {
-    /// Wraps initial snapshots.
-    pub fn new(state: ServeState, health: HealthSnapshot) -> Arc<Shared> {
+    /// Wraps initial snapshots (`health` is taken as indexed for `state`).
+    pub fn new(state: ServeState, mut health: HealthSnapshot) -> Arc<Shared> {
+        health.generation = state.generation;
         let cache = AnswerCache::new(state.config.file.server.cache_entries);
         let random_secret: [u8; 16] = rand::random();
         let c = &state.config.file.server.cookies;
@@ -106,19 +107,49 @@ impl Shared {
         })
     }
 
-    /// Publishes a new config/zones/GeoIP snapshot; cached answers of the old
-    /// one stop being used at once and are dropped.
-    pub fn publish_state(&self, st: ServeState) {
+    /// Publishes a new config/zones/GeoIP/members snapshot with the health
+    /// indexed for its members; cached answers of the old one stop being used
+    /// at once and are dropped. Publishers serialize (the health hub does):
+    /// between the two stores readers of [`Shared::view`] wait.
+    pub fn publish_state(&self, st: Arc<ServeState>, mut health: HealthSnapshot) {
+        health.generation = st.generation;
         self.cookies
             .store(Arc::new(cookie_keys(&st, self.random_secret)));
-        self.state.store(Arc::new(st));
+        self.state.store(st);
+        self.health.store(Arc::new(health));
         self.cache.clear();
     }
 
-    /// Publishes a new health snapshot. Cached answers of pools whose epoch
-    /// moved stop being used; others (and static data) stay valid.
-    pub fn publish_health(&self, h: HealthSnapshot) {
+    /// Publishes a new health snapshot for the state being served (one built
+    /// for another generation is refused: false). Cached answers of pools
+    /// whose epoch moved stop being used; others (and static data) stay valid.
+    pub fn publish_health(&self, h: HealthSnapshot) -> bool {
+        if h.generation != self.state.load().generation {
+            return false;
+        }
         self.health.store(Arc::new(h));
+        true
+    }
+
+    /// The serving state and the health indexed for it. Both are published
+    /// back to back ([`Shared::publish_state`]); a reader that catches the
+    /// moment between the two stores loads again.
+    #[inline]
+    pub fn view(&self) -> (Guard<Arc<ServeState>>, Guard<Arc<HealthSnapshot>>) {
+        let mut tries = 0u32;
+        loop {
+            let st = self.state.load();
+            let h = self.health.load();
+            if h.generation == st.generation {
+                return (st, h);
+            }
+            tries += 1;
+            if tries < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
     }
 
     /// Answers one packet into `out`. Returns false when nothing must be sent.
@@ -514,8 +545,7 @@ mod tests {
     fn key_of(s: &Shared, name: &str, t: T, o: Opts, src: &str) -> Option<CacheKey> {
         let raw = query(name, t, o);
         let q = parse_query(&raw).unwrap();
-        let st = s.state.load();
-        let h = s.health.load();
+        let (st, h) = s.view();
         let src: IpAddr = src.parse().unwrap();
         s.cache_key(&st, &h, &q, &Client::new(&st, &q, src)).0
     }
@@ -583,8 +613,7 @@ mod tests {
     fn cached_answers_are_the_answers() {
         let s = shared("answers.toml");
         let raw = query("mx20.example.org.", T::MX, Opts::edns());
-        let st = s.state.load();
-        let h = s.health.load();
+        let (st, h) = s.view();
         let src: IpAddr = "192.0.2.1".parse().unwrap();
         let mut local = LocalCache::new();
         let answer = |local: &mut LocalCache| {

@@ -65,8 +65,8 @@ pub struct ServeState {
     pub config: Config,
     /// Compiled steering model.
     pub steering: Steering,
-    /// Zones, in config order.
-    pub zones: Vec<Zone>,
+    /// Zones, in config order (shared by snapshots that differ only in members).
+    pub zones: Arc<Vec<Zone>>,
     /// Steered names.
     pub steered: Vec<SteeredName>,
     /// Every owned name by lower-case wire form.
@@ -75,13 +75,14 @@ pub struct ServeState {
     pub steered_ents: HashSet<LowerName>,
     /// The GeoIP database.
     pub geo: Arc<dyn Locate>,
-    /// The address space compiled into placement classes (hot-path lookup).
-    pub cells: CellMap,
+    /// The address space compiled into placement classes (hot-path lookup);
+    /// depends on regions and overrides only, so member changes reuse it.
+    pub cells: Arc<CellMap>,
     /// TURN REST secrets for the ICE-servers API (first signs).
-    pub ice_secrets: Vec<String>,
+    pub ice_secrets: Arc<[String]>,
     /// Bearer keys of the ICE-servers API (`ice.api_keys`, or the lines of
     /// `ice.api_keys_file`, read at load and on every reload).
-    pub ice_api_keys: Vec<String>,
+    pub ice_api_keys: Arc<[String]>,
     /// Identifies this snapshot in cached answers.
     pub generation: u64,
     /// The GeoIP file as it was just before it was opened (`None` when the
@@ -127,11 +128,7 @@ impl ServeState {
                 None
             }
         };
-        let steering = Steering::from_config(&config.file);
         let mut zones = Vec::new();
-        let mut steered = Vec::new();
-        let mut names = NameMap::default();
-        let mut steered_ents = HashSet::new();
         for (zi, zc) in config.file.zones.iter().enumerate() {
             let origin = match Name::from_ascii(&zc.origin) {
                 Ok(mut n) => {
@@ -140,162 +137,27 @@ impl ServeState {
                 }
                 Err(e) => {
                     errors.push(format!("zones[{zi}].origin"), e.to_string());
+                    zones.push(None);
                     continue;
                 }
             };
-            let path = config.resolve(&zc.file);
-            let zone = match zone::load(&path, &origin) {
-                Ok(z) => z,
+            match zone::load(&config.resolve(&zc.file), &origin) {
+                Ok(z) => zones.push(Some(z)),
                 Err(e) => {
                     errors.0.extend(e.0);
-                    continue;
-                }
-            };
-            let zi = zones.len() as u16;
-            for n in zone.names() {
-                let id = names.len() as u32;
-                names.insert(
-                    wire_name(&Name::from(n.clone())),
-                    NameEntry {
-                        id,
-                        zone: zi,
-                        kind: NameKind::Static,
-                    },
-                );
-            }
-            for (si, sc) in zc.steered.iter().enumerate() {
-                let at = format!("zones[{}].steered[{si}]", zi);
-                let name = if sc.name == "@" {
-                    origin.clone()
-                } else {
-                    match Name::from_ascii(&sc.name).and_then(|n| n.append_domain(&origin)) {
-                        Ok(n) => n.to_lowercase(),
-                        Err(e) => {
-                            errors.push(format!("{at}.name"), e.to_string());
-                            continue;
-                        }
-                    }
-                };
-                let Some(pool) = steering.pool_id(&sc.pool) else {
-                    continue; // reported by config validation
-                };
-                let count = sc.answer_count.unwrap_or(config.file.steering.answer_count);
-                let sid = steered.len() as u16;
-                claim(
-                    &mut names,
-                    &zone,
-                    &name,
-                    NameKind::Steered(sid),
-                    zi,
-                    &at,
-                    &path,
-                    &mut errors,
-                );
-                let mut srv = Vec::new();
-                for (k, s) in sc.srv.iter().enumerate() {
-                    match Name::from_ascii(&s.service).and_then(|n| n.append_domain(&name)) {
-                        Ok(n) => {
-                            let n = n.to_lowercase();
-                            claim(
-                                &mut names,
-                                &zone,
-                                &n,
-                                NameKind::Srv(sid, k as u8),
-                                zi,
-                                &at,
-                                &path,
-                                &mut errors,
-                            );
-                            srv.push((n, s.port));
-                        }
-                        Err(e) => errors.push(format!("{at}.srv[{k}].service"), e.to_string()),
-                    }
-                }
-                let p = &steering.pools[pool as usize];
-                for &m in p.by_region.iter().flatten().chain(&p.backups) {
-                    let label = &steering.members[m as usize].name;
-                    match Name::from_ascii(label).and_then(|n| n.append_domain(&name)) {
-                        Ok(n) => claim(
-                            &mut names,
-                            &zone,
-                            &n.to_lowercase(),
-                            NameKind::MemberHost(sid, m),
-                            zi,
-                            &at,
-                            &path,
-                            &mut errors,
-                        ),
-                        Err(e) => errors.push(format!("{at}: member {label}"), e.to_string()),
-                    }
-                }
-                let backups_per_region = steering
-                    .regions
-                    .iter()
-                    .enumerate()
-                    .map(|(r, _)| {
-                        p.backups
-                            .iter()
-                            .filter(|&&m| steering.members[m as usize].region as usize == r)
-                            .count()
-                    })
-                    .max()
-                    .unwrap_or(0);
-                steered.push(SteeredName {
-                    name,
-                    zone: zi,
-                    pool,
-                    ttl: sc.ttl.unwrap_or(config.file.steering.ttl),
-                    count,
-                    srv,
-                    hash_sensitive: p.max_region_size.max(backups_per_region) > count,
-                });
-            }
-            zones.push(zone);
-        }
-        for (key, e) in &names {
-            if e.kind == NameKind::Static {
-                continue;
-            }
-            let origin = zones[e.zone as usize].origin().num_labels();
-            if let Ok(mut n) = Name::from_bytes(key) {
-                while n.num_labels() > origin + 1 {
-                    n = n.base_name();
-                    if !names.contains_key(&wire_name(&n)) {
-                        steered_ents.insert(LowerName::from(&n));
-                    }
+                    zones.push(None);
                 }
             }
         }
-        let (ice_secrets, ice_api_keys) = match &config.file.ice {
-            Some(i) => {
-                let secrets = match &i.secrets_file {
-                    Some(f) => lines_of(
-                        &config.resolve(f),
-                        "ice.secrets_file",
-                        "secret",
-                        &mut errors,
-                    ),
-                    None => i.secrets.clone(),
-                };
-                let keys = match &i.api_keys_file {
-                    Some(f) => {
-                        let keys =
-                            lines_of(&config.resolve(f), "ice.api_keys_file", "key", &mut errors);
-                        if keys.iter().any(|k| k.len() < 16) {
-                            errors.push(
-                                "ice.api_keys_file",
-                                "every key must be at least 16 characters",
-                            );
-                        }
-                        keys
-                    }
-                    None => i.api_keys.clone(),
-                };
-                (secrets, keys)
-            }
-            None => (Vec::new(), Vec::new()),
-        };
-        errors.clone().into_result()?;
+        let (ice_secrets, ice_api_keys) = ice_keys(&config, &mut errors);
+        let steering = Steering::from_config(&config.file);
+        let names = name_table(
+            &config,
+            &steering,
+            zones.iter().map(Option::as_ref),
+            &mut errors,
+        );
+        errors.into_result()?;
         let geo = geo.expect("no errors means the database opened");
         let started = std::time::Instant::now();
         let cells = CellMap::build(&steering, geo.as_ref());
@@ -308,18 +170,44 @@ impl ServeState {
             "compiled the GeoIP database into placement classes"
         );
         Ok(ServeState {
-            ice_secrets,
-            ice_api_keys,
-            cells,
+            ice_secrets: ice_secrets.into(),
+            ice_api_keys: ice_api_keys.into(),
+            cells: Arc::new(cells),
             config,
             steering,
-            zones,
-            steered,
-            names,
-            steered_ents,
+            zones: Arc::new(zones.into_iter().flatten().collect()),
+            steered: names.steered,
+            names: names.names,
+            steered_ents: names.steered_ents,
             geo,
             generation,
             geo_stamp: None,
+        })
+    }
+
+    /// This snapshot with the pool members of `config` (a membership
+    /// change): zone data, GeoIP, the compiled placement classes, the ICE
+    /// keys and the GeoIP file stamp are shared, not re-read; only the
+    /// steering model and the names it owns are rebuilt. `config` must differ
+    /// from this snapshot's only in pool members.
+    pub fn with_members(&self, config: Config) -> Result<ServeState, ConfigErrors> {
+        let mut errors = ConfigErrors::default();
+        let steering = Steering::from_config(&config.file);
+        let names = name_table(&config, &steering, self.zones.iter().map(Some), &mut errors);
+        errors.into_result()?;
+        Ok(ServeState {
+            config,
+            steering,
+            zones: self.zones.clone(),
+            steered: names.steered,
+            names: names.names,
+            steered_ents: names.steered_ents,
+            geo: self.geo.clone(),
+            cells: self.cells.clone(),
+            ice_secrets: self.ice_secrets.clone(),
+            ice_api_keys: self.ice_api_keys.clone(),
+            generation: self.generation + 1,
+            geo_stamp: self.geo_stamp,
         })
     }
 
@@ -342,6 +230,173 @@ impl ServeState {
             .max_by_key(|(_, z)| z.origin().num_labels())
             .map(|(i, z)| (i as u16, z))
     }
+}
+
+/// The names steering owns, beside the zones' own.
+struct NameTable {
+    names: NameMap,
+    steered: Vec<SteeredName>,
+    steered_ents: HashSet<LowerName>,
+}
+
+/// Builds the name table of `zones` (one per configured zone, `None` where
+/// loading failed) and the steered names of `config` in them.
+fn name_table<'z>(
+    config: &Config,
+    steering: &Steering,
+    zones: impl Iterator<Item = Option<&'z Zone>>,
+    errors: &mut ConfigErrors,
+) -> NameTable {
+    let mut steered = Vec::new();
+    let mut names = NameMap::default();
+    let mut steered_ents = HashSet::new();
+    let mut origins: Vec<usize> = Vec::new();
+    for (zc, zone) in config.file.zones.iter().zip(zones) {
+        let Some(zone) = zone else { continue };
+        let origin = zone.origin().clone();
+        let path = config.resolve(&zc.file);
+        let zi = origins.len() as u16;
+        origins.push(origin.num_labels() as usize);
+        for n in zone.names() {
+            let id = names.len() as u32;
+            names.insert(
+                wire_name(&Name::from(n.clone())),
+                NameEntry {
+                    id,
+                    zone: zi,
+                    kind: NameKind::Static,
+                },
+            );
+        }
+        for (si, sc) in zc.steered.iter().enumerate() {
+            let at = format!("zones[{}].steered[{si}]", zi);
+            let name = if sc.name == "@" {
+                origin.clone()
+            } else {
+                match Name::from_ascii(&sc.name).and_then(|n| n.append_domain(&origin)) {
+                    Ok(n) => n.to_lowercase(),
+                    Err(e) => {
+                        errors.push(format!("{at}.name"), e.to_string());
+                        continue;
+                    }
+                }
+            };
+            let Some(pool) = steering.pool_id(&sc.pool) else {
+                continue; // reported by config validation
+            };
+            let count = sc.answer_count.unwrap_or(config.file.steering.answer_count);
+            let sid = steered.len() as u16;
+            claim(
+                &mut names,
+                zone,
+                &name,
+                NameKind::Steered(sid),
+                zi,
+                &at,
+                &path,
+                errors,
+            );
+            let mut srv = Vec::new();
+            for (k, s) in sc.srv.iter().enumerate() {
+                match Name::from_ascii(&s.service).and_then(|n| n.append_domain(&name)) {
+                    Ok(n) => {
+                        let n = n.to_lowercase();
+                        claim(
+                            &mut names,
+                            zone,
+                            &n,
+                            NameKind::Srv(sid, k as u8),
+                            zi,
+                            &at,
+                            &path,
+                            errors,
+                        );
+                        srv.push((n, s.port));
+                    }
+                    Err(e) => errors.push(format!("{at}.srv[{k}].service"), e.to_string()),
+                }
+            }
+            let p = &steering.pools[pool as usize];
+            for &m in p.by_region.iter().flatten().chain(&p.backups) {
+                let label = &steering.members[m as usize].name;
+                match Name::from_ascii(label).and_then(|n| n.append_domain(&name)) {
+                    Ok(n) => claim(
+                        &mut names,
+                        zone,
+                        &n.to_lowercase(),
+                        NameKind::MemberHost(sid, m),
+                        zi,
+                        &at,
+                        &path,
+                        errors,
+                    ),
+                    Err(e) => errors.push(format!("{at}: member {label}"), e.to_string()),
+                }
+            }
+            let backups_per_region = (0..steering.regions.len())
+                .map(|r| {
+                    p.backups
+                        .iter()
+                        .filter(|&&m| steering.members[m as usize].region as usize == r)
+                        .count()
+                })
+                .max()
+                .unwrap_or(0);
+            steered.push(SteeredName {
+                name,
+                zone: zi,
+                pool,
+                ttl: sc.ttl.unwrap_or(config.file.steering.ttl),
+                count,
+                srv,
+                hash_sensitive: p.max_region_size.max(backups_per_region) > count,
+            });
+        }
+    }
+    for (key, e) in &names {
+        if e.kind == NameKind::Static {
+            continue;
+        }
+        let origin = origins[e.zone as usize];
+        if let Ok(mut n) = Name::from_bytes(key) {
+            while n.num_labels() as usize > origin + 1 {
+                n = n.base_name();
+                if !names.contains_key(&wire_name(&n)) {
+                    steered_ents.insert(LowerName::from(&n));
+                }
+            }
+        }
+    }
+    NameTable {
+        names,
+        steered,
+        steered_ents,
+    }
+}
+
+/// The ICE secrets and API keys (files read now).
+fn ice_keys(config: &Config, errors: &mut ConfigErrors) -> (Vec<String>, Vec<String>) {
+    let Some(i) = &config.file.ice else {
+        return (Vec::new(), Vec::new());
+    };
+    let secrets = match &i.secrets_file {
+        Some(f) => lines_of(&config.resolve(f), "ice.secrets_file", "secret", errors),
+        None => i.secrets.clone(),
+    };
+    let keys = match &i.api_keys_file {
+        Some(f) => {
+            let keys = lines_of(&config.resolve(f), "ice.api_keys_file", "key", errors);
+            if keys.iter().any(|k| k.len() < 16) {
+                errors.push(
+                    "ice.api_keys_file",
+                    "every key must be at least 16 characters",
+                );
+            }
+            keys
+        }
+        None => i.api_keys.clone(),
+    };
+    (secrets, keys)
 }
 
 /// Registers a steering-owned name, refusing conflicts with zone data that
@@ -415,5 +470,56 @@ fn lines_of(path: &Path, key: &str, what: &str, errors: &mut ConfigErrors) -> Ve
             errors.push(key, format!("{}: {e}", path.display()));
             Vec::new()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MemberConfig;
+
+    fn same<T: ?Sized>(a: &Arc<T>, b: &Arc<T>) -> bool {
+        std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b))
+    }
+
+    #[test]
+    fn a_membership_update_shares_zones_geoip_and_placement() {
+        let st = crate::dns::testkit::state("test.toml");
+        assert!(st.geo_stamp.is_some());
+        let mut config = st.config.clone();
+        config
+            .file
+            .pools
+            .get_mut("turn")
+            .unwrap()
+            .members
+            .push(MemberConfig {
+                name: "euc1-b".into(),
+                region: "eu-central".into(),
+                addresses: vec!["127.0.2.2".parse().unwrap()],
+                weight: 100,
+                backup: false,
+                health_url: None,
+                registered: true,
+            });
+        let next = st.with_members(config).unwrap();
+        assert!(same(&st.zones, &next.zones), "zone data re-read");
+        assert!(same(&st.geo, &next.geo), "GeoIP reopened");
+        assert!(same(&st.cells, &next.cells), "placement recompiled");
+        assert!(same(&st.ice_api_keys, &next.ice_api_keys));
+        assert_eq!(next.geo_stamp, st.geo_stamp, "the file watch would fire");
+        assert_eq!(next.generation, st.generation + 1);
+        assert_eq!(next.steering.members.len(), st.steering.members.len() + 1);
+        let host = Name::from_ascii("euc1-b.turn.example.com.").unwrap();
+        let e = next.names[&wire_name(&host)];
+        assert!(matches!(e.kind, NameKind::MemberHost(_, m)
+            if next.steering.members[m as usize].name == "euc1-b"));
+        assert!(!st.names.contains_key(&wire_name(&host)));
+        // The pool is also steered at the apex of turn.example.net; nothing
+        // else changes.
+        let apex_host = Name::from_ascii("euc1-b.turn.example.net.").unwrap();
+        assert!(next.names.contains_key(&wire_name(&apex_host)));
+        assert_eq!(next.names.len(), st.names.len() + 2);
+        assert_eq!(next.steered.len(), st.steered.len());
     }
 }

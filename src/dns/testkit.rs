@@ -74,8 +74,7 @@ pub fn query(name: &str, t: RecordType, o: Opts) -> Vec<u8> {
 
 /// The whole pipeline on one packet from `src`: the raw reply, if any.
 pub fn handle_raw(shared: &Shared, raw: &[u8], src: &str, transport: Transport) -> Option<Vec<u8>> {
-    let st = shared.state.load();
-    let health = shared.health.load();
+    let (st, health) = shared.view();
     let mut out = Vec::new();
     shared
         .handle(

@@ -149,8 +149,7 @@ fn worker(sock: UdpSocket, shared: &Shared, stop: &AtomicBool) {
             }
         }
         let n = n as usize;
-        let st = shared.state.load();
-        let health = shared.health.load();
+        let (st, health) = shared.view();
         if st.generation != params_gen {
             params = RrlParams::from(&st.config.file.server.rrl);
             params_gen = st.generation;

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
-use tokio::task::JoinSet;
+use tokio::task::JoinHandle;
 
 use super::probe;
 use super::tracker::{ProbeResult, RelayStatus, State, Tracker, TrackerParams};
@@ -62,8 +62,12 @@ struct Counters {
 const LATENCY_BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
 
 struct Inner {
+    /// Generation of the serving state the vectors below are indexed for.
+    generation: u64,
     /// `pool/member` of each member, indexed like `Steering::members`.
     keys: Vec<String>,
+    /// Registered through etcd (not in the configuration).
+    registered: Vec<bool>,
     pools: Vec<u16>,
     regions: Vec<String>,
     probed: Vec<bool>,
@@ -83,8 +87,19 @@ pub struct HealthHub {
     shared: Arc<Shared>,
     inner: Mutex<Inner>,
     state_file: Option<PathBuf>,
-    tasks: Mutex<JoinSet<()>>,
+    /// One prober per member, by `pool/member`, with what it probes.
+    tasks: Mutex<HashMap<String, (ProbeSpec, JoinHandle<()>)>>,
     client: reqwest::Client,
+}
+
+/// What one member's prober does; a prober whose spec is unchanged by a
+/// reload or membership change keeps running.
+#[derive(Debug, Clone, PartialEq)]
+struct ProbeSpec {
+    url: Option<String>,
+    stun: Option<SocketAddr>,
+    interval: Duration,
+    timeout: Duration,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -112,7 +127,9 @@ impl HealthHub {
         let hub = Arc::new(HealthHub {
             shared,
             inner: Mutex::new(Inner {
+                generation: 0,
                 keys: Vec::new(),
+                registered: Vec::new(),
                 pools: Vec::new(),
                 regions: Vec::new(),
                 probed: Vec::new(),
@@ -127,20 +144,22 @@ impl HealthHub {
                 latency_sum: 0.0,
             }),
             state_file,
-            tasks: Mutex::new(JoinSet::new()),
+            tasks: Mutex::new(HashMap::new()),
             client,
         });
-        hub.adopt(&st);
+        hub.install(st);
         Ok(hub)
     }
 
-    /// Re-targets probing to the members of `st` (after a reload), keeping
-    /// trackers and overrides of members that remain.
-    pub fn adopt(self: &Arc<Self>, st: &ServeState) {
-        let h = &st.config.file.health;
+    /// Publishes `st` (a reload or a membership change) together with the
+    /// health of its members, keeping the trackers and overrides of members
+    /// that remain; probers start for new members and stop for removed ones,
+    /// the others keep running undisturbed.
+    pub fn install(self: &Arc<Self>, st: Arc<ServeState>) {
         let now = Instant::now();
         {
             let mut i = lock(&self.inner);
+            i.generation = st.generation;
             i.keys = st
                 .steering
                 .members
@@ -148,6 +167,7 @@ impl HealthHub {
                 .map(|m| format!("{}/{}", st.steering.pools[m.pool as usize].name, m.name))
                 .collect();
             i.pools = st.steering.members.iter().map(|m| m.pool).collect();
+            i.registered = st.steering.members.iter().map(|m| m.registered).collect();
             i.regions = st
                 .steering
                 .members
@@ -158,7 +178,7 @@ impl HealthHub {
             let mut trackers = HashMap::new();
             for (idx, m) in st.steering.members.iter().enumerate() {
                 let key = i.keys[idx].clone();
-                let mut p = params(st, m.pool);
+                let mut p = params(&st, m.pool);
                 if m.registered {
                     // Registration is not liveness: probed up before answered.
                     p.initial = crate::config::InitialState::Down;
@@ -174,13 +194,21 @@ impl HealthHub {
                 .steering
                 .members
                 .iter()
-                .map(|m| m.health_url.is_none() && !probe_stun(st, m.pool))
+                .map(|m| m.health_url.is_none() && !probe_stun(&st, m.pool))
                 .collect();
             i.published.clear();
+            let snap = next_snapshot(&mut i, true).expect("forced");
+            // Under the lock: no health of another generation interleaves.
+            self.shared.publish_state(st.clone(), snap);
         }
-        self.publish();
+        self.reconcile_probers(&st);
+    }
+
+    fn reconcile_probers(self: &Arc<Self>, st: &ServeState) {
+        let h = &st.config.file.health;
+        let keys = lock(&self.inner).keys.clone();
         let mut tasks = lock(&self.tasks);
-        tasks.abort_all();
+        let mut keep = HashMap::new();
         for (idx, m) in st.steering.members.iter().enumerate() {
             let pool = &st.config.file.pools[&st.steering.pools[m.pool as usize].name].health;
             let interval = Duration::from_millis(pool.interval_ms.unwrap_or(h.interval_ms));
@@ -196,36 +224,60 @@ impl HealthHub {
             if m.health_url.is_none() && stun.is_none() {
                 continue;
             }
-            let url = m.health_url.clone();
-            let key = lock(&self.inner).keys[idx].clone();
-            let hub = Arc::downgrade(self);
-            let client = self.client.clone();
-            tasks.spawn(async move {
-                let mut tick = tokio::time::interval(interval);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tick.tick().await;
-                    let mut r = match &url {
-                        Some(u) => probe::http(&client, u, timeout).await,
-                        None => ProbeResult {
-                            ok: true,
-                            status: RelayStatus::Ok,
-                            utilization: None,
-                            latency: Duration::ZERO,
-                            error: None,
-                        },
-                    };
-                    if let (true, Some(addr)) = (r.ok, stun) {
-                        if let Err(e) = probe::stun(addr, timeout).await {
-                            r.ok = false;
-                            r.error = Some(e);
-                        }
-                    }
-                    let Some(hub) = hub.upgrade() else { return };
-                    hub.report(&key, r);
+            let spec = ProbeSpec {
+                url: m.health_url.clone(),
+                stun,
+                interval,
+                timeout,
+            };
+            let key = &keys[idx];
+            match tasks.remove(key) {
+                Some((old, task)) if old == spec && !task.is_finished() => {
+                    keep.insert(key.clone(), (old, task));
                 }
-            });
+                other => {
+                    if let Some((_, task)) = other {
+                        task.abort();
+                    }
+                    let task = self.spawn_prober(key.clone(), spec.clone());
+                    keep.insert(key.clone(), (spec, task));
+                }
+            }
         }
+        for (_, (_, task)) in tasks.drain() {
+            task.abort();
+        }
+        *tasks = keep;
+    }
+
+    fn spawn_prober(self: &Arc<Self>, key: String, spec: ProbeSpec) -> JoinHandle<()> {
+        let hub = Arc::downgrade(self);
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(spec.interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let mut r = match &spec.url {
+                    Some(u) => probe::http(&client, u, spec.timeout).await,
+                    None => ProbeResult {
+                        ok: true,
+                        status: RelayStatus::Ok,
+                        utilization: None,
+                        latency: Duration::ZERO,
+                        error: None,
+                    },
+                };
+                if let (true, Some(addr)) = (r.ok, spec.stun) {
+                    if let Err(e) = probe::stun(addr, spec.timeout).await {
+                        r.ok = false;
+                        r.error = Some(e);
+                    }
+                }
+                let Some(hub) = hub.upgrade() else { return };
+                hub.report(&key, r);
+            }
+        })
     }
 
     /// Feeds one probe result for `key` and publishes if anything changed.
@@ -320,29 +372,9 @@ impl HealthHub {
     /// when it differs from the last one.
     fn publish(&self) {
         let mut i = lock(&self.inner);
-        let now: Vec<MemberHealth> = (0..i.keys.len()).map(|idx| effective(&i, idx)).collect();
-        if now == i.published {
-            return;
+        if let Some(snap) = next_snapshot(&mut i, false) {
+            self.shared.publish_health(snap);
         }
-        let changed_pools: Vec<u16> = (0..now.len())
-            .filter(|&x| i.published.get(x) != Some(&now[x]))
-            .map(|x| i.pools[x])
-            .collect();
-        i.epoch += 1;
-        let epoch = i.epoch;
-        for p in changed_pools {
-            if let Some(e) = i.pool_epochs.get_mut(p as usize) {
-                *e = epoch;
-            }
-        }
-        i.published = now.clone();
-        let snap = HealthSnapshot {
-            epoch,
-            members: now,
-            pool_epochs: i.pool_epochs.clone(),
-        };
-        drop(i);
-        self.shared.publish_health(snap);
     }
 
     /// Waits until every probed member has a first result, at most `max`.
@@ -465,8 +497,37 @@ impl HealthHub {
 
 impl Drop for HealthHub {
     fn drop(&mut self) {
-        lock(&self.tasks).abort_all();
+        for (_, (_, task)) in lock(&self.tasks).drain() {
+            task.abort();
+        }
     }
+}
+
+/// The snapshot to publish when any member's effective health changed since
+/// the last one, or when `force`d (a new serving state needs its own).
+fn next_snapshot(i: &mut Inner, force: bool) -> Option<HealthSnapshot> {
+    let now: Vec<MemberHealth> = (0..i.keys.len()).map(|idx| effective(i, idx)).collect();
+    if now == i.published && !force {
+        return None;
+    }
+    let changed_pools: Vec<u16> = (0..now.len())
+        .filter(|&x| i.published.get(x) != Some(&now[x]))
+        .map(|x| i.pools[x])
+        .collect();
+    i.epoch += 1;
+    let epoch = i.epoch;
+    for p in changed_pools {
+        if let Some(e) = i.pool_epochs.get_mut(p as usize) {
+            *e = epoch;
+        }
+    }
+    i.published = now.clone();
+    Some(HealthSnapshot {
+        epoch,
+        generation: i.generation,
+        members: now,
+        pool_epochs: i.pool_epochs.clone(),
+    })
 }
 
 /// What an operator action applies to.
@@ -549,15 +610,18 @@ fn override_of(i: &Inner, idx: usize) -> Option<OperatorAction> {
 
 fn effective(i: &Inner, idx: usize) -> MemberHealth {
     let t = &i.trackers[&i.keys[idx]];
+    let fail_open = !i.registered[idx] || t.ever_up();
     match override_of(i, idx) {
         Some(OperatorAction::Drain) | Some(OperatorAction::Down) => MemberHealth {
             usable: false,
             shed: 0.0,
+            fail_open,
         },
         Some(OperatorAction::Up) => MemberHealth::UP,
         _ => MemberHealth {
             usable: t.usable(),
             shed: if t.usable() { t.shed() } else { 0.0 },
+            fail_open,
         },
     }
 }

@@ -9,6 +9,11 @@ pub struct MemberHealth {
     pub usable: bool,
     /// Probability in 0..=1 that a given client is steered away (load shedding).
     pub shed: f32,
+    /// May be answered when nothing in the pool is usable (the fail-open
+    /// policy): a member from the configuration, or a registered one that
+    /// has been probed up at least once. A registered relay never seen up may
+    /// not be listening yet, so it gets no clients even then.
+    pub fail_open: bool,
 }
 
 impl MemberHealth {
@@ -16,6 +21,7 @@ impl MemberHealth {
     pub const UP: MemberHealth = MemberHealth {
         usable: true,
         shed: 0.0,
+        fail_open: true,
     };
 }
 
@@ -24,6 +30,9 @@ impl MemberHealth {
 pub struct HealthSnapshot {
     /// Bumped on every change.
     pub epoch: u64,
+    /// The [`crate::dns::ServeState::generation`] whose member ids index
+    /// `members`: a snapshot is only read together with that state.
+    pub generation: u64,
     /// Per-member state.
     pub members: Vec<MemberHealth>,
     /// Per-pool epoch: bumped when a member of that pool changes, so cached
@@ -36,6 +45,7 @@ impl HealthSnapshot {
     pub fn all_up(members: usize, epoch: u64) -> Self {
         Self {
             epoch,
+            generation: 0,
             members: vec![MemberHealth::UP; members],
             pool_epochs: Vec::new(),
         }

@@ -73,6 +73,7 @@ pub enum State {
 pub struct Tracker {
     p: TrackerParams,
     state: State,
+    ever_up: bool,
     probed: bool,
     successes: u32,
     failures: u32,
@@ -93,6 +94,7 @@ impl Tracker {
                 InitialState::Up => State::Up,
                 InitialState::Down => State::Down,
             },
+            ever_up: p.initial == InitialState::Up,
             probed: false,
             successes: 0,
             failures: 0,
@@ -124,6 +126,7 @@ impl Tracker {
                 if self.successes >= self.p.rise && self.hold_until.is_none_or(|t| now >= t) =>
             {
                 self.state = State::Up;
+                self.ever_up = true;
                 self.since = now;
                 self.hold_until = None;
             }
@@ -154,6 +157,12 @@ impl Tracker {
     /// Up or down.
     pub fn state(&self) -> State {
         self.state
+    }
+
+    /// Whether it has been up at some point (from the start, or by `rise`
+    /// successful probes).
+    pub fn ever_up(&self) -> bool {
+        self.ever_up
     }
 
     /// Whether any probe result has arrived.

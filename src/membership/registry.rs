@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use geosteer_relay::membership::{is_label, members_prefix, Kv, Registration, WatchEvent};
 
 use crate::config::{Config, MemberConfig};
-use crate::dns::{ServeState, Shared};
+use crate::dns::Shared;
 use crate::health::HealthHub;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -237,8 +237,10 @@ impl Members {
         ))
     }
 
-    /// Builds and publishes a snapshot with the current registered members
-    /// (static data and the GeoIP database of the serving snapshot are kept).
+    /// Publishes the serving snapshot with the current registered members:
+    /// zone data, GeoIP, placement classes and file stamps are shared with
+    /// the snapshot being served (nothing is read from disk, so an edited but
+    /// unreloaded zone file stays unpublished and no file watch fires).
     pub fn publish(&self, shared: &Shared, hub: &Arc<HealthHub>) {
         let _g = self.build_lock();
         let Some(base) = lock(&self.base).clone() else {
@@ -246,10 +248,9 @@ impl Members {
         };
         let config = self.merged(&base);
         let old = shared.state.load_full();
-        match ServeState::load_with_geo(config, Ok(old.geo.clone()), old.generation + 1) {
+        match old.with_members(config) {
             Ok(st) => {
-                shared.publish_state(st);
-                hub.adopt(&shared.state.load());
+                hub.install(Arc::new(st));
                 self.changes.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(
                     registered = lock(&self.inner).accepted,

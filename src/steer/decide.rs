@@ -115,10 +115,15 @@ pub fn decide_ranked(
     }
     match s.all_down {
         AllDownPolicy::FailOpen => {
+            // Down members may still serve (the probes may be what is
+            // broken); registered members never seen up are left out.
             for rr in &ranking {
                 let (members, hashed) = pick(
                     s,
-                    p.by_region[rr.region as usize].iter().copied(),
+                    p.by_region[rr.region as usize]
+                        .iter()
+                        .copied()
+                        .filter(|&m| health.get(m).fail_open),
                     client,
                     count,
                 );

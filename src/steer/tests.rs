@@ -239,6 +239,7 @@ fn rendezvous_is_sticky_weighted_and_moves_only_the_lost_members_clients() {
     h.members[eu1 as usize] = MemberHealth {
         usable: false,
         shed: 0.0,
+        fail_open: true,
     };
     let after: Vec<u32> = clients.iter().map(|&c| first(&h, c)).collect();
     for (b, a) in before.iter().zip(&after) {
@@ -288,6 +289,22 @@ fn failover_to_the_next_region_then_backup_then_policy() {
         "eu",
         "fail-open answers the nearest region as if healthy"
     );
+    // ... except with members never seen up (registered, not yet probed
+    // up): the eu ones are left out, so the next region answers.
+    for (i, m) in s.members.iter().enumerate() {
+        if m.name.starts_with("eu") {
+            h.members[i].fail_open = false;
+        }
+    }
+    let d = decide(&s, &h, 0, Placement::Located(&l), 1, 2);
+    assert_eq!(
+        (region(&s, &d).as_str(), d.outcome),
+        ("us", Outcome::AllDownFailOpen)
+    );
+    assert_eq!(names(&s, &d), ["us1"]);
+    for m in h.members.iter_mut() {
+        m.fail_open = true;
+    }
 
     let mut s2 = steering("");
     s2.all_down = AllDownPolicy::Servfail;

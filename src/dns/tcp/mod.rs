@@ -218,8 +218,7 @@ async fn answer_queries(
         // Answer every complete message, in order.
         let mut at = 0;
         if have >= 2 {
-            let st = shared.state.load();
-            let health = shared.health.load();
+            let (st, health) = shared.view();
             while have - at >= 2 {
                 let len = u16::from_be_bytes([inbuf[at], inbuf[at + 1]]) as usize;
                 if have - at < 2 + len {
