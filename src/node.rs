@@ -73,7 +73,7 @@ impl Node {
         let members = Members::new(
             membership
                 .as_ref()
-                .map_or("default", |m| m.deployment.as_str()),
+                .map_or("default", |m| m.etcd.deployment.as_str()),
             st.config.clone(),
         );
         let health = HealthSnapshot::all_up(st.steering.members.len(), 1);

@@ -5,10 +5,12 @@
 //! was found, so an operator fixes a broken config in one pass.
 
 mod error;
+mod membership;
 mod types;
 mod validate;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use membership::MembershipConfig;
 pub use types::*;
 
 use std::path::{Path, PathBuf};

@@ -118,3 +118,20 @@ fn syntax_errors_and_unknown_keys_name_file_and_line() {
     let e = errors("[geoip\n");
     assert!(e[0].starts_with("/etc/geosteer/g.toml:1:"), "{e:?}");
 }
+
+#[test]
+fn membership_keys_are_checked_including_misspelt_ones() {
+    let text = format!(
+        "{GOOD}[membership]\nendpoints = [\"http://127.0.0.1:2379\"]\ndeployment = \"x/y\"\nca-file = \"ca.pem\"\n"
+    );
+    let e = errors(&text);
+    assert!(
+        e.iter().any(|e| e.contains("membership.deployment")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|e| e.contains("membership.ca-file") && e.contains("unknown key")),
+        "{e:?}"
+    );
+}

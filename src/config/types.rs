@@ -36,7 +36,7 @@ pub struct ConfigFile {
     pub health: HealthConfig,
     /// Registered members from etcd, added to the static ones.
     #[serde(default)]
-    pub membership: Option<crate::membership::MembershipConfig>,
+    pub membership: Option<super::MembershipConfig>,
     /// The admin HTTP API.
     #[serde(default)]
     pub api: ApiConfig,

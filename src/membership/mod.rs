@@ -1,5 +1,5 @@
 //! Fleet membership from etcd: relays register themselves (see
-//! `geosteer_relay::membership`); this node watches the deployment's prefix,
+//! `geosteer_relay::membership`, over the `geosteer_etcd` client); this node watches the deployment's prefix,
 //! validates every key, and publishes the static members plus the accepted
 //! registered ones as a new steering snapshot — the same path a reload takes.
 //!
@@ -7,11 +7,9 @@
 //! serving (`geosteer_membership_etcd_up 0`); a node started without etcd
 //! serves its static members and catches up once etcd answers.
 
-mod config;
 pub mod quorum;
 mod registry;
 mod watch;
 
-pub use config::MembershipConfig;
 pub use registry::{Members, Rejection};
 pub use watch::spawn_watch;

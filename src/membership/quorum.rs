@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::fmt::Write as _;
 
-use geosteer_relay::membership::{is_key_segment, is_label, Kv, WatchEvent};
+use geosteer_etcd::{is_key_segment, is_label, Kv, WatchEvent};
 use serde::{Deserialize, Serialize};
 
 use super::Rejection;

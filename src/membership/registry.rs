@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use geosteer_relay::membership::{is_label, members_prefix, Kv, Registration, WatchEvent};
+use geosteer_etcd::{is_label, members_prefix, Kv, Registration, WatchEvent};
 
 use crate::config::{Config, MemberConfig};
 use crate::dns::Shared;

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use geosteer_relay::membership::{Etcd, EtcdOptions};
+use geosteer_etcd::Etcd;
 
-use super::{Members, MembershipConfig};
-use crate::config::Config;
+use super::Members;
+use crate::config::{Config, MembershipConfig};
 use crate::dns::Shared;
 use crate::health::HealthHub;
 
@@ -20,19 +20,7 @@ pub fn spawn_watch(
     hub: Arc<HealthHub>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
-    let etcd = Etcd::new(EtcdOptions::from_files(
-        &cfg.endpoints,
-        cfg.username.as_deref(),
-        cfg.password_file
-            .as_deref()
-            .map(|p| base.resolve(p))
-            .as_deref(),
-        cfg.ca_file.as_deref().map(|p| base.resolve(p)).as_deref(),
-        cfg.client_identity_file
-            .as_deref()
-            .map(|p| base.resolve(p))
-            .as_deref(),
-    )?)?;
+    let etcd = Etcd::new(cfg.etcd.options(|p| base.resolve(p))?)?;
     tokio::spawn(async move {
         let run = async {
             let mut backoff = Duration::from_millis(250);

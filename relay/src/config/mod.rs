@@ -10,7 +10,9 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 mod listen;
+mod membership;
 pub use listen::{ListenConfig, Mode, ProxyProtocol, StreamListener};
+pub use membership::MembershipConfig;
 
 /// One configuration problem, tied to the key path it concerns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +66,7 @@ pub struct RelayConfig {
     pub operations: OperationsConfig,
     /// Self-registration in etcd (fleet membership); absent: not registered.
     #[serde(default)]
-    pub membership: Option<crate::membership::MembershipConfig>,
+    pub membership: Option<MembershipConfig>,
 }
 
 fn default_realm() -> String {
