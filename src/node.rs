@@ -11,7 +11,7 @@ use crate::config::{Config, ConfigErrors};
 use crate::dns::{DnsServer, ServeState, Shared};
 use crate::geo::FileStamp;
 use crate::health::{HealthHub, HealthSnapshot};
-use crate::membership::{spawn_watch, Members};
+use crate::membership::{spawn_votes, spawn_watch, Members};
 
 /// What reloading needs: the pipeline, the health hub and the config path.
 pub struct Reloader {
@@ -104,6 +104,13 @@ impl Node {
                 stop_rx.clone(),
             )
             .map_err(|e| std::io::Error::other(format!("membership: {e}")))?;
+            spawn_votes(
+                m,
+                &c.shared.state.load().config,
+                c.hub.clone(),
+                stop_rx.clone(),
+            )
+            .map_err(|e| std::io::Error::other(format!("health votes: {e}")))?;
         }
         let api_addr = match api_cfg.listen {
             Some(addr) => {

@@ -1,14 +1,19 @@
 //! Fleet membership through a real three-member etcd cluster (Debian's
-//! etcd-server) in network namespaces: two geosteer DNS nodes, one static
-//! relay and one relay that registers itself.
+//! etcd-server) in network namespaces: two geosteer DNS nodes, a static relay
+//! in each of two regions and one relay that registers itself.
 //!
 //! Checked: a registered relay appears in both nodes' answers without any
 //! config change, disappears after a graceful stop (key deleted) and after
 //! SIGKILL (lease expiry); killing the etcd leader changes nothing for
 //! answers; a DNS node cut off from etcd keeps answering with the last
 //! membership; a malformed key is rejected with a metric and poisons nothing.
+//! The health quorum: one node's cut path (nftables) does not fail a relay
+//! over, every node's does, and a node cut off from etcd decides alone and
+//! says so. A membership change reads no zone file; an admin drain
+//! deregisters at once; a relay that cannot bind never registers; fail-open
+//! never answers a registered relay never seen up.
 //!
-//! Needs root, `ip`, `etcd`, `etcdctl`, `dig`: otherwise SKIPPING, or a
+//! Needs root, `ip`, `etcd`, `etcdctl`, `dig`, `nft`, `curl`: otherwise SKIPPING, or a
 //! failure under CI=true. Only 198.18.0.0/15 addresses inside namespaces
 //! named `gsfleet-<pid>-*`; every daemon is tracked and killed by PID.
 
@@ -25,6 +30,8 @@ const ETCD: [(&str, &str); 3] = [
 const DNS_A: &str = "198.18.0.21";
 const DNS_B: &str = "198.18.0.22";
 const STATIC_RELAY: &str = "198.18.1.10";
+/// A static relay in the second region (us-east): where eu-central fails over to.
+const STATIC_US: &str = "198.18.1.20";
 const REG_RELAY: &str = "198.18.1.11";
 const NAME: &str = "turn.example.com";
 const LEASE_TTL: u64 = 3;
@@ -55,6 +62,8 @@ fn preflight() -> Option<()> {
         ("etcd", "etcd-server"),
         ("etcdctl", "etcd-client"),
         ("dig", "bind9-dnsutils"),
+        ("nft", "nftables"),
+        ("curl", "curl"),
     ];
     let missing: Vec<String> = tools
         .iter()
@@ -267,6 +276,57 @@ impl Lab {
         v
     }
 
+    /// Drops (or stops dropping) everything `short` sends to `addr`, with
+    /// nftables in its namespace.
+    fn cut_path(&self, short: &str, addr: &str, on: bool) {
+        let ns = self.ns(short);
+        let table = format!("gscut{}", addr.replace('.', "_"));
+        let nft = |args: &[&str]| {
+            let mut argv = vec!["netns", "exec", ns.as_str(), "nft"];
+            argv.extend_from_slice(args);
+            run("ip", &argv);
+        };
+        if on {
+            nft(&["add", "table", "inet", &table]);
+            nft(&[
+                "add", "chain", "inet", &table, "out", "{", "type", "filter", "hook", "output",
+                "priority", "0", ";", "}",
+            ]);
+            nft(&[
+                "add", "rule", "inet", &table, "out", "ip", "daddr", addr, "drop",
+            ]);
+        } else {
+            nft(&["delete", "table", "inet", &table]);
+        }
+    }
+
+    /// Blackholes (or restores) `short`'s routes to every etcd member.
+    fn etcd_reachable(&self, short: &str, yes: bool) {
+        for (_, a) in ETCD {
+            run(
+                "ip",
+                &[
+                    "-n",
+                    &self.ns(short),
+                    "route",
+                    if yes { "del" } else { "add" },
+                    "blackhole",
+                    &format!("{a}/32"),
+                ],
+            );
+        }
+    }
+
+    /// One member's entry in a DNS node's `/v1/state` (null when absent).
+    fn member_state(&self, short: &str, host: &str, member: &str) -> serde_json::Value {
+        let text = self.http_get(short, host, 8053, "/v1/state");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        v["members"]
+            .as_array()
+            .and_then(|a| a.iter().find(|m| m["member"] == member).cloned())
+            .unwrap_or_default()
+    }
+
     /// The response code `server` gives for `name` A (`NOERROR`, `NXDOMAIN`, ...).
     fn rcode(&self, short: &str, server: &str, name: &str) -> String {
         let at = format!("@{server}");
@@ -390,7 +450,7 @@ fn etcd_endpoints() -> String {
         .join(", ")
 }
 
-fn geosteer_conf(listen: &str) -> String {
+fn geosteer_conf(listen: &str, node: &str) -> String {
     format!(
         "[server]
 listen = [\"{listen}:53\"]
@@ -412,6 +472,8 @@ listen = \"{listen}:8053\"
 [membership]
 endpoints = [{}]
 deployment = \"lab\"
+node_name = \"{node}\"
+vote_ttl_secs = 3
 [regions.eu-central]
 latitude = 50.11
 longitude = 8.68
@@ -421,6 +483,7 @@ longitude = -77.49
 [pools.turn]
 members = [
   {{ name = \"static1\", region = \"eu-central\", addresses = [\"{STATIC_RELAY}\"], health_url = \"http://{STATIC_RELAY}:8080/health\" }},
+  {{ name = \"static2\", region = \"us-east\", addresses = [\"{STATIC_US}\"], health_url = \"http://{STATIC_US}:8080/health\" }},
 ]
 [[zones]]
 origin = \"example.com\"
@@ -495,6 +558,7 @@ fn registered_relays_come_and_go_through_etcd() {
     lab.host("dnb", DNS_B);
     lab.host("rs", STATIC_RELAY);
     lab.host("rr", REG_RELAY);
+    lab.host("ru", STATIC_US);
 
     // --- etcd cluster
     let cluster: Vec<String> = ETCD
@@ -564,14 +628,20 @@ fn registered_relays_come_and_go_through_etcd() {
     lab.write("example.com.zone", ZONE);
     let rs = lab.write("relay-static.toml", &relay_conf(STATIC_RELAY, None));
     let rr = lab.write("relay-reg.toml", &relay_conf(REG_RELAY, Some("reg1")));
-    let ca = lab.write("dns-a.toml", &geosteer_conf(DNS_A));
-    let cb = lab.write("dns-b.toml", &geosteer_conf(DNS_B));
+    let ca = lab.write("dns-a.toml", &geosteer_conf(DNS_A, "dns-a"));
+    let cb = lab.write("dns-b.toml", &geosteer_conf(DNS_B, "dns-b"));
+    let ru = lab.write("relay-us.toml", &relay_conf(STATIC_US, None));
     let relay = relay.to_str().unwrap().to_string();
     let geosteer = geosteer.to_str().unwrap().to_string();
     lab.spawn(
         "relay-static",
         "rs",
         &[&relay, "serve", "--config", rs.to_str().unwrap()],
+    );
+    lab.spawn(
+        "relay-us",
+        "ru",
+        &[&relay, "serve", "--config", ru.to_str().unwrap()],
     );
     lab.spawn(
         "dns-a",
@@ -736,19 +806,7 @@ fn registered_relays_come_and_go_through_etcd() {
     );
 
     // --- one DNS node cut off from etcd keeps its last membership
-    for (_, a) in ETCD {
-        run(
-            "ip",
-            &[
-                "-n",
-                &lab.ns("dna"),
-                "route",
-                "add",
-                "blackhole",
-                &format!("{a}/32"),
-            ],
-        );
-    }
+    lab.etcd_reachable("dna", false);
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(3) {
         assert_eq!(
@@ -759,22 +817,109 @@ fn registered_relays_come_and_go_through_etcd() {
         std::thread::sleep(Duration::from_millis(100));
     }
     lab.signal("relay-reg", libc::SIGKILL);
-    for (_, a) in ETCD {
-        run(
-            "ip",
-            &[
-                "-n",
-                &lab.ns("dna"),
-                "route",
-                "del",
-                "blackhole",
-                &format!("{a}/32"),
-            ],
-        );
-    }
+    lab.etcd_reachable("dna", true);
     lab.until(
         "both converge after the cut",
         Duration::from_secs(10),
+        || lab.both(),
+        |v| *v == static_only,
+    );
+
+    // --- health quorum: one DNS node whose path to a relay breaks does not
+    // fail it over while the other node sees it healthy
+    let us_only = (vec![STATIC_US.to_string()], vec![STATIC_US.to_string()]);
+    lab.cut_path("dna", STATIC_RELAY, true);
+    lab.until(
+        "dns-a's own probes see static1 down",
+        Duration::from_secs(5),
+        || lab.member_state("dna", DNS_A, "turn/static1"),
+        |m| m["verdict"] == "down",
+    );
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(2) {
+        assert_eq!(
+            lab.both(),
+            static_only,
+            "one node's broken path failed static1 over"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let m = lab.member_state("dna", DNS_A, "turn/static1");
+    assert_eq!(m["state"], "up", "{m}");
+    assert_eq!(m["quorum"]["basis"], "quorum", "{m}");
+    assert_eq!(m["quorum"]["voters"], 2, "{m}");
+    assert_eq!(m["quorum"]["votes"][0]["node"], "dns-b", "{m}");
+    assert_eq!(m["quorum"]["votes"][0]["up"], true, "{m}");
+    let api = format!("http://{DNS_A}:8053");
+    let out = lab.exec(
+        "dna",
+        &[&geosteer, "explain", "--api", &api, "198.18.200.7"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    let line = text
+        .lines()
+        .find(|l| l.contains("turn/static1"))
+        .unwrap_or_else(|| panic!("no static1 line in\n{text}"));
+    assert!(
+        line.contains("own down") && line.contains("dns-b up") && line.contains("-> up"),
+        "{line}"
+    );
+    let metrics = lab.http_get("dna", DNS_A, 8053, "/metrics");
+    assert!(metrics.contains("geosteer_quorum_overruled 1"), "{metrics}");
+    assert!(metrics.contains("geosteer_quorum_linked 1"), "{metrics}");
+    // Every node's path cut: it fails over, within the probe bounds.
+    lab.cut_path("dnb", STATIC_RELAY, true);
+    let t = lab.until(
+        "all-node cut fails static1 over to us-east",
+        Duration::from_secs(5),
+        || lab.both(),
+        |v| *v == us_only,
+    );
+    say!("quorum: all-node cut → failed over: {t:.2?}");
+    lab.cut_path("dna", STATIC_RELAY, false);
+    lab.cut_path("dnb", STATIC_RELAY, false);
+    lab.until(
+        "back after the cuts",
+        Duration::from_secs(5),
+        || lab.both(),
+        |v| *v == static_only,
+    );
+
+    // --- a node cut off from etcd decides on its own probes and says so
+    lab.etcd_reachable("dna", false);
+    lab.until(
+        "dns-a unlinked from the quorum",
+        Duration::from_secs(10),
+        || lab.http_get("dna", DNS_A, 8053, "/metrics"),
+        |m| m.contains("geosteer_quorum_linked 0"),
+    );
+    lab.cut_path("dna", STATIC_RELAY, true);
+    lab.until(
+        "cut-off node fails over on its own probes",
+        Duration::from_secs(5),
+        || lab.answers("dna", DNS_A),
+        |v| *v == us_only.0,
+    );
+    assert_eq!(lab.answers("dnb", DNS_B), static_only.1);
+    let log = std::fs::read_to_string(lab.dir.join("dns-a.log")).unwrap();
+    assert_eq!(
+        log.matches("cut off from etcd: health decided on this node's own probes")
+            .count(),
+        1,
+        "logged once"
+    );
+    lab.cut_path("dna", STATIC_RELAY, false);
+    lab.etcd_reachable("dna", true);
+    lab.until(
+        "dns-a linked again",
+        Duration::from_secs(10),
+        || lab.http_get("dna", DNS_A, 8053, "/metrics"),
+        |m| m.contains("geosteer_quorum_linked 1"),
+    );
+    lab.until(
+        "both answer static1 again",
+        Duration::from_secs(5),
         || lab.both(),
         |v| *v == static_only,
     );
@@ -910,16 +1055,26 @@ fn registered_relays_come_and_go_through_etcd() {
     // not answer must stay out of the answers (the static one is answered,
     // fail-open)
     lab.signal("relay-static", libc::SIGKILL);
-    lab.until(
-        "static relay seen down",
-        Duration::from_secs(5),
-        || lab.http_get("dna", DNS_A, 8053, "/metrics"),
-        |m| {
-            m.contains(
-                "geosteer_member_usable{pool=\"turn\",member=\"static1\",region=\"eu-central\"} 0",
-            )
-        },
-    );
+    lab.signal("relay-us", libc::SIGKILL);
+    for (short, host) in [("dna", DNS_A), ("dnb", DNS_B)] {
+        lab.until(
+            "static relays seen down",
+            Duration::from_secs(5),
+            || lab.http_get(short, host, 8053, "/metrics"),
+            |m| {
+                [
+                    "static1\",region=\"eu-central",
+                    "static2\",region=\"us-east",
+                ]
+                .iter()
+                .all(|x| {
+                    m.contains(&format!(
+                        "geosteer_member_usable{{pool=\"turn\",member=\"{x}\"}} 0"
+                    ))
+                })
+            },
+        );
+    }
     lab.etcdctl(&[
         "put",
         "/geosteer/lab/members/turn/ghost",

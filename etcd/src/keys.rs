@@ -54,3 +54,31 @@ pub fn votes_prefix(deployment: &str) -> String {
 fn default_weight() -> u32 {
     100
 }
+
+/// Why a key read from etcd was not taken (a member registration or a
+/// health vote): logged once per key and counted by reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// Metric label, e.g. `json`, `region`, `vote_key`.
+    pub reason: &'static str,
+    /// What is wrong, for the log.
+    pub message: String,
+}
+
+/// This machine's host name as a DNS label (the part before the first dot,
+/// lower case): the default member or node name.
+pub fn host_label() -> Result<String, String> {
+    let h = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map_err(|e| format!("no host name: {e}"))?;
+    let h = h
+        .trim()
+        .split('.')
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if is_label(&h) {
+        Ok(h)
+    } else {
+        Err(format!("host name {h:?} is not a DNS label"))
+    }
+}

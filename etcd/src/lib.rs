@@ -11,5 +11,5 @@ pub mod keys;
 mod settings;
 
 pub use client::{prefix_end, Etcd, EtcdOptions, Kv, WatchEvent};
-pub use keys::{is_key_segment, is_label, members_prefix, votes_prefix, Registration};
+pub use keys::{is_key_segment, is_label, members_prefix, votes_prefix, Registration, Rejection};
 pub use settings::{unknown_problems, EtcdSettings, UnknownKeys};

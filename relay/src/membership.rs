@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use geosteer_etcd::{is_label, members_prefix, Etcd, Registration};
+use geosteer_etcd::{members_prefix, Etcd, Registration};
 
 use crate::config::{MembershipConfig, RelayConfig};
 
@@ -91,7 +91,8 @@ pub fn registration_of(
 ) -> Result<(String, Registration), String> {
     let name = match &m.name {
         Some(n) => n.clone(),
-        None => hostname()?,
+        None => geosteer_etcd::keys::host_label()
+            .map_err(|e| format!("membership.name unset and {e}"))?,
     };
     let mut addresses = m.addresses.clone();
     if addresses.is_empty() {
@@ -125,24 +126,6 @@ pub fn registration_of(
             capacity: m.capacity,
         },
     ))
-}
-
-fn hostname() -> Result<String, String> {
-    let h = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map_err(|e| format!("membership.name unset and no host name: {e}"))?;
-    let h = h
-        .trim()
-        .split('.')
-        .next()
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    if is_label(&h) {
-        Ok(h)
-    } else {
-        Err(format!(
-            "membership.name unset and host name {h:?} is not a DNS label"
-        ))
-    }
 }
 
 /// A registration ready to start: validated, the etcd client built, nothing

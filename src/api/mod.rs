@@ -192,7 +192,22 @@ async fn explain_ip(State(api): State<Api>, Query(q): Query<ExplainQuery>) -> Re
         Err(e) => return error(StatusCode::NOT_FOUND, e),
     };
     match explain(&st, &h, ip, idx) {
-        Ok(x) => Json(x).into_response(),
+        Ok(x) => {
+            // The running node also knows why each member of the pool is
+            // (un)usable: its own verdict, the other nodes' votes, the decision.
+            let pool = &st.steering.pools[st.steered[idx].pool as usize].name;
+            let prefix = format!("{pool}/");
+            let health: Vec<_> = api
+                .node
+                .hub
+                .state()
+                .into_iter()
+                .filter(|m| m.member.starts_with(&prefix))
+                .collect();
+            let mut v = serde_json::to_value(x).unwrap_or_default();
+            v["health"] = serde_json::to_value(health).unwrap_or_default();
+            Json(v).into_response()
+        }
         Err(e) => error(StatusCode::NOT_FOUND, e),
     }
 }

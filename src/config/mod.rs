@@ -10,7 +10,7 @@ mod types;
 mod validate;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use membership::MembershipConfig;
+pub use membership::{DownQuorum, MembershipConfig};
 pub use types::*;
 
 use std::path::{Path, PathBuf};

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use geosteer_etcd::{is_label, members_prefix, Kv, Registration, WatchEvent};
+use geosteer_etcd::{is_label, members_prefix, Kv, Registration, Rejection, WatchEvent};
 
 use crate::config::{Config, MemberConfig};
 use crate::dns::Shared;
@@ -15,15 +15,6 @@ use crate::health::HealthHub;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Why a key was not taken.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
-    /// Metric label: `key`, `json`, `pool`, `region`, `name`, `address`, `weight`, `health_url`.
-    pub reason: &'static str,
-    /// What is wrong, for the log.
-    pub message: String,
 }
 
 #[derive(Default)]

@@ -5,7 +5,6 @@
 //! reloads that reorder or add members.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -14,7 +13,14 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
+mod view;
+mod votes;
+
+pub use view::{LastProbe, MemberState};
+pub use votes::{QuorumView, VoteIdentity};
+
 use super::probe;
+use super::quorum::{Vote, VoteBook};
 use super::tracker::{ProbeResult, RelayStatus, State, Tracker, TrackerParams};
 use super::{HealthSnapshot, MemberHealth};
 use crate::dns::{ServeState, Shared};
@@ -80,6 +86,10 @@ struct Inner {
     events: VecDeque<Event>,
     latency: [u64; LATENCY_BUCKETS.len() + 1],
     latency_sum: f64,
+    /// With `[membership]`: the other DNS nodes' votes and the link to etcd.
+    quorum: Option<votes::Quorum>,
+    /// When each member's own verdict last formed (unix ms).
+    verdict_at: HashMap<String, u64>,
 }
 
 /// Runs probes and publishes health to a [`Shared`] DNS pipeline.
@@ -90,6 +100,8 @@ pub struct HealthHub {
     /// One prober per member, by `pool/member`, with what it probes.
     tasks: Mutex<HashMap<String, (ProbeSpec, JoinHandle<()>)>>,
     client: reqwest::Client,
+    /// This node's own verdicts, for the vote publisher.
+    verdicts: tokio::sync::watch::Sender<BTreeMap<String, Vote>>,
 }
 
 /// What one member's prober does; a prober whose spec is unchanged by a
@@ -124,6 +136,25 @@ impl HealthHub {
             _ => Overrides::default(),
         };
         let client = probe::http_client(c.file.health.tls_insecure)?;
+        let quorum = match &c.file.membership {
+            Some(m) => {
+                let prefix = geosteer_etcd::votes_prefix(&m.etcd.deployment);
+                let node = m.node()?;
+                Some(votes::Quorum {
+                    book: VoteBook::new(&prefix, &node),
+                    node,
+                    prefix,
+                    vote_ttl_secs: m.vote_ttl_secs,
+                    rule: m.down_quorum,
+                    lease_ok: false,
+                    watch_ok: false,
+                    overruled: Vec::new(),
+                    disagreements_total: 0,
+                    unlinked_total: 0,
+                })
+            }
+            None => None,
+        };
         let hub = Arc::new(HealthHub {
             shared,
             inner: Mutex::new(Inner {
@@ -142,10 +173,13 @@ impl HealthHub {
                 events: VecDeque::new(),
                 latency: [0; LATENCY_BUCKETS.len() + 1],
                 latency_sum: 0.0,
+                quorum,
+                verdict_at: HashMap::new(),
             }),
             state_file,
             tasks: Mutex::new(HashMap::new()),
             client,
+            verdicts: tokio::sync::watch::channel(BTreeMap::new()).0,
         });
         hub.install(st);
         Ok(hub)
@@ -196,7 +230,15 @@ impl HealthHub {
                 .iter()
                 .map(|m| m.health_url.is_none() && !probe_stun(&st, m.pool))
                 .collect();
+            if let (Some(q), Some(m)) = (i.quorum.as_mut(), &st.config.file.membership) {
+                q.rule = m.down_quorum;
+            }
+            let n = i.keys.len();
+            if let Some(q) = i.quorum.as_mut() {
+                q.overruled = vec![false; n];
+            }
             i.published.clear();
+            self.send_verdicts(&i);
             let snap = next_snapshot(&mut i, true).expect("forced");
             // Under the lock: no health of another generation interleaves.
             self.shared.publish_state(st.clone(), snap);
@@ -305,8 +347,14 @@ impl HealthHub {
             let Some(t) = i.trackers.get_mut(key) else {
                 return;
             };
+            let first = !t.probed();
             let flipped = t.observe(r, now);
+            if flipped || first {
+                i.verdict_at.insert(key.to_string(), votes::now_unix_ms());
+                self.send_verdicts(&i);
+            }
             if flipped {
+                let t = &i.trackers[key];
                 let state = t.state();
                 let change = match (state, err) {
                     (State::Down, Some(e)) => format!("down: {e}"),
@@ -390,109 +438,6 @@ impl HealthHub {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-
-    /// Every member's state, for `/v1/state`.
-    pub fn state(&self) -> Vec<MemberState> {
-        let i = lock(&self.inner);
-        let now = Instant::now();
-        (0..i.keys.len())
-            .map(|idx| {
-                let key = &i.keys[idx];
-                let t = &i.trackers[key];
-                let eff = effective(&i, idx);
-                let ov = override_of(&i, idx);
-                MemberState {
-                    member: key.clone(),
-                    region: i.regions[idx].clone(),
-                    state: match (ov, t.state()) {
-                        (Some(OperatorAction::Drain), _) => "drained",
-                        (Some(OperatorAction::Down), _) => "forced-down",
-                        (Some(OperatorAction::Up), _) => "forced-up",
-                        (_, State::Down) => "down",
-                        (_, State::Up) if t.status() == RelayStatus::Draining => "draining",
-                        (_, State::Up) if eff.shed >= 1.0 => "shed",
-                        (_, State::Up) if eff.shed > 0.0 => "shedding",
-                        (_, State::Up) => "up",
-                    },
-                    usable: eff.usable,
-                    shed: eff.shed,
-                    utilization: t.utilization(),
-                    relay_status: t.status(),
-                    operator: ov,
-                    since_ms: now.duration_since(t.since()).as_millis() as u64,
-                    held_down_ms: t
-                        .hold_until()
-                        .map(|h| h.saturating_duration_since(now).as_millis() as u64),
-                    last_probe: t.last().map(|(at, r)| LastProbe {
-                        ago_ms: now.duration_since(*at).as_millis() as u64,
-                        ok: r.ok,
-                        latency_ms: r.latency.as_secs_f64() * 1000.0,
-                        error: r.error.clone(),
-                    }),
-                }
-            })
-            .collect()
-    }
-
-    /// Recent state changes, newest last.
-    pub fn events(&self) -> Vec<Event> {
-        lock(&self.inner).events.iter().cloned().collect()
-    }
-
-    /// Prometheus text for members and probes.
-    pub fn render_metrics(&self, out: &mut String) {
-        let states = self.state();
-        let i = lock(&self.inner);
-        let _ = writeln!(out, "# HELP geosteer_member_usable Whether new clients are steered to the member.\n# TYPE geosteer_member_usable gauge");
-        for s in &states {
-            let (pool, member) = s.member.split_once('/').unwrap_or(("", &s.member));
-            let _ = writeln!(
-                out,
-                "geosteer_member_usable{{pool=\"{pool}\",member=\"{member}\",region=\"{}\"}} {}",
-                s.region, s.usable as u8
-            );
-        }
-        let _ = writeln!(out, "# HELP geosteer_member_shed Probability that a client is shed from the member.\n# TYPE geosteer_member_shed gauge");
-        for s in &states {
-            let (pool, member) = s.member.split_once('/').unwrap_or(("", &s.member));
-            let _ = writeln!(
-                out,
-                "geosteer_member_shed{{pool=\"{pool}\",member=\"{member}\",region=\"{}\"}} {}",
-                s.region, s.shed
-            );
-        }
-        let _ = writeln!(out, "# HELP geosteer_probes_total Health probes by result.\n# TYPE geosteer_probes_total counter");
-        for key in &i.keys {
-            let c = i.counters.get(key).copied().unwrap_or_default();
-            let (pool, member) = key.split_once('/').unwrap_or(("", key));
-            let _ = writeln!(
-                out,
-                "geosteer_probes_total{{pool=\"{pool}\",member=\"{member}\",result=\"ok\"}} {}",
-                c.ok
-            );
-            let _ = writeln!(
-                out,
-                "geosteer_probes_total{{pool=\"{pool}\",member=\"{member}\",result=\"failed\"}} {}",
-                c.failed
-            );
-        }
-        let _ = writeln!(out, "# HELP geosteer_probe_duration_seconds Health probe round-trip time.\n# TYPE geosteer_probe_duration_seconds histogram");
-        let mut cum = 0;
-        for (b, le) in LATENCY_BUCKETS.iter().enumerate() {
-            cum += i.latency[b];
-            let _ = writeln!(
-                out,
-                "geosteer_probe_duration_seconds_bucket{{le=\"{le}\"}} {cum}"
-            );
-        }
-        cum += i.latency[LATENCY_BUCKETS.len()];
-        let _ = writeln!(
-            out,
-            "geosteer_probe_duration_seconds_bucket{{le=\"+Inf\"}} {cum}"
-        );
-        let _ = writeln!(out, "geosteer_probe_duration_seconds_sum {}", i.latency_sum);
-        let _ = writeln!(out, "geosteer_probe_duration_seconds_count {cum}");
-    }
 }
 
 impl Drop for HealthHub {
@@ -507,6 +452,7 @@ impl Drop for HealthHub {
 /// the last one, or when `force`d (a new serving state needs its own).
 fn next_snapshot(i: &mut Inner, force: bool) -> Option<HealthSnapshot> {
     let now: Vec<MemberHealth> = (0..i.keys.len()).map(|idx| effective(i, idx)).collect();
+    note_overruled(i);
     if now == i.published && !force {
         return None;
     }
@@ -537,46 +483,6 @@ pub enum Target<'a> {
     Member(&'a str),
     /// A region name (all its members in every pool).
     Region(&'a str),
-}
-
-/// One member's state for the API.
-#[derive(Debug, Clone, Serialize)]
-pub struct MemberState {
-    /// `pool/member`.
-    pub member: String,
-    /// Region name.
-    pub region: String,
-    /// up, down, draining, shedding, shed, drained, forced-up, forced-down.
-    pub state: &'static str,
-    /// Steered to.
-    pub usable: bool,
-    /// Shed probability.
-    pub shed: f32,
-    /// Last reported utilization.
-    pub utilization: Option<f64>,
-    /// Last reported relay status.
-    pub relay_status: RelayStatus,
-    /// Operator override in force.
-    pub operator: Option<OperatorAction>,
-    /// Time in the current up/down state.
-    pub since_ms: u64,
-    /// Remaining flap hold-down.
-    pub held_down_ms: Option<u64>,
-    /// The last probe.
-    pub last_probe: Option<LastProbe>,
-}
-
-/// The last probe of a member.
-#[derive(Debug, Clone, Serialize)]
-pub struct LastProbe {
-    /// How long ago.
-    pub ago_ms: u64,
-    /// Succeeded.
-    pub ok: bool,
-    /// Round trip.
-    pub latency_ms: f64,
-    /// Failure reason.
-    pub error: Option<String>,
 }
 
 fn params(st: &ServeState, pool: u16) -> TrackerParams {
@@ -610,7 +516,8 @@ fn override_of(i: &Inner, idx: usize) -> Option<OperatorAction> {
 
 fn effective(i: &Inner, idx: usize) -> MemberHealth {
     let t = &i.trackers[&i.keys[idx]];
-    let fail_open = !i.registered[idx] || t.ever_up();
+    let (up, _) = votes::decision(i, idx, 0);
+    let fail_open = !i.registered[idx] || t.ever_up() || up;
     match override_of(i, idx) {
         Some(OperatorAction::Drain) | Some(OperatorAction::Down) => MemberHealth {
             usable: false,
@@ -618,11 +525,48 @@ fn effective(i: &Inner, idx: usize) -> MemberHealth {
             fail_open,
         },
         Some(OperatorAction::Up) => MemberHealth::UP,
-        _ => MemberHealth {
-            usable: t.usable(),
-            shed: if t.usable() { t.shed() } else { 0.0 },
-            fail_open,
-        },
+        _ => {
+            let usable = up && t.status() != RelayStatus::Draining;
+            MemberHealth {
+                usable,
+                // Load comes from this node's probes; none when they fail.
+                shed: if usable && t.state() == State::Up {
+                    t.shed()
+                } else {
+                    0.0
+                },
+                fail_open,
+            }
+        }
+    }
+}
+
+/// Tracks where the quorum decision differs from this node's own verdict:
+/// an event and a count each time a member starts to differ.
+fn note_overruled(i: &mut Inner) {
+    if i.quorum.is_none() {
+        return;
+    }
+    for idx in 0..i.keys.len() {
+        let own = i.trackers[&i.keys[idx]].state() == State::Up;
+        let (up, _) = votes::decision(i, idx, 0);
+        let differs = own != up;
+        let q = i.quorum.as_mut().expect("checked");
+        let was = q.overruled.get(idx).copied().unwrap_or(false);
+        if let Some(x) = q.overruled.get_mut(idx) {
+            *x = differs;
+        }
+        if differs && !was {
+            q.disagreements_total += 1;
+            let key = i.keys[idx].clone();
+            let what = if up {
+                "quorum: up (this node's probes say down; the other nodes' votes keep it)"
+            } else {
+                "quorum: down (this node's probes say up; the other nodes' votes take it out)"
+            };
+            tracing::info!(member = key, "{what}");
+            push_event(i, &key, what.to_string());
+        }
     }
 }
 

@@ -1,76 +1,25 @@
 //! Health quorum across DNS nodes: the pure decision and the vote format.
 //!
 //! Each DNS node publishes its own probe verdict for every member under
-//! `/geosteer/<deployment>/votes/<node>/<pool>/<member>` (on a lease, so a
-//! dead node's votes expire). A member is taken out of answers when the
-//! down votes of the nodes that see it reach the configured
-//! [`DownQuorum`]; with no fresh votes from other nodes (no etcd, etcd
-//! unreachable, votes stale) a node decides alone, as without membership.
+//! `/geosteer/<deployment>/votes/<node>/<pool>/<member>` when it changes, on
+//! a lease the node keeps alive, so a vote counts exactly while its node is
+//! alive and reaches etcd (a dead node's votes expire with its lease). A
+//! member is taken out of answers when the down votes of the nodes that
+//! vote on it, this one included, reach the configured [`DownQuorum`]; with
+//! no vote from another node (no etcd, this node cut off from etcd, no other
+//! node has probed the member yet) a node decides alone, as without
+//! membership. The I/O shell is `membership::votes`.
 //!
 //! Everything here is free of I/O and time sources: `now` comes in as an
 //! argument, so it is unit-tested without a network.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::fmt::Write as _;
 
-use geosteer_etcd::{is_key_segment, is_label, Kv, WatchEvent};
+use geosteer_etcd::{is_key_segment, is_label, Kv, Rejection, WatchEvent};
 use serde::{Deserialize, Serialize};
 
-use super::Rejection;
-
-/// How many of the DNS nodes that see a member must call it down.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(untagged)]
-pub enum DownQuorum {
-    /// At least this many nodes (an integer in TOML: `down_quorum = 2`).
-    Count(u32),
-    /// More than this fraction of the voting nodes (a float in TOML:
-    /// `down_quorum = 0.5` is a strict majority; `0.82` is Route 53's rule:
-    /// healthy while more than ~18 % of the checkers say healthy).
-    Fraction(f64),
-}
-
-impl Default for DownQuorum {
-    /// A strict majority of the nodes that see the member.
-    fn default() -> Self {
-        DownQuorum::Fraction(0.5)
-    }
-}
-
-impl DownQuorum {
-    /// Problems with the value, for `membership.down_quorum`.
-    pub fn problem(&self) -> Option<String> {
-        match *self {
-            DownQuorum::Count(0) => Some("a count must be at least 1".into()),
-            DownQuorum::Fraction(f) if !(0.0..1.0).contains(&f) => Some(format!(
-                "fraction {f} not in 0.0..1.0 (down when more than that share votes down)"
-            )),
-            _ => None,
-        }
-    }
-
-    /// Whether `down` of `voters` votes reach the quorum. A count larger
-    /// than the number of voters means all of them.
-    pub fn reached(&self, down: u32, voters: u32) -> bool {
-        if voters == 0 {
-            return false;
-        }
-        match *self {
-            DownQuorum::Count(k) => down >= k.min(voters),
-            DownQuorum::Fraction(f) => f64::from(down) > f * f64::from(voters),
-        }
-    }
-}
-
-impl fmt::Display for DownQuorum {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DownQuorum::Count(k) => write!(f, "{k} node(s)"),
-            DownQuorum::Fraction(x) => write!(f, "more than {:.0} %", x * 100.0),
-        }
-    }
-}
+use crate::config::DownQuorum;
 
 /// The value stored under a vote key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,17 +38,15 @@ pub struct PeerVote {
     pub node: String,
     /// Its verdict.
     pub up: bool,
-    /// Its age at decision time, ms.
+    /// How long ago it formed this verdict, ms.
     pub age_ms: u64,
-    /// Counted (fresh) or ignored (older than the limit).
-    pub counted: bool,
 }
 
 /// How a member's effective state was reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Basis {
-    /// No fresh vote from another node: this node's own verdict.
+    /// No vote from another node: this node's own verdict.
     Alone,
     /// The votes of every node that sees the member, this one included.
     Quorum,
@@ -119,29 +66,24 @@ pub struct Decision {
 }
 
 /// The effective state of a member from this node's own verdict and the
-/// other nodes' votes: down when the down votes (own included) reach
-/// `quorum`; alone when no other node has a vote younger than `max_age_ms`.
+/// other nodes' votes (each alive while its node's lease is): down when the
+/// down votes, own included, reach `quorum`; alone without other votes.
 pub fn decide(
     own_up: bool,
     votes: &[(String, Vote)],
     quorum: DownQuorum,
     now_unix_ms: u64,
-    max_age_ms: u64,
 ) -> (Decision, Vec<PeerVote>) {
     let peers: Vec<PeerVote> = votes
         .iter()
-        .map(|(node, v)| {
-            let age_ms = now_unix_ms.saturating_sub(v.at_unix_ms);
-            PeerVote {
-                node: node.clone(),
-                up: v.up,
-                age_ms,
-                counted: age_ms <= max_age_ms,
-            }
+        .map(|(node, v)| PeerVote {
+            node: node.clone(),
+            up: v.up,
+            age_ms: now_unix_ms.saturating_sub(v.at_unix_ms),
         })
         .collect();
-    let fresh = peers.iter().filter(|p| p.counted);
-    let (n, down) = fresh.fold((0u32, 0u32), |(n, d), p| (n + 1, d + u32::from(!p.up)));
+    let n = peers.len() as u32;
+    let down = peers.iter().filter(|p| !p.up).count() as u32;
     let own_down = u32::from(!own_up);
     let d = if n == 0 {
         Decision {
@@ -330,26 +272,27 @@ mod tests {
             .collect()
     }
 
-    const NOW: u64 = 1_000_000;
-    const AGE: u64 = 5_000;
+    const NOW: u64 = 1_800_000_000_000;
 
     #[test]
-    fn alone_without_fresh_peer_votes() {
+    fn alone_without_peer_votes() {
         let q = DownQuorum::default();
-        let (d, _) = decide(false, &[], q, NOW, AGE);
+        let (d, _) = decide(false, &[], q, NOW);
         assert_eq!((d.up, d.basis), (false, Basis::Alone));
-        // A stale vote (node dead, lease not yet expired) does not count.
-        let (d, p) = decide(false, &votes(&[("b", true, NOW - AGE - 1)]), q, NOW, AGE);
-        assert_eq!((d.up, d.basis), (false, Basis::Alone));
-        assert!(!p[0].counted);
-        assert_eq!(p[0].age_ms, AGE + 1);
+        let (d, _) = decide(true, &[], q, NOW);
+        assert_eq!((d.up, d.basis, d.voters), (true, Basis::Alone, 1));
+        // A vote formed long ago still counts while its node's lease lives;
+        // its age is shown.
+        let (d, p) = decide(false, &votes(&[("b", true, NOW - 3_600_000)]), q, NOW);
+        assert_eq!((d.up, d.basis), (true, Basis::Quorum));
+        assert_eq!(p[0].age_ms, 3_600_000);
     }
 
     #[test]
     fn one_cut_node_does_not_fail_a_member_over() {
         let q = DownQuorum::default();
         // Two nodes: this one sees it down, the other up → stays up.
-        let (d, _) = decide(false, &votes(&[("b", true, NOW - 100)]), q, NOW, AGE);
+        let (d, _) = decide(false, &votes(&[("b", true, NOW - 100)]), q, NOW);
         assert_eq!(
             d,
             Decision {
@@ -361,27 +304,22 @@ mod tests {
         );
         // Three nodes, one cut → up; two see it down → down everywhere.
         let three = votes(&[("b", true, NOW), ("c", true, NOW)]);
-        assert!(decide(false, &three, q, NOW, AGE).0.up);
+        assert!(decide(false, &three, q, NOW).0.up);
         let three = votes(&[("b", false, NOW), ("c", true, NOW)]);
-        assert!(!decide(false, &three, q, NOW, AGE).0.up);
+        assert!(!decide(false, &three, q, NOW).0.up);
         // ... including on the node whose own path still works.
         assert!(
             !decide(
                 true,
                 &votes(&[("b", false, NOW), ("c", false, NOW)]),
                 q,
-                NOW,
-                AGE
+                NOW
             )
             .0
             .up
         );
         // Really dead: everyone says down.
-        assert!(
-            !decide(false, &votes(&[("b", false, NOW)]), q, NOW, AGE)
-                .0
-                .up
-        );
+        assert!(!decide(false, &votes(&[("b", false, NOW)]), q, NOW).0.up);
     }
 
     #[test]
