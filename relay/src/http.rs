@@ -171,12 +171,17 @@ impl Exposition {
 }
 
 /// Renders Prometheus text exposition.
-pub fn render_metrics(stats: &Stats, capacity: u64) -> String {
+pub fn render_metrics(stats: &Stats, capacity: u64, total_bps: u64) -> String {
     let c = stats.counters();
     let mut e = Exposition(String::with_capacity(2048));
     let active = stats.allocations.load(Relaxed);
     e.gauge("turn_sessions_active", "Active TURN allocations.", active);
     e.gauge("turn_sessions_capacity", "Allocation capacity.", capacity);
+    e.gauge(
+        "turn_relay_bandwidth_capacity_bits_per_second",
+        "Relayed bits per second the relay is sized for, both directions together (limits.total_bps).",
+        total_bps,
+    );
     e.counter(
         "turn_sessions_total",
         "TURN allocations created.",
@@ -309,7 +314,8 @@ pub fn render_edge_metrics(edge: &Edge, limits: &LimitsConfig) -> String {
 
 async fn metrics(State(s): State<HttpState>) -> Response {
     let live = s.reloader.live();
-    let mut text = render_metrics(&s.stats(), live.config.limits.capacity as u64);
+    let lim = &live.config.limits;
+    let mut text = render_metrics(&s.stats(), lim.capacity as u64, lim.total_bps);
     text.push_str(&render_edge_metrics(&s.edge, &live.config.limits));
     // How the kernel's 5-tuple hash spread the allocations over the loops.
     let per_loop = s.control.loop_allocations();
@@ -444,9 +450,10 @@ mod tests {
     #[test]
     fn metrics_have_required_names_and_no_user_labels() {
         let s = Stats::default();
-        let text = render_metrics(&s, 10);
+        let text = render_metrics(&s, 10, 1_000_000);
         for name in [
             "turn_sessions_active 0",
+            "turn_relay_bandwidth_capacity_bits_per_second 1000000",
             "turn_sessions_total 0",
             "turn_relay_bytes_total{direction=\"in\"} 0",
             "turn_relay_packets_total{direction=\"out\"} 0",
