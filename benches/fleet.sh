@@ -121,6 +121,9 @@ interval_ms = ${INTERVAL:-250}
 timeout_ms = ${TIMEOUT:-200}
 rise = 2
 fall = 2
+# The quorum trials cut and restore a path 20 times a minute: flap damping
+# (hold-down after 3 downs in 60 s) would hold the relay down by design.
+flap_threshold = 1000
 [api]
 listen = "$1:${API:-8053}"
 $([[ $2 == - ]] || printf '[membership]\nendpoints = ["http://%s:2379", "http://%s:2379", "http://%s:2379"]\ndeployment = "%s"\nnode_name = "%s"\nvote_ttl_secs = 3\n' $E1 $E2 $E3 "$2" "$3")
