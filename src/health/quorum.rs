@@ -82,26 +82,29 @@ pub fn decide(
             age_ms: now_unix_ms.saturating_sub(v.at_unix_ms),
         })
         .collect();
-    let n = peers.len() as u32;
     let down = peers.iter().filter(|p| !p.up).count() as u32;
+    (tally(own_up, peers.len() as u32, down, quorum), peers)
+}
+
+/// [`decide`] from counts: `peers` other nodes vote, `peers_down` of them
+/// say down.
+pub fn tally(own_up: bool, peers: u32, peers_down: u32, quorum: DownQuorum) -> Decision {
     let own_down = u32::from(!own_up);
-    let d = if n == 0 {
-        Decision {
+    if peers == 0 {
+        return Decision {
             up: own_up,
             basis: Basis::Alone,
             voters: 1,
             down_votes: own_down,
-        }
-    } else {
-        let (voters, down_votes) = (n + 1, down + own_down);
-        Decision {
-            up: !quorum.reached(down_votes, voters),
-            basis: Basis::Quorum,
-            voters,
-            down_votes,
-        }
-    };
-    (d, peers)
+        };
+    }
+    let (voters, down_votes) = (peers + 1, peers_down + own_down);
+    Decision {
+        up: !quorum.reached(down_votes, voters),
+        basis: Basis::Quorum,
+        voters,
+        down_votes,
+    }
 }
 
 /// Key of this node's vote for `member` (`pool/name`).
@@ -239,6 +242,16 @@ impl VoteBook {
             tracing::warn!(key, reason = r.reason, error = %r.message, "etcd health vote rejected");
             *self.rejected_total.entry(r.reason).or_default() += 1;
         }
+    }
+
+    /// How many other nodes vote on `member` (`pool/name`), and how many
+    /// of them say down (no allocation: this runs for every member on every
+    /// health change).
+    pub fn tally(&self, member: &str) -> (u32, u32) {
+        self.votes.get(member).map_or((0, 0), |m| {
+            let down = m.values().filter(|v| !v.up).count();
+            (m.len() as u32, down as u32)
+        })
     }
 
     /// The other nodes' votes for `member` (`pool/name`).
@@ -432,6 +445,8 @@ mod tests {
             b.for_member("turn/fra1"),
             votes(&[("b", false, 5), ("c", true, 6)])
         );
+        assert_eq!(b.tally("turn/fra1"), (2, 1));
+        assert_eq!(b.tally("turn/other"), (0, 0));
         // Re-reading the same bad keys counts nothing twice.
         b.replace(vec![
             kv("b/turn/fra1", r#"{"up":false,"at_unix_ms":5}"#),

@@ -4,7 +4,7 @@
 //! Members are identified by `pool/member`, so trackers and overrides survive
 //! reloads that reorder or add members.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -148,7 +148,7 @@ impl HealthHub {
                     rule: m.down_quorum,
                     lease_ok: false,
                     watch_ok: false,
-                    overruled: Vec::new(),
+                    overruled: HashSet::new(),
                     disagreements_total: 0,
                     unlinked_total: 0,
                 })
@@ -230,12 +230,12 @@ impl HealthHub {
                 .iter()
                 .map(|m| m.health_url.is_none() && !probe_stun(&st, m.pool))
                 .collect();
-            if let (Some(q), Some(m)) = (i.quorum.as_mut(), &st.config.file.membership) {
-                q.rule = m.down_quorum;
-            }
-            let n = i.keys.len();
-            if let Some(q) = i.quorum.as_mut() {
-                q.overruled = vec![false; n];
+            let Inner { quorum, keys, .. } = &mut *i;
+            if let Some(q) = quorum.as_mut() {
+                if let Some(m) = &st.config.file.membership {
+                    q.rule = m.down_quorum;
+                }
+                q.overruled.retain(|k| keys.contains(k));
             }
             i.published.clear();
             self.send_verdicts(&i);
@@ -451,8 +451,11 @@ impl Drop for HealthHub {
 /// The snapshot to publish when any member's effective health changed since
 /// the last one, or when `force`d (a new serving state needs its own).
 fn next_snapshot(i: &mut Inner, force: bool) -> Option<HealthSnapshot> {
-    let now: Vec<MemberHealth> = (0..i.keys.len()).map(|idx| effective(i, idx)).collect();
-    note_overruled(i);
+    let ups: Vec<bool> = (0..i.keys.len()).map(|idx| votes::up(i, idx)).collect();
+    let now: Vec<MemberHealth> = (0..i.keys.len())
+        .map(|idx| effective(i, idx, ups[idx]))
+        .collect();
+    note_overruled(i, &ups);
     if now == i.published && !force {
         return None;
     }
@@ -514,9 +517,10 @@ fn override_of(i: &Inner, idx: usize) -> Option<OperatorAction> {
         .copied()
 }
 
-fn effective(i: &Inner, idx: usize) -> MemberHealth {
+/// The health steering sees for member `idx`, given whether it is up
+/// ([`votes::up`]).
+fn effective(i: &Inner, idx: usize, up: bool) -> MemberHealth {
     let t = &i.trackers[&i.keys[idx]];
-    let (up, _) = votes::decision(i, idx, 0);
     let fail_open = !i.registered[idx] || t.ever_up() || up;
     match override_of(i, idx) {
         Some(OperatorAction::Drain) | Some(OperatorAction::Down) => MemberHealth {
@@ -541,32 +545,27 @@ fn effective(i: &Inner, idx: usize) -> MemberHealth {
     }
 }
 
-/// Tracks where the quorum decision differs from this node's own verdict:
-/// an event and a count each time a member starts to differ.
-fn note_overruled(i: &mut Inner) {
-    if i.quorum.is_none() {
-        return;
-    }
-    for idx in 0..i.keys.len() {
-        let own = i.trackers[&i.keys[idx]].state() == State::Up;
-        let (up, _) = votes::decision(i, idx, 0);
-        let differs = own != up;
-        let q = i.quorum.as_mut().expect("checked");
-        let was = q.overruled.get(idx).copied().unwrap_or(false);
-        if let Some(x) = q.overruled.get_mut(idx) {
-            *x = differs;
-        }
-        if differs && !was {
+/// Tracks where the quorum decision (`ups`) differs from this node's own
+/// verdict: an event and a count each time a member starts to differ.
+fn note_overruled(i: &mut Inner, ups: &[bool]) {
+    let Some(q) = i.quorum.as_mut() else { return };
+    let mut started = Vec::new();
+    for (key, &up) in i.keys.iter().zip(ups) {
+        if (i.trackers[key].state() == State::Up) == up {
+            q.overruled.remove(key);
+        } else if q.overruled.insert(key.clone()) {
             q.disagreements_total += 1;
-            let key = i.keys[idx].clone();
-            let what = if up {
-                "quorum: up (this node's probes say down; the other nodes' votes keep it)"
-            } else {
-                "quorum: down (this node's probes say up; the other nodes' votes take it out)"
-            };
-            tracing::info!(member = key, "{what}");
-            push_event(i, &key, what.to_string());
+            started.push((key.clone(), up));
         }
+    }
+    for (key, up) in started {
+        let what = if up {
+            "quorum: up (this node's probes say down; the other nodes' votes keep it)"
+        } else {
+            "quorum: down (this node's probes say up; the other nodes' votes take it out)"
+        };
+        tracing::info!(member = key, "{what}");
+        push_event(i, &key, what.to_string());
     }
 }
 

@@ -20,9 +20,9 @@ impl HealthHub {
             .map(|idx| {
                 let key = &i.keys[idx];
                 let t = &i.trackers[key];
-                let eff = effective(&i, idx);
+                let up = votes::up(&i, idx);
+                let eff = effective(&i, idx, up);
                 let ov = override_of(&i, idx);
-                let (up, quorum) = votes::decision(&i, idx, now_ms);
                 MemberState {
                     member: key.clone(),
                     region: i.regions[idx].clone(),
@@ -41,7 +41,7 @@ impl HealthHub {
                         (true, State::Up) => "up",
                         (true, State::Down) => "down",
                     },
-                    quorum,
+                    quorum: votes::view(&i, idx, now_ms),
                     usable: eff.usable,
                     shed: eff.shed,
                     utilization: t.utilization(),
@@ -123,7 +123,7 @@ impl HealthHub {
         if let Some(q) = &i.quorum {
             let _ = writeln!(out, "# HELP geosteer_quorum_linked Whether this node reaches etcd and decides health with the other DNS nodes' votes (0: on its own probes).\n# TYPE geosteer_quorum_linked gauge\ngeosteer_quorum_linked {}", q.linked() as u8);
             let _ = writeln!(out, "# HELP geosteer_quorum_unlinked_total Times this node lost etcd and fell back to its own probes.\n# TYPE geosteer_quorum_unlinked_total counter\ngeosteer_quorum_unlinked_total {}", q.unlinked_total);
-            let _ = writeln!(out, "# HELP geosteer_quorum_overruled Members whose quorum decision differs from this node's own probes.\n# TYPE geosteer_quorum_overruled gauge\ngeosteer_quorum_overruled {}", q.overruled.iter().filter(|&&x| x).count());
+            let _ = writeln!(out, "# HELP geosteer_quorum_overruled Members whose quorum decision differs from this node's own probes.\n# TYPE geosteer_quorum_overruled gauge\ngeosteer_quorum_overruled {}", q.overruled.len());
             let _ = writeln!(out, "# HELP geosteer_quorum_disagreements_total Times a member's quorum decision started to differ from this node's own probes.\n# TYPE geosteer_quorum_disagreements_total counter\ngeosteer_quorum_disagreements_total {}", q.disagreements_total);
             q.book.render_metrics(out);
         }

@@ -2,7 +2,7 @@
 //! votes (fed by `membership::votes` from etcd), whether this node is linked
 //! to etcd, and this node's own verdicts for the vote publisher.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use geosteer_etcd::{Kv, WatchEvent};
 
@@ -22,9 +22,9 @@ pub(super) struct Quorum {
     pub(super) lease_ok: bool,
     /// The votes watch is in sync.
     pub(super) watch_ok: bool,
-    /// Per member (indexed like `Inner::keys`): the decision differs from
-    /// this node's own verdict.
-    pub(super) overruled: Vec<bool>,
+    /// Members (`pool/member`) whose decision differs from this node's own
+    /// verdict; kept across reloads and membership changes.
+    pub(super) overruled: HashSet<String>,
     pub(super) disagreements_total: u64,
     pub(super) unlinked_total: u64,
 }
@@ -67,29 +67,37 @@ pub(super) fn now_unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// The up/down decision for member `idx` and how it was reached: this
-/// node's own verdict, combined with the other nodes' votes while linked.
-pub(super) fn decision(i: &Inner, idx: usize, now_ms: u64) -> (bool, Option<QuorumView>) {
+/// Whether member `idx` is up: this node's own verdict, combined with the
+/// other nodes' votes while linked.
+pub(super) fn up(i: &Inner, idx: usize) -> bool {
     let key = &i.keys[idx];
     let own_up = i.trackers[key].state() == State::Up;
-    let Some(q) = &i.quorum else {
-        return (own_up, None);
-    };
+    match &i.quorum {
+        Some(q) if q.linked() => {
+            let (peers, down) = q.book.tally(key);
+            quorum::tally(own_up, peers, down, q.rule).up
+        }
+        _ => own_up,
+    }
+}
+
+/// How [`up`] was reached for member `idx`, with the votes seen (`None`
+/// without `[membership]`).
+pub(super) fn view(i: &Inner, idx: usize, now_ms: u64) -> Option<QuorumView> {
+    let q = i.quorum.as_ref()?;
+    let key = &i.keys[idx];
+    let own_up = i.trackers[key].state() == State::Up;
     let votes = if q.linked() {
         q.book.for_member(key)
     } else {
         Vec::new()
     };
-    let (d, peers) = quorum::decide(own_up, &votes, q.rule, now_ms);
-    let up = d.up;
-    (
-        up,
-        Some(QuorumView {
-            decision: d,
-            votes: peers,
-            linked: q.linked(),
-        }),
-    )
+    let (decision, votes) = quorum::decide(own_up, &votes, q.rule, now_ms);
+    Some(QuorumView {
+        decision,
+        votes,
+        linked: q.linked(),
+    })
 }
 
 /// This node's verdicts to publish: every member with a probe result.
