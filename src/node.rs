@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use geosteer_etcd::Etcd;
+
 use crate::api::{self, Api};
 use crate::config::{Config, ConfigErrors};
 use crate::dns::{DnsServer, ServeState, Shared};
@@ -95,22 +97,22 @@ impl Node {
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         if let Some(m) = &membership {
             let c = &core;
+            // One client (one read of the password, CA and identity files)
+            // for the members watch and the health votes.
+            let base = &c.shared.state.load().config;
+            let etcd = m
+                .etcd
+                .options(|p| base.resolve(p))
+                .and_then(Etcd::new)
+                .map_err(|e| std::io::Error::other(format!("membership: {e}")))?;
             spawn_watch(
-                m,
-                &c.shared.state.load().config,
+                etcd.clone(),
                 c.members.clone(),
                 c.shared.clone(),
                 c.hub.clone(),
                 stop_rx.clone(),
-            )
-            .map_err(|e| std::io::Error::other(format!("membership: {e}")))?;
-            spawn_votes(
-                m,
-                &c.shared.state.load().config,
-                c.hub.clone(),
-                stop_rx.clone(),
-            )
-            .map_err(|e| std::io::Error::other(format!("health votes: {e}")))?;
+            );
+            spawn_votes(etcd, c.hub.clone(), stop_rx.clone());
         }
         let api_addr = match api_cfg.listen {
             Some(addr) => {

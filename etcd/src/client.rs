@@ -344,6 +344,39 @@ impl Etcd {
         }
     }
 
+    /// Follows every key under `prefix` for good: a full read handed to
+    /// `on_read`, then a watch from the next revision whose batches go to
+    /// `on_events`; when the watch ends it reads again. A failed read goes to
+    /// `on_unreachable` and is retried after a backoff (250 ms doubling to
+    /// 5 s, reset by a good read); a re-read after a watch ends waits 250 ms,
+    /// so a watch that keeps failing at once cannot spin.
+    pub async fn follow_prefix(
+        &self,
+        prefix: &str,
+        mut on_read: impl FnMut(Vec<Kv>),
+        mut on_events: impl FnMut(Vec<WatchEvent>),
+        mut on_unreachable: impl FnMut(&str),
+    ) {
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            match self.range_prefix(prefix).await {
+                Ok((rev, kvs)) => {
+                    backoff = Duration::from_millis(250);
+                    on_read(kvs);
+                    if let Err(e) = self
+                        .watch_prefix(prefix, rev + 1, |_, events| on_events(events))
+                        .await
+                    {
+                        tracing::warn!(prefix, error = %e, "etcd watch ended; re-reading");
+                    }
+                }
+                Err(e) => on_unreachable(&e),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
     fn rotate(&self) {
         self.current
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -10,26 +10,18 @@ use std::time::Duration;
 use geosteer_etcd::Etcd;
 use tokio::time::Instant;
 
-use crate::config::{Config, MembershipConfig};
 use crate::health::hub::VoteIdentity;
 use crate::health::quorum::{vote_key, Vote};
 use crate::health::HealthHub;
 
 /// Starts publishing this node's votes and watching the others'; stops (and
 /// revokes the vote lease, so the votes vanish at once) when `stop` turns true.
-pub fn spawn_votes(
-    cfg: &MembershipConfig,
-    base: &Config,
-    hub: Arc<HealthHub>,
-    stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<(), String> {
+pub fn spawn_votes(etcd: Etcd, hub: Arc<HealthHub>, stop: tokio::sync::watch::Receiver<bool>) {
     let Some(id) = hub.vote_identity() else {
-        return Ok(());
+        return;
     };
-    let etcd = Etcd::new(cfg.etcd.options(|p| base.resolve(p))?)?;
     tokio::spawn(publish(etcd.clone(), id.clone(), hub.clone(), stop.clone()));
     tokio::spawn(watch(etcd, id.prefix, hub, stop));
-    Ok(())
 }
 
 async fn publish(
@@ -157,33 +149,17 @@ async fn watch(
     hub: Arc<HealthHub>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let run = async {
-        let mut backoff = Duration::from_millis(250);
-        loop {
-            match etcd.range_prefix(&prefix).await {
-                Ok((rev, kvs)) => {
-                    backoff = Duration::from_millis(250);
-                    hub.votes_replace(kvs);
-                    let r = etcd
-                        .watch_prefix(&prefix, rev + 1, |_, events| hub.votes_apply(events))
-                        .await;
-                    // A stream that ends is re-read at once; the link is
-                    // lost only when etcd cannot be read (or the vote lease
-                    // cannot be kept: a silent partition hangs the stream).
-                    if let Err(e) = r {
-                        tracing::debug!(error = %e, "votes watch ended; re-reading");
-                    }
-                    continue;
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "reading votes failed");
-                    hub.set_vote_watch(false);
-                }
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-        }
-    };
+    // The link is lost only when etcd cannot be read (or the vote lease
+    // cannot be kept: a silent partition hangs the stream, not the lease).
+    let run = etcd.follow_prefix(
+        &prefix,
+        |kvs| hub.votes_replace(kvs),
+        |events| hub.votes_apply(events),
+        |e| {
+            tracing::debug!(error = %e, "reading votes failed");
+            hub.set_vote_watch(false);
+        },
+    );
     tokio::select! {
         _ = run => {}
         _ = stop.wait_for(|s| *s) => {}
