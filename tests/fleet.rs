@@ -17,6 +17,8 @@
 //! failure under CI=true. Only 198.18.0.0/15 addresses inside namespaces
 //! named `gsfleet-<pid>-*`; every daemon is tracked and killed by PID.
 
+mod common;
+
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -107,30 +109,12 @@ fn run(cmd: &str, args: &[&str]) -> Output {
 
 /// geosteer, geosteer-relay and geosteer-turn-load.
 fn binaries() -> (PathBuf, PathBuf, PathBuf) {
-    let geosteer = PathBuf::from(env!("CARGO_BIN_EXE_geosteer"));
-    let dir = geosteer.parent().unwrap().to_path_buf();
-    let relay = dir.join("geosteer-relay");
-    let profile = dir.file_name().unwrap().to_string_lossy().to_string();
-    let mut c = Command::new(std::env::var("CARGO").unwrap_or("cargo".into()));
-    c.args([
-        "build",
-        "-p",
-        "geosteer-relay",
-        "--bin",
-        "geosteer-relay",
-        "--bin",
-        "geosteer-turn-load",
-    ])
-    .current_dir(env!("CARGO_MANIFEST_DIR"))
-    .env("CARGO_TARGET_DIR", dir.parent().unwrap());
-    if profile == "release" {
-        c.arg("--release");
-    }
-    assert!(
-        c.status().expect("cargo build").success(),
-        "building geosteer-relay failed"
-    );
-    (geosteer, relay, dir.join("geosteer-turn-load"))
+    let dir = common::relay_binaries(&["geosteer-relay", "geosteer-turn-load"]);
+    (
+        PathBuf::from(env!("CARGO_BIN_EXE_geosteer")),
+        dir.join("geosteer-relay"),
+        dir.join("geosteer-turn-load"),
+    )
 }
 
 struct Lab {

@@ -1,20 +1,18 @@
-//! The agent's loop: checks run on a small tokio runtime and report to one
-//! decision thread, which owns the state machines and the speaker.
+//! The agent's loop: checks run on a small tokio runtime, the speaker on its
+//! own thread; both report to one decision thread, which owns the plan
+//! ([`super::plan`]) and never waits on the speaker.
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::routing::{get, post};
-use axum::Router;
-
 use super::check::Check;
 use super::config::{AnycastConfig, SpeakerConfig};
-use super::decide::{Change, Reason, Route, VipMachine};
+use super::decide::Route;
 use super::metrics::{AgentStatus, VipStatus};
 use super::notify::Notifier;
-use super::speaker::{Bird, Exabgp, Speaker};
+use super::plan::{Command, Outcome, Plan};
+use super::speaker::{self, Bird, Exabgp, Failure, Gone, Job, Report, Speaker, ACK_TIMEOUT};
 
 /// What the decision thread hears.
 enum Event {
@@ -24,22 +22,34 @@ enum Event {
     Admin(bool),
     /// SIGTERM / SIGINT.
     Stop,
+    /// The speaker thread, or ExaBGP's pipe.
+    Speaker(Report),
+}
+
+impl From<Report> for Event {
+    fn from(r: Report) -> Event {
+        Event::Speaker(r)
+    }
 }
 
 type Shared = Arc<Mutex<AgentStatus>>;
 
+/// How often the loop turns without events (drain file, MED shifts, stale checks).
+const TICK: Duration = Duration::from_millis(50);
+
 /// Runs the agent until SIGTERM/SIGINT (withdrawing first) or until ExaBGP
-/// goes away.
+/// goes away (EOF on stdin, or its `shutdown`).
 pub fn run(cfg: AnycastConfig) -> Result<(), String> {
-    let mut speaker = match &cfg.speaker {
-        SpeakerConfig::Exabgp => Speaker::Exabgp(Exabgp::stdio()),
-        SpeakerConfig::Bird { socket } => Speaker::Bird(Bird::new(socket.clone())),
-    };
     let checks = cfg
         .vips
         .iter()
         .map(Check::new)
         .collect::<Result<Vec<_>, _>>()?;
+    let token = cfg
+        .admin_token_file
+        .as_deref()
+        .map(super::http::read_token)
+        .transpose()?;
     let status: Shared = Arc::new(Mutex::new(AgentStatus {
         speaker: match cfg.speaker {
             SpeakerConfig::Exabgp => "exabgp",
@@ -56,6 +66,16 @@ pub fn run(cfg: AnycastConfig) -> Result<(), String> {
         ..Default::default()
     }));
     let (tx, rx) = mpsc::channel();
+    let speaker = match &cfg.speaker {
+        SpeakerConfig::Exabgp => {
+            let tx = tx.clone();
+            Speaker::Exabgp(Exabgp::stdio(move |g| {
+                let _ = tx.send(Event::Speaker(Report::Gone(g)));
+            }))
+        }
+        SpeakerConfig::Bird { socket } => Speaker::Bird(Bird::new(socket.clone())),
+    };
+    let jobs = speaker::spawn(speaker, cfg.vips.clone(), tx.clone());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("anycast-checks")
@@ -98,103 +118,209 @@ pub fn run(cfg: AnycastConfig) -> Result<(), String> {
         let listener = rt
             .block_on(tokio::net::TcpListener::bind(addr))
             .map_err(|e| format!("metrics_listen {addr}: {e}"))?;
-        rt.spawn(serve_http(listener, status.clone(), tx.clone()));
+        let tx = Mutex::new(tx.clone());
+        let switch: super::http::Switch = Arc::new(move |drain| {
+            let _ = tx.lock().expect("admin switch").send(Event::Admin(drain));
+        });
+        rt.spawn(super::http::serve(listener, status.clone(), token, switch));
     }
     drop(tx);
 
-    let now = Instant::now();
-    let mut machines: Vec<VipMachine> = cfg
-        .vips
-        .iter()
-        .map(|v| VipMachine::new(v, &cfg.flap, now))
-        .collect();
-    // Whatever an earlier instance (crashed, restarted by the speaker or
-    // systemd) left announced is withdrawn until this one's checks pass.
-    let mut applied: Vec<Option<Route>> = vec![None; cfg.vips.len()];
-    let mut last_check: Vec<Instant> = vec![now; cfg.vips.len()];
-    let mut pending: Vec<Reason> = vec![Reason::Startup; cfg.vips.len()];
+    let mut lp = Loop {
+        cfg: &cfg,
+        plan: Plan::new(&cfg, Instant::now()),
+        jobs,
+        status,
+        bird_reachable: true,
+    };
+    // BIRD's state is read back every (shortest) check interval: a BIRD
+    // that restarted (and read `disabled` from its config) gets the routes
+    // again within one interval of answering.
+    let read_back = matches!(cfg.speaker, SpeakerConfig::Bird { .. }).then(|| {
+        Duration::from_millis(cfg.vips.iter().map(|v| v.interval_ms).min().unwrap_or(1000))
+    });
+    let mut next_read_back = Instant::now();
+    let mut read_back_pending = false;
     let mut admin_drain = false;
     let mut systemd = Notifier::from_env();
     if let Some(every) = systemd.watchdog() {
         tracing::info!(
             every_ms = every.as_millis() as u64,
-            "systemd watchdog: keep-alives from the decision loop"
+            "systemd watchdog: keep-alives from the decision loop while the speaker answers"
         );
     }
     systemd.send("READY=1");
     loop {
-        let ev = rx.recv_timeout(Duration::from_millis(50));
+        let ev = rx.recv_timeout(TICK);
         let now = Instant::now();
-        let mut changes: Vec<(usize, Change)> = Vec::new();
         match ev {
-            Ok(Event::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => {
-                tracing::info!("stopping: withdrawing every VIP");
+            Ok(Event::Stop) => {
                 systemd.send("STOPPING=1");
-                for (i, m) in machines.iter_mut().enumerate() {
-                    m.shutdown();
-                    pending[i] = Reason::Shutdown;
-                }
-                sync(
-                    &cfg,
-                    &mut speaker,
-                    &machines,
-                    &mut applied,
-                    &pending,
-                    &status,
-                );
-                return Ok(());
+                return lp.stop(&rx);
             }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err("every event source has stopped".into())
+            }
+            Ok(Event::Speaker(Report::Gone(g))) => return gone(g),
             Ok(Event::Check(i, r)) => {
-                last_check[i] = now;
-                record_check(&status, i, &r);
-                if let Some(c) = machines[i].observe(r, now) {
-                    changes.push((i, c));
-                }
+                record_check(&lp.status, i, &r);
+                lp.plan.check(i, r, now);
             }
             Ok(Event::Admin(d)) => admin_drain = d,
+            Ok(Event::Speaker(Report::Applied(c, r))) => lp.applied(c, r, now),
+            Ok(Event::Speaker(Report::Carried(r))) => {
+                read_back_pending = false;
+                lp.carried(r, now);
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
+        for (i, e) in lp.plan.expire_stale(now) {
+            record_check(&lp.status, i, &Err(e));
+        }
         let drained = admin_drain || cfg.drain_file.as_ref().is_some_and(|p| p.exists());
-        for (i, m) in machines.iter_mut().enumerate() {
-            // A check that has stopped reporting (hung runtime, starved
-            // process) counts as failing: never keep a route on stale news.
-            let v = &cfg.vips[i];
-            let stale = Duration::from_millis(3 * v.interval_ms + v.timeout_ms);
-            if now.duration_since(last_check[i]) > stale {
-                last_check[i] = now;
-                let r = Err(format!("no check result for {} ms", stale.as_millis()));
-                record_check(&status, i, &r);
-                if let Some(c) = m.observe(r, now) {
-                    changes.push((i, c));
-                }
-            }
-            if let Some(c) = m.set_drained(drained, now) {
-                changes.push((i, c));
-            }
-        }
-        for (i, c) in changes {
-            pending[i] = c.reason;
-        }
+        lp.plan.set_drained(drained, now);
         {
-            let mut s = status.lock().expect("status lock");
+            let mut s = lp.status.lock().expect("status lock");
             s.drained = drained;
             s.admin_drain = admin_drain;
         }
-        sync(
-            &cfg,
-            &mut speaker,
-            &machines,
-            &mut applied,
-            &pending,
-            &status,
-        );
-        if speaker.gone() {
-            tracing::warn!("ExaBGP closed the API pipe: exiting");
-            return Err("ExaBGP went away".into());
+        lp.send(now);
+        if let Some(every) = read_back {
+            if !read_back_pending && now >= next_read_back {
+                read_back_pending = lp.jobs.send(Job::ReadBack).is_ok();
+                next_read_back = now + every;
+            }
         }
-        // Only here, after a whole turn: a turn stuck anywhere (speaker not
-        // answering, check results not processed) starves the watchdog.
-        systemd.keepalive(now);
+        // Keep-alives only while decisions are made *and* the speaker
+        // answers: a hung speaker gets the unit restarted by WatchdogSec.
+        if !lp.plan.stalled(now) {
+            systemd.keepalive(now);
+        }
+    }
+}
+
+/// ExaBGP went away: the routes went with its BGP sessions.
+fn gone(g: Gone) -> Result<(), String> {
+    match g {
+        Gone::Shutdown => {
+            tracing::info!("ExaBGP is shutting down (its BGP sessions end with it): exiting");
+            Ok(())
+        }
+        Gone::Eof => {
+            tracing::warn!("ExaBGP closed the API pipe (its BGP sessions ended with it): exiting");
+            Err("ExaBGP went away".into())
+        }
+    }
+}
+
+/// The decision thread's state beside the events.
+struct Loop<'a> {
+    cfg: &'a AnycastConfig,
+    plan: Plan,
+    jobs: mpsc::Sender<Job>,
+    status: Shared,
+    /// Whether BIRD answered the last read-back (logs only the changes).
+    bird_reachable: bool,
+}
+
+impl Loop<'_> {
+    /// Sends the commands due.
+    fn send(&mut self, now: Instant) {
+        for c in self.plan.commands(now) {
+            let _ = self.jobs.send(Job::Apply(c));
+        }
+    }
+
+    /// A command's outcome: logged, counted, fed to the plan.
+    fn applied(&mut self, c: Command, r: Result<(), Failure>, now: Instant) {
+        let v = &self.cfg.vips[c.vip];
+        let answered = r.as_ref().err().is_none_or(|f| f.answered);
+        let ok = r.as_ref().map(|_| ()).map_err(|_| ());
+        let verb = match c.route {
+            Route::Announced { .. } => "announce",
+            Route::Withdrawn => "withdraw",
+        };
+        match (self.plan.done(c.vip, c.route, ok, answered, now), r) {
+            (Outcome::Applied(reason), _) => {
+                let err = self
+                    .plan
+                    .machine(c.vip)
+                    .tracker()
+                    .last()
+                    .and_then(|(_, r)| r.error.clone())
+                    .unwrap_or_default();
+                let what = match c.route {
+                    Route::Announced { .. } => "route announced",
+                    Route::Withdrawn => "route withdrawn",
+                };
+                tracing::info!(vip = %v.prefix, action = verb, reason = reason.as_str(), last_error = %err, "{what}");
+                self.status.lock().expect("status lock").vips[c.vip].transition(c.route, reason);
+            }
+            (Outcome::Superseded, _) => {
+                self.status.lock().expect("status lock").vips[c.vip].carry(c.route);
+            }
+            (Outcome::Retry(wait), Err(f)) => {
+                tracing::warn!(vip = %v.prefix, action = verb, error = %f, retry_in_ms = wait.as_millis() as u64, "speaker command failed");
+                self.status.lock().expect("status lock").vips[c.vip].speaker_errors += 1;
+            }
+            (Outcome::Retry(_), Ok(())) => unreachable!("a success is never retried"),
+        }
+    }
+
+    /// A read-back of what BIRD carries.
+    fn carried(&mut self, r: Result<Vec<bool>, Failure>, now: Instant) {
+        match r {
+            Ok(on) => {
+                if !self.bird_reachable {
+                    tracing::info!("BIRD answers again");
+                    self.bird_reachable = true;
+                }
+                for i in self.plan.actual(&on) {
+                    let v = &self.cfg.vips[i];
+                    tracing::warn!(vip = %v.prefix, protocol = %v.protocol_name(), "BIRD does not carry what the agent applied (BIRD restarted, or changed by hand): applying again");
+                }
+                self.send(now);
+            }
+            Err(f) => {
+                if f.answered {
+                    self.plan.answered();
+                } else {
+                    self.plan.unanswered(now);
+                }
+                if self.bird_reachable {
+                    tracing::warn!(error = %f, "cannot read BIRD's state");
+                    self.bird_reachable = false;
+                }
+            }
+        }
+    }
+
+    /// SIGTERM: withdraw every VIP and wait for the speaker's answers (at
+    /// most [`ACK_TIMEOUT`]), unless ExaBGP goes away first.
+    fn stop(mut self, rx: &mpsc::Receiver<Event>) -> Result<(), String> {
+        tracing::info!("stopping: withdrawing every VIP");
+        self.plan.stop();
+        let deadline = Instant::now() + ACK_TIMEOUT;
+        loop {
+            let now = Instant::now();
+            self.send(now);
+            if self.plan.settled() {
+                return Ok(());
+            }
+            if now >= deadline {
+                return Err(format!(
+                    "stopping: the speaker did not confirm every withdrawal in {ACK_TIMEOUT:?}"
+                ));
+            }
+            match rx.recv_timeout(TICK.min(deadline - now)) {
+                Ok(Event::Speaker(Report::Applied(c, r))) => self.applied(c, r, now),
+                Ok(Event::Speaker(Report::Gone(g))) => return gone(g).or(Ok(())),
+                Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err("stopping: the speaker thread ended".into())
+                }
+            }
+        }
     }
 }
 
@@ -242,49 +368,6 @@ pub fn withdraw_all(cfg: &AnycastConfig) -> Result<Vec<String>, String> {
     }
 }
 
-/// Brings the speaker in line with the machines; a failed command is retried
-/// on the next turn.
-fn sync(
-    cfg: &AnycastConfig,
-    speaker: &mut Speaker,
-    machines: &[VipMachine],
-    applied: &mut [Option<Route>],
-    reasons: &[Reason],
-    status: &Shared,
-) {
-    for (i, m) in machines.iter().enumerate() {
-        let want = m.route();
-        if applied[i] == Some(want) {
-            continue;
-        }
-        let v = &cfg.vips[i];
-        let verb = match want {
-            Route::Announced { .. } => "announce",
-            Route::Withdrawn => "withdraw",
-        };
-        match speaker.apply(v, want) {
-            Ok(()) => {
-                let err = m
-                    .tracker()
-                    .last()
-                    .and_then(|(_, r)| r.error.clone())
-                    .unwrap_or_default();
-                let what = match want {
-                    Route::Announced { .. } => "route announced",
-                    Route::Withdrawn => "route withdrawn",
-                };
-                tracing::info!(vip = %v.prefix, action = verb, reason = reasons[i].as_str(), last_error = %err, "{what}");
-                applied[i] = Some(want);
-                status.lock().expect("status lock").vips[i].transition(want, reasons[i]);
-            }
-            Err(e) => {
-                tracing::warn!(vip = %v.prefix, action = verb, error = %e, "speaker command failed; retrying");
-                status.lock().expect("status lock").vips[i].speaker_errors += 1;
-            }
-        }
-    }
-}
-
 fn record_check(status: &Shared, i: usize, r: &Result<Duration, String>) {
     let mut s = status.lock().expect("status lock");
     let v = &mut s.vips[i];
@@ -298,37 +381,5 @@ fn record_check(status: &Shared, i: usize, r: &Result<Duration, String>) {
             v.failures += 1;
             v.last_error = Some(e.clone());
         }
-    }
-}
-
-async fn serve_http(listener: tokio::net::TcpListener, status: Shared, tx: mpsc::Sender<Event>) {
-    let tx = Arc::new(Mutex::new(tx));
-    let admin = |drain: bool| {
-        let tx = tx.clone();
-        move || async move {
-            let _ = tx.lock().expect("admin lock").send(Event::Admin(drain));
-            if drain {
-                "draining: every VIP is withdrawn\n"
-            } else {
-                "drain released\n"
-            }
-        }
-    };
-    let app = Router::new()
-        .route(
-            "/metrics",
-            get(|State(s): State<Shared>| async move { s.lock().expect("status lock").render() }),
-        )
-        .route(
-            "/v1/state",
-            get(|State(s): State<Shared>| async move {
-                axum::Json(s.lock().expect("status lock").clone())
-            }),
-        )
-        .route("/v1/drain", post(admin(true)))
-        .route("/v1/undrain", post(admin(false)))
-        .with_state(status);
-    if let Err(e) = axum::serve(listener, app).await {
-        tracing::error!(error = %e, "metrics endpoint stopped");
     }
 }

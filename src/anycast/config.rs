@@ -14,9 +14,14 @@ use crate::config::{ConfigError, ConfigErrors};
 pub struct AnycastConfig {
     /// Which BGP speaker carries the routes.
     pub speaker: SpeakerConfig,
-    /// Prometheus metrics and state endpoint (`/metrics`, `/healthz`); none when absent.
+    /// Prometheus metrics and state endpoint (`/metrics`, `/v1/state`) and
+    /// the admin switch (`POST /v1/drain`, `/v1/undrain`); none when absent.
     #[serde(default)]
     pub metrics_listen: Option<SocketAddr>,
+    /// File holding the bearer token the admin switch requires (at least 16
+    /// characters). Without it the switch answers only loopback clients.
+    #[serde(default)]
+    pub admin_token_file: Option<PathBuf>,
     /// While this file exists every VIP is withdrawn (maintenance drain).
     #[serde(default)]
     pub drain_file: Option<PathBuf>,
@@ -200,6 +205,11 @@ impl AnycastConfig {
                 errs.push("speaker.socket", "BIRD control socket path is empty");
             }
         }
+        if let Some(t) = &self.admin_token_file {
+            if t.as_os_str().is_empty() {
+                errs.push("admin_token_file", "path is empty");
+            }
+        }
         let f = &self.flap;
         if f.threshold == 0 {
             errs.push("flap.threshold", "must be at least 1");
@@ -245,11 +255,28 @@ impl AnycastConfig {
                     );
                 }
             }
-            if v.drain_med.is_some() && matches!(self.speaker, SpeakerConfig::Bird { .. }) {
-                errs.push(
-                    p("drain_med"),
-                    "the graceful MED shift needs the ExaBGP speaker; with BIRD set MED in bird.conf",
-                );
+            if matches!(self.speaker, SpeakerConfig::Bird { .. }) {
+                // The agent only enables and disables BIRD's static protocol:
+                // route attributes live in bird.conf, not here.
+                let proto = v.protocol_name();
+                if v.drain_med.is_some() {
+                    errs.push(
+                        p("drain_med"),
+                        "the graceful MED shift needs the ExaBGP speaker; with BIRD set MED in bird.conf",
+                    );
+                }
+                if v.med.is_some() {
+                    errs.push(
+                        p("med"),
+                        format!("with BIRD, set MED in bird.conf: `route {} via \"lo\" {{ bgp_med = N; }}` in protocol static {proto}", v.prefix),
+                    );
+                }
+                if !v.communities.is_empty() {
+                    errs.push(
+                        p("communities"),
+                        format!("with BIRD, set communities in bird.conf: `bgp_community.add((ASN, VALUE));` on the route in protocol static {proto}"),
+                    );
+                }
             }
             if v.drain_med.is_some() && v.drain_shift_ms == 0 {
                 errs.push(
@@ -347,6 +374,7 @@ check = { kind = "dns", name = "bad name!", qtype = "BOGUS" }
 interval_ms = 100
 timeout_ms = 100
 rise = 0
+med = 10
 communities = ["70000:1"]
 [[vip]]
 prefix = "198.51.100.0/24"
@@ -360,6 +388,8 @@ check = { kind = "relay", health_url = "ftp://x" }
             "vip[0].timeout_ms",
             "vip[0].rise",
             "vip[0].communities[0]",
+            "vip[0].med: with BIRD, set MED in bird.conf",
+            "vip[0].communities: with BIRD, set communities in bird.conf",
             "vip[0].check.name",
             "vip[0].check.qtype",
             "vip[1].prefix: 198.51.100.0/24 is listed twice",

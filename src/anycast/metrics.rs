@@ -52,6 +52,11 @@ impl VipStatus {
             Route::Withdrawn => "withdraw",
         };
         *self.transitions.entry((r, reason.as_str())).or_default() += 1;
+        self.carry(route);
+    }
+
+    /// What the speaker carries now (without counting a transition).
+    pub fn carry(&mut self, route: Route) {
         self.announced = matches!(route, Route::Announced { .. });
         self.med = match route {
             Route::Announced { med } => med,

@@ -17,9 +17,44 @@ use std::time::Duration;
 
 use super::config::VipConfig;
 use super::decide::Route;
+use super::plan::Command;
 
 /// How long a speaker may take to acknowledge one command.
-const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A speaker command that did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// What went wrong, for logs.
+    pub error: String,
+    /// False when the speaker did not reply at all within [`ACK_TIMEOUT`]
+    /// (hung); true for a refusal, an error reply or a speaker not there.
+    pub answered: bool,
+}
+
+impl Failure {
+    fn answered(error: impl Into<String>) -> Failure {
+        Failure {
+            error: error.into(),
+            answered: true,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.error)
+    }
+}
+
+/// Why ExaBGP is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gone {
+    /// ExaBGP said `shutdown`: it is stopping and its BGP sessions with it.
+    Shutdown,
+    /// Our stdin reached EOF: ExaBGP died (or closed the pipe).
+    Eof,
+}
 
 /// A connected speaker.
 pub enum Speaker {
@@ -31,7 +66,7 @@ pub enum Speaker {
 
 impl Speaker {
     /// Makes `route` true for `vip` at the speaker.
-    pub fn apply(&mut self, vip: &VipConfig, route: Route) -> Result<(), String> {
+    pub fn apply(&mut self, vip: &VipConfig, route: Route) -> Result<(), Failure> {
         match self {
             Speaker::Exabgp(x) => x.command(&exabgp_command(vip, route)),
             Speaker::Bird(b) => {
@@ -45,13 +80,64 @@ impl Speaker {
         }
     }
 
-    /// Whether the speaker has gone away (ExaBGP closed our stdin).
-    pub fn gone(&self) -> bool {
+    /// What the speaker carries for each VIP, when it can tell: BIRD says
+    /// whether each VIP's static protocol is enabled. ExaBGP keeps its RIB
+    /// for as long as it lives, and the agent lives and dies with it:
+    /// `None`.
+    pub fn carried(&mut self, vips: &[VipConfig]) -> Result<Option<Vec<bool>>, Failure> {
         match self {
-            Speaker::Exabgp(x) => x.gone,
-            Speaker::Bird(_) => false,
+            Speaker::Exabgp(_) => Ok(None),
+            Speaker::Bird(b) => b.carried(vips).map(Some),
         }
     }
+}
+
+/// Work for the speaker thread.
+pub enum Job {
+    /// Send one command.
+    Apply(Command),
+    /// Read back what the speaker carries.
+    ReadBack,
+}
+
+/// What the speaker thread (and ExaBGP's pipe) report.
+pub enum Report {
+    /// A command's outcome.
+    Applied(Command, Result<(), Failure>),
+    /// A read-back: per VIP, whether the speaker carries its route.
+    Carried(Result<Vec<bool>, Failure>),
+    /// ExaBGP is gone.
+    Gone(Gone),
+}
+
+/// Runs `speaker` on its own thread: a speaker that is slow or hung never
+/// blocks the decision loop. Jobs are done in order; each outcome is sent
+/// to `events`. The thread ends when the job sender is dropped.
+pub fn spawn<E: From<Report> + Send + 'static>(
+    mut speaker: Speaker,
+    vips: Vec<VipConfig>,
+    events: mpsc::Sender<E>,
+) -> mpsc::Sender<Job> {
+    let (tx, jobs) = mpsc::channel::<Job>();
+    std::thread::Builder::new()
+        .name("anycast-speaker".into())
+        .spawn(move || {
+            for job in jobs {
+                let report = match job {
+                    Job::Apply(c) => Report::Applied(c, speaker.apply(&vips[c.vip], c.route)),
+                    Job::ReadBack => match speaker.carried(&vips) {
+                        Ok(None) => continue,
+                        Ok(Some(v)) => Report::Carried(Ok(v)),
+                        Err(e) => Report::Carried(Err(e)),
+                    },
+                };
+                if events.send(report.into()).is_err() {
+                    return;
+                }
+            }
+        })
+        .expect("spawn speaker thread");
+    tx
 }
 
 /// The ExaBGP API command for a route.
@@ -74,68 +160,75 @@ pub fn exabgp_command(vip: &VipConfig, route: Route) -> String {
 /// ExaBGP's process API on our stdio.
 pub struct Exabgp {
     acks: mpsc::Receiver<String>,
-    gone: bool,
 }
 
 impl Exabgp {
-    /// Starts reading stdin (acks; EOF means ExaBGP went away).
-    pub fn stdio() -> Exabgp {
+    /// Starts reading stdin: acknowledgements go to the command in flight;
+    /// EOF (ExaBGP died) or ExaBGP's `shutdown` calls `on_gone` at once,
+    /// whether or not a command is waiting.
+    pub fn stdio(on_gone: impl FnOnce(Gone) + Send + 'static) -> Exabgp {
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
-            .name("exabgp-acks".into())
+            .name("exabgp-stdin".into())
             .spawn(move || {
                 let stdin = std::io::stdin();
                 for line in stdin.lock().lines() {
                     let Ok(line) = line else { break };
+                    if is_shutdown(&line) {
+                        on_gone(Gone::Shutdown);
+                        return; // drops `tx`: a waiting command ends at once
+                    }
                     if tx.send(line).is_err() {
                         return;
                     }
                 }
-                let _ = tx.send(String::new()); // EOF marker
+                on_gone(Gone::Eof);
             })
             .expect("spawn stdin reader");
-        Exabgp {
-            acks: rx,
-            gone: false,
-        }
+        Exabgp { acks: rx }
     }
 
-    fn command(&mut self, cmd: &str) -> Result<(), String> {
-        if self.gone {
-            return Err("ExaBGP has closed the API pipe".into());
-        }
+    fn command(&mut self, cmd: &str) -> Result<(), Failure> {
+        let gone = || Failure::answered("ExaBGP has closed the API pipe");
         // Acks of earlier commands that timed out are stale: drop them.
-        while self.acks.try_recv().is_ok() {}
+        loop {
+            match self.acks.try_recv() {
+                Ok(_) => continue,
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => return Err(gone()),
+            }
+        }
         let mut out = std::io::stdout().lock();
         writeln!(out, "{cmd}")
             .and_then(|_| out.flush())
-            .map_err(|e| format!("cannot write to ExaBGP: {e}"))?;
+            .map_err(|e| Failure::answered(format!("cannot write to ExaBGP: {e}")))?;
         drop(out);
         loop {
             match self.acks.recv_timeout(ACK_TIMEOUT) {
-                Ok(l) if l.is_empty() => {
-                    self.gone = true;
-                    return Err("ExaBGP closed the API pipe".into());
-                }
                 Ok(l) if l.trim() == "done" => return Ok(()),
-                Ok(l) if l.trim() == "error" => return Err(format!("ExaBGP refused {cmd:?}")),
-                Ok(l) if l.trim() == "shutdown" => {
-                    self.gone = true;
-                    return Err("ExaBGP is shutting down".into());
+                Ok(l) if l.trim() == "error" => {
+                    return Err(Failure::answered(format!("ExaBGP refused {cmd:?}")))
                 }
                 Ok(_) => continue, // other API output (not configured, ignored)
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    return Err(format!(
-                        "no acknowledgement of {cmd:?} from ExaBGP in {ACK_TIMEOUT:?}"
-                    ))
+                    return Err(Failure {
+                        error: format!(
+                            "no acknowledgement of {cmd:?} from ExaBGP in {ACK_TIMEOUT:?}"
+                        ),
+                        answered: false,
+                    })
                 }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    self.gone = true;
-                    return Err("ExaBGP closed the API pipe".into());
-                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Err(gone()),
             }
         }
     }
+}
+
+/// ExaBGP's notice that it is stopping: `shutdown PID PPID` from the text
+/// encoder (4.2), or the JSON encoder's `"notification": "shutdown"`.
+fn is_shutdown(line: &str) -> bool {
+    line.split_whitespace().next() == Some("shutdown")
+        || (line.starts_with('{') && line.contains("\"notification\": \"shutdown\""))
 }
 
 /// BIRD's control socket (reconnected on error).
@@ -150,10 +243,14 @@ impl Bird {
         Bird { path, conn: None }
     }
 
-    fn connect(&mut self) -> Result<&mut BufReader<UnixStream>, String> {
+    fn connect(&mut self) -> Result<&mut BufReader<UnixStream>, Failure> {
         if self.conn.is_none() {
-            let s = UnixStream::connect(&self.path)
-                .map_err(|e| format!("cannot connect to BIRD at {}: {e}", self.path.display()))?;
+            let s = UnixStream::connect(&self.path).map_err(|e| {
+                Failure::answered(format!(
+                    "cannot connect to BIRD at {}: {e}",
+                    self.path.display()
+                ))
+            })?;
             s.set_read_timeout(Some(ACK_TIMEOUT)).ok();
             s.set_write_timeout(Some(ACK_TIMEOUT)).ok();
             let mut r = BufReader::new(s);
@@ -163,30 +260,94 @@ impl Bird {
         Ok(self.conn.as_mut().expect("just connected"))
     }
 
-    /// Sends one command; returns the reply text or BIRD's error.
-    pub fn command(&mut self, cmd: &str) -> Result<String, String> {
-        let r = self.connect().and_then(|c| {
-            c.get_mut()
-                .write_all(format!("{cmd}\n").as_bytes())
-                .map_err(|e| format!("cannot write to BIRD: {e}"))?;
-            read_reply(c)
-        });
-        if r.is_err() {
-            self.conn = None;
+    /// Sends one command; returns the reply text or BIRD's error. A kept
+    /// connection that turns out dead (BIRD restarted since) is replaced
+    /// and the command sent once more.
+    pub fn command(&mut self, cmd: &str) -> Result<String, Failure> {
+        let r = match self.send(cmd) {
+            Err((_, true)) => self.send(cmd),
+            r => r,
+        };
+        r.map_err(|(e, _)| Failure {
+            error: format!("BIRD {cmd:?}: {}", e.error),
+            answered: e.answered,
+        })
+    }
+
+    /// One attempt; the error says whether the connection broke (as
+    /// opposed to BIRD refusing the command or not answering).
+    fn send(&mut self, cmd: &str) -> Result<String, (Failure, bool)> {
+        let fresh = self.conn.is_none();
+        let c = self.connect().map_err(|e| (e, false))?;
+        let r = c
+            .get_mut()
+            .write_all(format!("{cmd}\n").as_bytes())
+            .map_err(|e| io_failure("write", &e))
+            .and_then(|_| read_reply(c));
+        match r {
+            Ok(text) => Ok(text),
+            Err(e) => {
+                // BIRD's own error replies (8xxx/9xxx) leave the connection usable.
+                let broken = e.answered && !e.error.starts_with("BIRD says: ");
+                if broken || !e.answered {
+                    self.conn = None;
+                }
+                Err((e, broken && !fresh))
+            }
         }
-        r.map_err(|e| format!("BIRD {cmd:?}: {e}"))
+    }
+
+    /// Whether each VIP's static protocol is enabled (`show protocols`).
+    pub fn carried(&mut self, vips: &[VipConfig]) -> Result<Vec<bool>, Failure> {
+        let text = self.command("show protocols")?;
+        let states = protocol_states(&text);
+        vips.iter()
+            .map(|v| {
+                let name = v.protocol_name();
+                match states.iter().find(|(n, _)| *n == name) {
+                    // `stop` is a protocol on its way down after `disable`.
+                    Some((_, state)) => Ok(matches!(*state, "up" | "start")),
+                    None => Err(Failure::answered(format!(
+                        "BIRD has no protocol {name} for {}: add a static protocol to \
+                         bird.conf (docs/examples/anycast/bird.conf)",
+                        v.prefix
+                    ))),
+                }
+            })
+            .collect()
+    }
+}
+
+/// `(name, state)` of every line of a `show protocols` reply
+/// (`Name Proto Table State Since Info`).
+fn protocol_states(text: &str) -> Vec<(&str, &str)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut t = l.split_whitespace();
+            let name = t.next()?;
+            let state = t.nth(2)?;
+            Some((name, state))
+        })
+        .collect()
+}
+
+fn io_failure(what: &str, e: &std::io::Error) -> Failure {
+    use std::io::ErrorKind::{TimedOut, WouldBlock};
+    Failure {
+        error: format!("{what}: {e}"),
+        answered: !matches!(e.kind(), WouldBlock | TimedOut),
     }
 }
 
 /// Reads one BIRD reply: lines `DDDD-text` continue, `DDDD text` ends it;
 /// codes 8xxx and 9xxx are errors.
-fn read_reply(r: &mut impl BufRead) -> Result<String, String> {
+fn read_reply(r: &mut impl BufRead) -> Result<String, Failure> {
     let mut text = String::new();
     loop {
         let mut line = String::new();
-        let n = r.read_line(&mut line).map_err(|e| format!("read: {e}"))?;
+        let n = r.read_line(&mut line).map_err(|e| io_failure("read", &e))?;
         if n == 0 {
-            return Err("BIRD closed the control socket".into());
+            return Err(Failure::answered("BIRD closed the control socket"));
         }
         let line = line.trim_end_matches('\n');
         let b = line.as_bytes();
@@ -196,7 +357,7 @@ fn read_reply(r: &mut impl BufRead) -> Result<String, String> {
             text.push('\n');
             if b[4] == b' ' {
                 return if matches!(b[0], b'8' | b'9') {
-                    Err(msg.to_string())
+                    Err(Failure::answered(format!("BIRD says: {msg}")))
                 } else {
                     Ok(text)
                 };
@@ -247,9 +408,37 @@ mod tests {
         );
         let err = "8003 No protocols match\n";
         assert_eq!(
-            read_reply(&mut err.as_bytes()).unwrap_err(),
-            "No protocols match"
+            read_reply(&mut err.as_bytes()).unwrap_err().error,
+            "BIRD says: No protocols match"
         );
         assert!(read_reply(&mut "".as_bytes()).is_err());
+    }
+
+    #[test]
+    fn show_protocols_gives_each_protocol_state() {
+        let reply = "Name       Proto      Table      State  Since         Info\n\
+                     device1    Device     ---        up     02:10:00.000  \n\
+                     anycast_dns Static    master4    down   02:10:00.000  \n\
+                     up         BGP        ---        up     02:10:01.000  Established\n";
+        assert_eq!(
+            protocol_states(reply),
+            [
+                ("Name", "State"),
+                ("device1", "up"),
+                ("anycast_dns", "down"),
+                ("up", "up")
+            ]
+        );
+    }
+
+    #[test]
+    fn exabgp_shutdown_notices_are_recognised() {
+        assert!(is_shutdown("shutdown 4242 1"));
+        assert!(is_shutdown("shutdown"));
+        assert!(is_shutdown(
+            "{ \"exabgp\": \"4.0.1\", \"type\": \"notification\", \"notification\": \"shutdown\" }"
+        ));
+        assert!(!is_shutdown("done"));
+        assert!(!is_shutdown("shutdownx"));
     }
 }

@@ -56,12 +56,7 @@ async fn read_gate(
     if req.method() == axum::http::Method::GET && req.uri().path() != "/healthz" {
         let st = api.node.shared.state.load();
         if let Some(read) = st.config.file.api.read_token.as_deref() {
-            let given = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(str::as_bytes);
+            let given = bearer(req.headers()).map(str::as_bytes);
             let ok = given.is_some_and(|g| {
                 constant_time_eq(g, read.as_bytes())
                     || api
@@ -115,11 +110,7 @@ fn authorize(api: &Api, headers: &HeaderMap) -> Result<(), ApiError> {
             "changes are disabled: configure api.token or api.token_file".into(),
         ));
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
+    match bearer(headers) {
         Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => Ok(()),
         _ => Err(ApiError(
             StatusCode::UNAUTHORIZED,
@@ -128,7 +119,16 @@ fn authorize(api: &Api, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// The token of an `Authorization: Bearer TOKEN` header.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
+/// Compares secrets without an early exit on the first differing byte.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -37,6 +37,29 @@ pub async fn start_file(path: &Path) -> Node {
     Node::start(st).await.unwrap()
 }
 
+/// Builds binaries of the relay crate (`geosteer-relay`, `geosteer-turn-load`)
+/// with the profile of the test binary; returns the directory holding them.
+pub fn relay_binaries(bins: &[&str]) -> PathBuf {
+    let geosteer = PathBuf::from(env!("CARGO_BIN_EXE_geosteer"));
+    let dir = geosteer.parent().unwrap().to_path_buf();
+    let profile = dir.file_name().unwrap().to_string_lossy().to_string();
+    let mut c = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()));
+    c.args(["build", "-p", "geosteer-relay"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("CARGO_TARGET_DIR", dir.parent().unwrap());
+    for b in bins {
+        c.args(["--bin", b]);
+    }
+    if profile == "release" {
+        c.arg("--release");
+    }
+    assert!(
+        c.status().expect("cargo build").success(),
+        "building {bins:?} failed"
+    );
+    dir
+}
+
 /// A fresh, empty temporary directory `geosteer-{name}-{pid}`.
 pub fn tmp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("geosteer-{name}-{}", std::process::id()));

@@ -1,0 +1,415 @@
+//! The agent's bookkeeping between decisions and the speaker, pure and with
+//! time injected: which command to send for which VIP and when, what the
+//! speaker carries as far as the agent knows, retry backoff, stale checks,
+//! and whether the speaker has stopped answering. The I/O shell
+//! ([`super::agent`]) feeds it check results, command outcomes and the
+//! speaker's actual state, and sends the commands it returns.
+
+use std::time::{Duration, Instant};
+
+use super::config::AnycastConfig;
+use super::decide::{Change, Reason, Route, VipMachine};
+
+/// First retry of a failed speaker command; doubles per failure.
+pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// Longest wait between retries.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A speaker that has left commands unanswered this long is stalled: the
+/// agent stops its systemd keep-alives.
+pub const STALL: Duration = Duration::from_secs(1);
+
+/// One speaker command to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Command {
+    /// Index of the VIP in the config.
+    pub vip: usize,
+    /// What the speaker should carry.
+    pub route: Route,
+}
+
+/// How a command ended, as far as the plan cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The speaker carries the route now; `reason` is why it was wanted.
+    Applied(Reason),
+    /// It failed; the next attempt is in this long.
+    Retry(Duration),
+    /// It answered a route no longer wanted (a newer command follows).
+    Superseded,
+}
+
+struct Vip {
+    machine: VipMachine,
+    /// No check result for this long counts as a failed check.
+    stale_after: Duration,
+    last_check: Instant,
+    /// Why the wanted route is what it is.
+    reason: Reason,
+    /// What the speaker carries as far as the agent knows (`None`: unknown).
+    applied: Option<Route>,
+    /// A command sent and not answered yet.
+    inflight: Option<Route>,
+    failures: u32,
+    retry_at: Option<Instant>,
+}
+
+/// The per-VIP state of the agent.
+pub struct Plan {
+    vips: Vec<Vip>,
+    /// Since when the speaker has left a command unanswered (no reply of any
+    /// kind: a refusal or an error is an answer).
+    silent_since: Option<Instant>,
+}
+
+impl Plan {
+    /// Every VIP starts wanted withdrawn with the speaker's state unknown, so
+    /// whatever an earlier instance (crashed, restarted) left announced is
+    /// withdrawn until this one's checks pass.
+    pub fn new(cfg: &AnycastConfig, now: Instant) -> Plan {
+        Plan {
+            vips: cfg
+                .vips
+                .iter()
+                .map(|v| Vip {
+                    machine: VipMachine::new(v, &cfg.flap, now),
+                    stale_after: Duration::from_millis(3 * v.interval_ms + v.timeout_ms),
+                    last_check: now,
+                    reason: Reason::Startup,
+                    applied: None,
+                    inflight: None,
+                    failures: 0,
+                    retry_at: None,
+                })
+                .collect(),
+            silent_since: None,
+        }
+    }
+
+    /// The machine of VIP `i` (state pages, last error).
+    pub fn machine(&self, i: usize) -> &VipMachine {
+        &self.vips[i].machine
+    }
+
+    /// A check result of VIP `i`.
+    pub fn check(&mut self, i: usize, r: Result<Duration, String>, now: Instant) {
+        let v = &mut self.vips[i];
+        v.last_check = now;
+        if let Some(c) = v.machine.observe(r, now) {
+            v.reason = c.reason;
+        }
+    }
+
+    /// VIPs whose checks have stopped reporting (a hung runtime, a starved
+    /// process) for 3 intervals + timeout: each gets a failed check here,
+    /// returned for the shell to record. A route is never kept on stale news.
+    pub fn expire_stale(&mut self, now: Instant) -> Vec<(usize, String)> {
+        let mut out = Vec::new();
+        for (i, v) in self.vips.iter_mut().enumerate() {
+            if now.duration_since(v.last_check) > v.stale_after {
+                let e = format!("no check result for {} ms", v.stale_after.as_millis());
+                v.last_check = now;
+                if let Some(c) = v.machine.observe(Err(e.clone()), now) {
+                    v.reason = c.reason;
+                }
+                out.push((i, e));
+            }
+        }
+        out
+    }
+
+    /// The drain file or admin switch, and time passing (MED shifts end).
+    pub fn set_drained(&mut self, drained: bool, now: Instant) {
+        for v in &mut self.vips {
+            if let Some(Change { reason, .. }) = v.machine.set_drained(drained, now) {
+                v.reason = reason;
+            }
+        }
+    }
+
+    /// Stopping: every VIP wanted withdrawn, retried at once.
+    pub fn stop(&mut self) {
+        for v in &mut self.vips {
+            v.machine.shutdown();
+            v.reason = Reason::Shutdown;
+            v.retry_at = None;
+        }
+    }
+
+    /// The commands due at `now`: one per VIP whose wanted route the speaker
+    /// does not carry, none in flight and its backoff over. Marks them sent.
+    pub fn commands(&mut self, now: Instant) -> Vec<Command> {
+        let mut out = Vec::new();
+        for (i, v) in self.vips.iter_mut().enumerate() {
+            let want = v.machine.route();
+            if v.applied == Some(want) || v.inflight.is_some() {
+                continue;
+            }
+            if v.retry_at.is_some_and(|t| now < t) {
+                continue;
+            }
+            v.inflight = Some(want);
+            out.push(Command {
+                vip: i,
+                route: want,
+            });
+        }
+        if !out.is_empty() && self.silent_since.is_none() {
+            self.silent_since = Some(now);
+        }
+        out
+    }
+
+    /// The outcome of a command for VIP `i`. `answered` is false when the
+    /// speaker did not reply at all (a timeout), true for success, a refusal
+    /// or a speaker that is not there.
+    pub fn done(
+        &mut self,
+        i: usize,
+        route: Route,
+        r: Result<(), ()>,
+        answered: bool,
+        now: Instant,
+    ) -> Outcome {
+        if answered {
+            self.silent_since = None;
+        }
+        let v = &mut self.vips[i];
+        v.inflight = None;
+        match r {
+            Ok(()) => {
+                v.applied = Some(route);
+                v.failures = 0;
+                v.retry_at = None;
+                if route == v.machine.route() {
+                    Outcome::Applied(v.reason)
+                } else {
+                    Outcome::Superseded
+                }
+            }
+            Err(()) => {
+                // What the speaker carries is unknown after a failure.
+                v.applied = None;
+                let wait = BACKOFF_MIN
+                    .saturating_mul(1u32 << v.failures.min(16))
+                    .min(BACKOFF_MAX);
+                v.failures += 1;
+                v.retry_at = Some(now + wait);
+                Outcome::Retry(wait)
+            }
+        }
+    }
+
+    /// What the speaker actually carries (BIRD: each VIP's static protocol
+    /// enabled or not), read back periodically. A VIP whose route differs
+    /// from what the agent applied (BIRD restarted and read `disabled` from
+    /// its config, or an operator ran `birdc`) is applied again at once;
+    /// returns those VIPs. A speaker that answers ends every backoff.
+    pub fn actual(&mut self, carried: &[bool]) -> Vec<usize> {
+        self.silent_since = None;
+        let mut lost = Vec::new();
+        for (i, (v, &on)) in self.vips.iter_mut().zip(carried).enumerate() {
+            v.retry_at = None;
+            v.failures = 0;
+            if v.inflight.is_some() {
+                continue;
+            }
+            let differs = match v.applied {
+                Some(Route::Announced { .. }) => !on,
+                Some(Route::Withdrawn) => on,
+                None => false,
+            };
+            if differs {
+                v.applied = None;
+                lost.push(i);
+            }
+        }
+        lost
+    }
+
+    /// The speaker did not answer a read-back in time.
+    pub fn unanswered(&mut self, now: Instant) {
+        self.silent_since.get_or_insert(now);
+    }
+
+    /// The speaker answered something (a refusal counts).
+    pub fn answered(&mut self) {
+        self.silent_since = None;
+    }
+
+    /// Whether the speaker has left commands unanswered for longer than [`STALL`].
+    pub fn stalled(&self, now: Instant) -> bool {
+        self.silent_since
+            .is_some_and(|t| now.duration_since(t) > STALL)
+    }
+
+    /// Whether the speaker carries every wanted route and nothing is in flight.
+    pub fn settled(&self) -> bool {
+        self.vips
+            .iter()
+            .all(|v| v.inflight.is_none() && v.applied == Some(v.machine.route()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn cfg() -> AnycastConfig {
+        AnycastConfig::from_str(
+            "speaker = { kind = \"exabgp\" }\n[[vip]]\nprefix = \"198.51.100.53/32\"\n\
+             check = { kind = \"dns\", name = \"example.com\" }\n\
+             interval_ms = 100\ntimeout_ms = 50\nrise = 1\nfall = 1\n",
+            Path::new("t.toml"),
+        )
+        .unwrap()
+    }
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn startup_withdraws_whatever_an_earlier_instance_left() {
+        let t0 = Instant::now();
+        let mut p = Plan::new(&cfg(), t0);
+        let c = p.commands(t0);
+        assert_eq!(
+            c,
+            [Command {
+                vip: 0,
+                route: Route::Withdrawn
+            }]
+        );
+        assert!(p.commands(t0).is_empty(), "one command in flight per VIP");
+        assert_eq!(
+            p.done(0, Route::Withdrawn, Ok(()), true, t0),
+            Outcome::Applied(Reason::Startup)
+        );
+        assert!(p.settled());
+    }
+
+    #[test]
+    fn no_check_result_for_three_intervals_plus_timeout_withdraws() {
+        let t0 = Instant::now();
+        let mut p = Plan::new(&cfg(), t0);
+        p.check(0, Ok(MS), t0);
+        let c = p.commands(t0);
+        assert_eq!(c[0].route, Route::Announced { med: None });
+        p.done(0, c[0].route, Ok(()), true, t0);
+        // 3 × 100 + 50 = 350 ms without a result: not yet at 350, at 351.
+        assert!(p.expire_stale(t0 + 350 * MS).is_empty());
+        let stale = p.expire_stale(t0 + 351 * MS);
+        assert_eq!(stale, [(0, "no check result for 350 ms".to_string())]);
+        let c = p.commands(t0 + 351 * MS);
+        assert_eq!(
+            c,
+            [Command {
+                vip: 0,
+                route: Route::Withdrawn
+            }]
+        );
+        assert_eq!(
+            p.done(0, Route::Withdrawn, Ok(()), true, t0 + 352 * MS),
+            Outcome::Applied(Reason::CheckFailed)
+        );
+        // A fresh result counts again; the clock restarts from it.
+        assert!(p.expire_stale(t0 + 400 * MS).is_empty());
+    }
+
+    #[test]
+    fn failed_commands_back_off_doubling_up_to_the_cap() {
+        let t0 = Instant::now();
+        let mut p = Plan::new(&cfg(), t0);
+        let mut now = t0;
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            let c = p.commands(now);
+            assert_eq!(c.len(), 1);
+            let Outcome::Retry(w) = p.done(0, c[0].route, Err(()), true, now) else {
+                panic!()
+            };
+            assert!(
+                p.commands(now + w - MS).is_empty(),
+                "not before the backoff"
+            );
+            waits.push(w.as_millis());
+            now += w;
+        }
+        assert_eq!(waits, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
+        // Success resets the backoff.
+        let c = p.commands(now);
+        p.done(0, c[0].route, Ok(()), true, now);
+        p.check(0, Ok(MS), now);
+        let c = p.commands(now);
+        assert_eq!(
+            p.done(0, c[0].route, Err(()), true, now),
+            Outcome::Retry(BACKOFF_MIN)
+        );
+    }
+
+    #[test]
+    fn a_route_the_speaker_lost_is_applied_again_and_backoff_ends() {
+        let t0 = Instant::now();
+        let mut p = Plan::new(&cfg(), t0);
+        p.check(0, Ok(MS), t0);
+        let c = p.commands(t0);
+        p.done(0, c[0].route, Ok(()), true, t0);
+        assert!(p.actual(&[true]).is_empty(), "carried as applied");
+        // BIRD restarted: its config says `disabled`.
+        assert_eq!(p.actual(&[false]), [0]);
+        assert_eq!(
+            p.commands(t0 + MS),
+            [Command {
+                vip: 0,
+                route: Route::Announced { med: None }
+            }]
+        );
+        // While BIRD was away the command failed and backed off; BIRD
+        // answering a read-back ends the wait.
+        p.done(0, Route::Announced { med: None }, Err(()), true, t0 + MS);
+        assert!(p.commands(t0 + 2 * MS).is_empty());
+        p.actual(&[false]);
+        assert_eq!(p.commands(t0 + 2 * MS).len(), 1);
+    }
+
+    #[test]
+    fn a_speaker_that_does_not_answer_is_stalled_after_a_second() {
+        let t0 = Instant::now();
+        let mut p = Plan::new(&cfg(), t0);
+        let c = p.commands(t0);
+        assert!(!p.stalled(t0 + STALL));
+        assert!(p.stalled(t0 + STALL + MS));
+        // A timeout is no answer: still stalled through the retries.
+        p.done(0, c[0].route, Err(()), false, t0 + 5 * STALL);
+        assert!(p.stalled(t0 + 5 * STALL));
+        // A refusal is an answer.
+        let c = p.commands(t0 + 6 * STALL);
+        p.done(0, c[0].route, Err(()), true, t0 + 6 * STALL);
+        assert!(!p.stalled(t0 + 6 * STALL));
+    }
+
+    #[test]
+    fn stop_withdraws_at_once_despite_backoff() {
+        let t0 = Instant::now();
+        let mut p = Plan::new(&cfg(), t0);
+        p.check(0, Ok(MS), t0);
+        let c = p.commands(t0);
+        p.done(0, c[0].route, Ok(()), true, t0);
+        p.check(0, Err("x".into()), t0);
+        let c = p.commands(t0);
+        p.done(0, c[0].route, Err(()), true, t0);
+        p.stop();
+        let c = p.commands(t0);
+        assert_eq!(
+            c,
+            [Command {
+                vip: 0,
+                route: Route::Withdrawn
+            }]
+        );
+        assert_eq!(
+            p.done(0, Route::Withdrawn, Ok(()), true, t0),
+            Outcome::Applied(Reason::Shutdown)
+        );
+        assert!(p.settled());
+    }
+}
