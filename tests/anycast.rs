@@ -752,7 +752,14 @@ fn bird_failures(
         }
         assert!(
             start.elapsed() < Duration::from_secs(10),
-            "BIRD never came back"
+            "{}",
+            match answered {
+                None => "BIRD never came back".to_string(),
+                Some(t) => format!(
+                    "BIRD answers again but the agent has not enabled anycast_dns {:?} later",
+                    t.elapsed()
+                ),
+            }
         );
         std::thread::sleep(Duration::from_millis(10));
     };
@@ -924,7 +931,7 @@ fn exabgp_failures(
         took.unwrap()
     );
 
-    // An agent that keeps dying: ExaBGP respawns it up to 5 times in its
+    // An agent that keeps dying: ExaBGP starts it at most 5 times in its
     // respawn window, then exits; the session and the routes end with it.
     lab.spawn("exabgp-a", "a", exa_args, exa_env);
     lab.wait_paths(&DNS4, &["a"], Duration::from_secs(30));

@@ -131,7 +131,6 @@ pub fn run(cfg: AnycastConfig) -> Result<(), String> {
         plan: Plan::new(&cfg, Instant::now()),
         jobs,
         status,
-        bird_reachable: true,
     };
     // BIRD's state is read back every (shortest) check interval: a BIRD
     // that restarted (and read `disabled` from its config) gets the routes
@@ -188,6 +187,7 @@ pub fn run(cfg: AnycastConfig) -> Result<(), String> {
         if let Some(every) = read_back {
             if !read_back_pending && now >= next_read_back {
                 read_back_pending = lp.jobs.send(Job::ReadBack).is_ok();
+                lp.plan.asked(now);
                 next_read_back = now + every;
             }
         }
@@ -219,8 +219,6 @@ struct Loop<'a> {
     plan: Plan,
     jobs: mpsc::Sender<Job>,
     status: Shared,
-    /// Whether BIRD answered the last read-back (logs only the changes).
-    bird_reachable: bool,
 }
 
 impl Loop<'_> {
@@ -271,25 +269,19 @@ impl Loop<'_> {
     fn carried(&mut self, r: Result<Vec<bool>, Failure>, now: Instant) {
         match r {
             Ok(on) => {
-                if !self.bird_reachable {
+                let found = self.plan.actual(&on);
+                if found.back {
                     tracing::info!("BIRD answers again");
-                    self.bird_reachable = true;
                 }
-                for i in self.plan.actual(&on) {
+                for i in found.lost {
                     let v = &self.cfg.vips[i];
                     tracing::warn!(vip = %v.prefix, protocol = %v.protocol_name(), "BIRD does not carry what the agent applied (BIRD restarted, or changed by hand): applying again");
                 }
                 self.send(now);
             }
             Err(f) => {
-                if f.answered {
-                    self.plan.answered();
-                } else {
-                    self.plan.unanswered(now);
-                }
-                if self.bird_reachable {
+                if self.plan.read_back_failed(f.answered) {
                     tracing::warn!(error = %f, "cannot read BIRD's state");
-                    self.bird_reachable = false;
                 }
             }
         }

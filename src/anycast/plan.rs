@@ -59,6 +59,18 @@ pub struct Plan {
     /// Since when the speaker has left a command unanswered (no reply of any
     /// kind: a refusal or an error is an answer).
     silent_since: Option<Instant>,
+    /// Whether the last read-back of the speaker's state succeeded.
+    readable: bool,
+}
+
+/// What a read-back found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ReadBack {
+    /// The speaker answers again after failed read-backs (BIRD restarted).
+    pub back: bool,
+    /// VIPs whose route the speaker does not carry as applied; they are
+    /// applied again at once.
+    pub lost: Vec<usize>,
 }
 
 impl Plan {
@@ -82,6 +94,7 @@ impl Plan {
                 })
                 .collect(),
             silent_since: None,
+            readable: true,
         }
     }
 
@@ -153,8 +166,8 @@ impl Plan {
                 route: want,
             });
         }
-        if !out.is_empty() && self.silent_since.is_none() {
-            self.silent_since = Some(now);
+        if !out.is_empty() {
+            self.asked(now);
         }
         out
     }
@@ -199,17 +212,25 @@ impl Plan {
         }
     }
 
+    /// Something was asked of the speaker (a command, a read-back).
+    pub fn asked(&mut self, now: Instant) {
+        self.silent_since.get_or_insert(now);
+    }
+
     /// What the speaker actually carries (BIRD: each VIP's static protocol
     /// enabled or not), read back periodically. A VIP whose route differs
     /// from what the agent applied (BIRD restarted and read `disabled` from
-    /// its config, or an operator ran `birdc`) is applied again at once;
-    /// returns those VIPs. A speaker that answers ends every backoff.
-    pub fn actual(&mut self, carried: &[bool]) -> Vec<usize> {
+    /// its config, or an operator ran `birdc`) is applied again at once.
+    /// After failed read-backs, a speaker that answers again also ends every
+    /// retry backoff: whatever failed while it was away is retried now.
+    pub fn actual(&mut self, carried: &[bool]) -> ReadBack {
         self.silent_since = None;
+        let back = !std::mem::replace(&mut self.readable, true);
         let mut lost = Vec::new();
         for (i, (v, &on)) in self.vips.iter_mut().zip(carried).enumerate() {
-            v.retry_at = None;
-            v.failures = 0;
+            if back {
+                v.retry_at = None;
+            }
             if v.inflight.is_some() {
                 continue;
             }
@@ -220,20 +241,20 @@ impl Plan {
             };
             if differs {
                 v.applied = None;
+                v.retry_at = None;
                 lost.push(i);
             }
         }
-        lost
+        ReadBack { back, lost }
     }
 
-    /// The speaker did not answer a read-back in time.
-    pub fn unanswered(&mut self, now: Instant) {
-        self.silent_since.get_or_insert(now);
-    }
-
-    /// The speaker answered something (a refusal counts).
-    pub fn answered(&mut self) {
-        self.silent_since = None;
+    /// A read-back failed; `answered` as for [`Plan::done`]. True for the
+    /// first failure after a success (worth one log line).
+    pub fn read_back_failed(&mut self, answered: bool) -> bool {
+        if answered {
+            self.silent_since = None;
+        }
+        std::mem::replace(&mut self.readable, false)
     }
 
     /// Whether the speaker has left commands unanswered for longer than [`STALL`].
@@ -353,9 +374,15 @@ mod tests {
         p.check(0, Ok(MS), t0);
         let c = p.commands(t0);
         p.done(0, c[0].route, Ok(()), true, t0);
-        assert!(p.actual(&[true]).is_empty(), "carried as applied");
+        assert_eq!(p.actual(&[true]), ReadBack::default(), "carried as applied");
         // BIRD restarted: its config says `disabled`.
-        assert_eq!(p.actual(&[false]), [0]);
+        assert_eq!(
+            p.actual(&[false]),
+            ReadBack {
+                back: false,
+                lost: vec![0]
+            }
+        );
         assert_eq!(
             p.commands(t0 + MS),
             [Command {
@@ -363,12 +390,25 @@ mod tests {
                 route: Route::Announced { med: None }
             }]
         );
-        // While BIRD was away the command failed and backed off; BIRD
-        // answering a read-back ends the wait.
+        // BIRD goes away: the command fails and backs off; read-backs fail.
         p.done(0, Route::Announced { med: None }, Err(()), true, t0 + MS);
         assert!(p.commands(t0 + 2 * MS).is_empty());
-        p.actual(&[false]);
+        assert!(p.read_back_failed(true), "the first failure is news");
+        assert!(!p.read_back_failed(true), "the second is not");
+        // BIRD answers again: the wait ends.
+        let r = p.actual(&[false]);
+        assert!(r.back);
         assert_eq!(p.commands(t0 + 2 * MS).len(), 1);
+        // A command failing while BIRD answers read-backs keeps backing off.
+        p.done(
+            0,
+            Route::Announced { med: None },
+            Err(()),
+            true,
+            t0 + 2 * MS,
+        );
+        assert!(!p.actual(&[false]).back);
+        assert!(p.commands(t0 + 3 * MS).is_empty());
     }
 
     #[test]
