@@ -219,15 +219,18 @@ fn geosteer_check_validates_the_example_agent_files() {
 
 /// The agent as an ExaBGP process, with the test standing where ExaBGP
 /// stands: commands on the agent's stdout, acknowledgements on its stdin.
-fn exabgp_agent(name: &str) -> (Child, std::io::BufReader<std::process::ChildStdout>) {
+/// `head` goes at the top of its file (e.g. `metrics_listen`).
+fn exabgp_agent(name: &str, head: &str) -> (Child, std::io::BufReader<std::process::ChildStdout>) {
     let dir = common::tmp_dir(name);
     let cfg = dir.join("agent.toml");
     // The check goes to a port nothing listens on: the VIP stays withdrawn.
     std::fs::write(
         &cfg,
-        "speaker = { kind = \"exabgp\" }\n[[vip]]\nprefix = \"127.0.0.1/32\"\n\
-         check = { kind = \"dns\", name = \"example.com\", port = 9 }\n\
-         interval_ms = 100\ntimeout_ms = 50\n",
+        format!(
+            "speaker = {{ kind = \"exabgp\" }}\n{head}\n[[vip]]\nprefix = \"127.0.0.1/32\"\n\
+             check = {{ kind = \"dns\", name = \"example.com\", port = 9 }}\n\
+             interval_ms = 100\ntimeout_ms = 50\n"
+        ),
     )
     .unwrap();
     let mut child = Command::new(geosteer_bin())
@@ -242,6 +245,19 @@ fn exabgp_agent(name: &str) -> (Child, std::io::BufReader<std::process::ChildStd
     std::io::BufRead::read_line(&mut out, &mut line).unwrap();
     assert_eq!(line, "withdraw route 127.0.0.1/32\n", "startup withdrawal");
     (child, out)
+}
+
+/// The agent's `/v1/state` on 127.0.0.1:`port`: the first VIP's check count.
+fn state_checks(port: u16) -> Option<u64> {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    c.write_all(b"GET /v1/state HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    c.read_to_string(&mut text).ok()?;
+    let body = text.split("\r\n\r\n").nth(1)?;
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    v["vips"][0]["checks"].as_u64()
 }
 
 /// Waits up to `limit` for the child to exit; its status, or None.
@@ -262,7 +278,7 @@ fn exits_within(child: &mut Child, limit: Duration) -> Option<std::process::Exit
 fn the_agent_under_exabgp_exits_when_exabgp_goes_away() {
     use std::io::Write;
     // ExaBGP died: EOF on stdin, with no command waiting for an answer.
-    let (mut child, _out) = exabgp_agent("anycast-eof");
+    let (mut child, _out) = exabgp_agent("anycast-eof", "");
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"done\n").unwrap();
     std::thread::sleep(Duration::from_millis(300)); // idle: nothing in flight
@@ -276,17 +292,44 @@ fn the_agent_under_exabgp_exits_when_exabgp_goes_away() {
     // ExaBGP stopping: it writes `shutdown`, then (0.1 s later) SIGTERM.
     // The agent leaves at once; it does not wait for acknowledgements of a
     // withdrawal ExaBGP will never send (its BGP sessions end anyway).
-    let (mut child, _out) = exabgp_agent("anycast-shutdown");
+    let (mut child, _out) = exabgp_agent("anycast-shutdown", "");
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"done\nshutdown 4242 1\n").unwrap(); // as ExaBGP 4.2 writes it
     let s = exits_within(&mut child, Duration::from_secs(1));
     assert!(s.is_some_and(|s| s.success()), "exit 0 on shutdown: {s:?}");
     drop(stdin);
 
-    // SIGTERM while ExaBGP acknowledges nothing: the agent's own stop does
-    // not outlast one acknowledgement timeout (5 s).
-    let (mut child, mut out) = exabgp_agent("anycast-sigterm");
+    // ExaBGP acknowledges nothing: the decision loop goes on all the same
+    // (it used to wait 5 s per command): check results keep being counted
+    // while the startup withdrawal is unanswered.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (mut child, mut out) = exabgp_agent(
+        "anycast-silent",
+        &format!("metrics_listen = \"127.0.0.1:{port}\""),
+    );
     let _stdin = child.stdin.take().unwrap(); // open, silent
+    let checks = || -> u64 {
+        let start = Instant::now();
+        loop {
+            if let Some(n) = state_checks(port) {
+                return n;
+            }
+            assert!(start.elapsed() < Duration::from_secs(5), "no /v1/state");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let first = checks();
+    std::thread::sleep(Duration::from_millis(1500));
+    let later = checks();
+    assert!(
+        later >= first + 5,
+        "check results counted while ExaBGP is silent: {first} then {later} 1.5 s later (100 ms interval)"
+    );
+    // SIGTERM then: the agent's stop does not outlast one acknowledgement
+    // timeout (5 s).
     let t = Instant::now();
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let s = exits_within(&mut child, Duration::from_secs(7));
