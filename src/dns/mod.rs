@@ -15,6 +15,7 @@ pub mod encode;
 pub mod engine;
 pub mod explain;
 pub mod handler;
+pub mod harness;
 pub mod metrics;
 pub mod rrl;
 pub mod server;

@@ -3,7 +3,6 @@
 //! the whole pipeline run on bytes (no sockets).
 
 use std::net::IpAddr;
-use std::path::Path;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query as HQuery};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
@@ -12,15 +11,11 @@ use hickory_proto::serialize::binary::BinDecodable;
 
 use super::handler::{Shared, Transport};
 use super::state::ServeState;
-use crate::config::Config;
 use crate::health::HealthSnapshot;
 
 /// The serving state of `tests/data/<file>`.
 pub fn state(file: &str) -> ServeState {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(file);
-    ServeState::load(Config::load(&path).expect("test config"), 1).expect("test state")
+    super::harness::test_state(file)
 }
 
 /// Every member up.

@@ -9,4 +9,4 @@ mod data;
 mod parse;
 
 pub use data::{Lookup, Node, Zone};
-pub use parse::load;
+pub use parse::{load, parse_str};

@@ -1,0 +1,10 @@
+//! The RFC 1035 zone-file parser: never panics; errors name the file.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Err(e) = geosteer::dns::harness::zone_text(data) {
+        panic!("oracle: {e}");
+    }
+});
