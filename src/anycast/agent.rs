@@ -11,7 +11,7 @@ use super::config::{AnycastConfig, SpeakerConfig};
 use super::decide::Route;
 use super::metrics::{AgentStatus, VipStatus};
 use super::notify::Notifier;
-use super::plan::{Command, Outcome, Plan};
+use super::plan::{Command, Plan};
 use super::speaker::{self, Bird, Exabgp, Failure, Gone, Job, Report, Speaker, ACK_TIMEOUT};
 
 /// What the decision thread hears.
@@ -118,9 +118,9 @@ pub fn run(cfg: AnycastConfig) -> Result<(), String> {
         let listener = rt
             .block_on(tokio::net::TcpListener::bind(addr))
             .map_err(|e| format!("metrics_listen {addr}: {e}"))?;
-        let tx = Mutex::new(tx.clone());
+        let tx = tx.clone();
         let switch: super::http::Switch = Arc::new(move |drain| {
-            let _ = tx.lock().expect("admin switch").send(Event::Admin(drain));
+            let _ = tx.send(Event::Admin(drain));
         });
         rt.spawn(super::http::serve(listener, status.clone(), token, switch));
     }
@@ -232,36 +232,36 @@ impl Loop<'_> {
     /// A command's outcome: logged, counted, fed to the plan.
     fn applied(&mut self, c: Command, r: Result<(), Failure>, now: Instant) {
         let v = &self.cfg.vips[c.vip];
-        let answered = r.as_ref().err().is_none_or(|f| f.answered);
-        let ok = r.as_ref().map(|_| ()).map_err(|_| ());
         let verb = match c.route {
             Route::Announced { .. } => "announce",
             Route::Withdrawn => "withdraw",
         };
-        match (self.plan.done(c.vip, c.route, ok, answered, now), r) {
-            (Outcome::Applied(reason), _) => {
-                let err = self
-                    .plan
-                    .machine(c.vip)
-                    .tracker()
-                    .last()
-                    .and_then(|(_, r)| r.error.clone())
-                    .unwrap_or_default();
-                let what = match c.route {
-                    Route::Announced { .. } => "route announced",
-                    Route::Withdrawn => "route withdrawn",
-                };
-                tracing::info!(vip = %v.prefix, action = verb, reason = reason.as_str(), last_error = %err, "{what}");
-                self.status.lock().expect("status lock").vips[c.vip].transition(c.route, reason);
-            }
-            (Outcome::Superseded, _) => {
-                self.status.lock().expect("status lock").vips[c.vip].carry(c.route);
-            }
-            (Outcome::Retry(wait), Err(f)) => {
+        match r {
+            Ok(()) => match self.plan.applied(c.vip, c.route) {
+                Some(reason) => {
+                    let err = self
+                        .plan
+                        .machine(c.vip)
+                        .tracker()
+                        .last()
+                        .and_then(|(_, r)| r.error.clone())
+                        .unwrap_or_default();
+                    let what = match c.route {
+                        Route::Announced { .. } => "route announced",
+                        Route::Withdrawn => "route withdrawn",
+                    };
+                    tracing::info!(vip = %v.prefix, action = verb, reason = reason.as_str(), last_error = %err, "{what}");
+                    self.status.lock().expect("status lock").vips[c.vip]
+                        .transition(c.route, reason);
+                }
+                // No longer wanted: a newer command follows.
+                None => self.status.lock().expect("status lock").vips[c.vip].carry(c.route),
+            },
+            Err(f) => {
+                let wait = self.plan.failed(c.vip, f.answered, now);
                 tracing::warn!(vip = %v.prefix, action = verb, error = %f, retry_in_ms = wait.as_millis() as u64, "speaker command failed");
                 self.status.lock().expect("status lock").vips[c.vip].speaker_errors += 1;
             }
-            (Outcome::Retry(_), Ok(())) => unreachable!("a success is never retried"),
         }
     }
 

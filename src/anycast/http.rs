@@ -114,20 +114,12 @@ fn allowed(
                 "missing or wrong bearer token (admin_token_file)\n",
             )),
         },
-        None if loopback(peer) => Ok(()),
+        // An IPv4 client of a dual-stack socket arrives as ::ffff:a.b.c.d.
+        None if peer.ip().to_canonical().is_loopback() => Ok(()),
         None => Err((
             StatusCode::FORBIDDEN,
             "the admin switch answers loopback clients only; set admin_token_file to allow others\n",
         )),
-    }
-}
-
-fn loopback(peer: SocketAddr) -> bool {
-    match peer.ip() {
-        std::net::IpAddr::V4(a) => a.is_loopback(),
-        std::net::IpAddr::V6(a) => {
-            a.is_loopback() || a.to_ipv4_mapped().is_some_and(|m| m.is_loopback())
-        }
     }
 }
 

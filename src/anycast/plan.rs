@@ -27,17 +27,6 @@ pub struct Command {
     pub route: Route,
 }
 
-/// How a command ended, as far as the plan cares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// The speaker carries the route now; `reason` is why it was wanted.
-    Applied(Reason),
-    /// It failed; the next attempt is in this long.
-    Retry(Duration),
-    /// It answered a route no longer wanted (a newer command follows).
-    Superseded,
-}
-
 struct Vip {
     machine: VipMachine,
     /// No check result for this long counts as a failed check.
@@ -172,44 +161,36 @@ impl Plan {
         out
     }
 
-    /// The outcome of a command for VIP `i`. `answered` is false when the
-    /// speaker did not reply at all (a timeout), true for success, a refusal
-    /// or a speaker that is not there.
-    pub fn done(
-        &mut self,
-        i: usize,
-        route: Route,
-        r: Result<(), ()>,
-        answered: bool,
-        now: Instant,
-    ) -> Outcome {
+    /// A command for VIP `i` succeeded: the speaker carries `route`. Returns
+    /// why it was wanted, or `None` when it is no longer wanted (a newer
+    /// command follows).
+    pub fn applied(&mut self, i: usize, route: Route) -> Option<Reason> {
+        self.silent_since = None;
+        let v = &mut self.vips[i];
+        v.inflight = None;
+        v.applied = Some(route);
+        v.failures = 0;
+        v.retry_at = None;
+        (route == v.machine.route()).then_some(v.reason)
+    }
+
+    /// A command for VIP `i` failed; returns how long until it is retried.
+    /// `answered` is false when the speaker did not reply at all (a
+    /// timeout), true for a refusal or a speaker that is not there.
+    pub fn failed(&mut self, i: usize, answered: bool, now: Instant) -> Duration {
         if answered {
             self.silent_since = None;
         }
         let v = &mut self.vips[i];
         v.inflight = None;
-        match r {
-            Ok(()) => {
-                v.applied = Some(route);
-                v.failures = 0;
-                v.retry_at = None;
-                if route == v.machine.route() {
-                    Outcome::Applied(v.reason)
-                } else {
-                    Outcome::Superseded
-                }
-            }
-            Err(()) => {
-                // What the speaker carries is unknown after a failure.
-                v.applied = None;
-                let wait = BACKOFF_MIN
-                    .saturating_mul(1u32 << v.failures.min(16))
-                    .min(BACKOFF_MAX);
-                v.failures += 1;
-                v.retry_at = Some(now + wait);
-                Outcome::Retry(wait)
-            }
-        }
+        // What the speaker carries is unknown after a failure.
+        v.applied = None;
+        let wait = BACKOFF_MIN
+            .saturating_mul(1u32 << v.failures.min(16))
+            .min(BACKOFF_MAX);
+        v.failures += 1;
+        v.retry_at = Some(now + wait);
+        wait
     }
 
     /// Something was asked of the speaker (a command, a read-back).
@@ -301,10 +282,7 @@ mod tests {
             }]
         );
         assert!(p.commands(t0).is_empty(), "one command in flight per VIP");
-        assert_eq!(
-            p.done(0, Route::Withdrawn, Ok(()), true, t0),
-            Outcome::Applied(Reason::Startup)
-        );
+        assert_eq!(p.applied(0, Route::Withdrawn), Some(Reason::Startup));
         assert!(p.settled());
     }
 
@@ -315,7 +293,7 @@ mod tests {
         p.check(0, Ok(MS), t0);
         let c = p.commands(t0);
         assert_eq!(c[0].route, Route::Announced { med: None });
-        p.done(0, c[0].route, Ok(()), true, t0);
+        p.applied(0, c[0].route);
         // 3 × 100 + 50 = 350 ms without a result: not yet at 350, at 351.
         assert!(p.expire_stale(t0 + 350 * MS).is_empty());
         let stale = p.expire_stale(t0 + 351 * MS);
@@ -328,10 +306,7 @@ mod tests {
                 route: Route::Withdrawn
             }]
         );
-        assert_eq!(
-            p.done(0, Route::Withdrawn, Ok(()), true, t0 + 352 * MS),
-            Outcome::Applied(Reason::CheckFailed)
-        );
+        assert_eq!(p.applied(0, Route::Withdrawn), Some(Reason::CheckFailed));
         // A fresh result counts again; the clock restarts from it.
         assert!(p.expire_stale(t0 + 400 * MS).is_empty());
     }
@@ -345,9 +320,7 @@ mod tests {
         for _ in 0..8 {
             let c = p.commands(now);
             assert_eq!(c.len(), 1);
-            let Outcome::Retry(w) = p.done(0, c[0].route, Err(()), true, now) else {
-                panic!()
-            };
+            let w = p.failed(0, true, now);
             assert!(
                 p.commands(now + w - MS).is_empty(),
                 "not before the backoff"
@@ -358,13 +331,10 @@ mod tests {
         assert_eq!(waits, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
         // Success resets the backoff.
         let c = p.commands(now);
-        p.done(0, c[0].route, Ok(()), true, now);
+        p.applied(0, c[0].route);
         p.check(0, Ok(MS), now);
-        let c = p.commands(now);
-        assert_eq!(
-            p.done(0, c[0].route, Err(()), true, now),
-            Outcome::Retry(BACKOFF_MIN)
-        );
+        assert_eq!(p.commands(now).len(), 1);
+        assert_eq!(p.failed(0, true, now), BACKOFF_MIN);
     }
 
     #[test]
@@ -373,7 +343,7 @@ mod tests {
         let mut p = Plan::new(&cfg(), t0);
         p.check(0, Ok(MS), t0);
         let c = p.commands(t0);
-        p.done(0, c[0].route, Ok(()), true, t0);
+        p.applied(0, c[0].route);
         assert_eq!(p.actual(&[true]), ReadBack::default(), "carried as applied");
         // BIRD restarted: its config says `disabled`.
         assert_eq!(
@@ -391,7 +361,7 @@ mod tests {
             }]
         );
         // BIRD goes away: the command fails and backs off; read-backs fail.
-        p.done(0, Route::Announced { med: None }, Err(()), true, t0 + MS);
+        p.failed(0, true, t0 + MS);
         assert!(p.commands(t0 + 2 * MS).is_empty());
         assert!(p.read_back_failed(true), "the first failure is news");
         assert!(!p.read_back_failed(true), "the second is not");
@@ -400,13 +370,7 @@ mod tests {
         assert!(r.back);
         assert_eq!(p.commands(t0 + 2 * MS).len(), 1);
         // A command failing while BIRD answers read-backs keeps backing off.
-        p.done(
-            0,
-            Route::Announced { med: None },
-            Err(()),
-            true,
-            t0 + 2 * MS,
-        );
+        p.failed(0, true, t0 + 2 * MS);
         assert!(!p.actual(&[false]).back);
         assert!(p.commands(t0 + 3 * MS).is_empty());
     }
@@ -415,15 +379,15 @@ mod tests {
     fn a_speaker_that_does_not_answer_is_stalled_after_a_second() {
         let t0 = Instant::now();
         let mut p = Plan::new(&cfg(), t0);
-        let c = p.commands(t0);
+        assert_eq!(p.commands(t0).len(), 1);
         assert!(!p.stalled(t0 + STALL));
         assert!(p.stalled(t0 + STALL + MS));
         // A timeout is no answer: still stalled through the retries.
-        p.done(0, c[0].route, Err(()), false, t0 + 5 * STALL);
+        p.failed(0, false, t0 + 5 * STALL);
         assert!(p.stalled(t0 + 5 * STALL));
         // A refusal is an answer.
-        let c = p.commands(t0 + 6 * STALL);
-        p.done(0, c[0].route, Err(()), true, t0 + 6 * STALL);
+        assert_eq!(p.commands(t0 + 6 * STALL).len(), 1);
+        p.failed(0, true, t0 + 6 * STALL);
         assert!(!p.stalled(t0 + 6 * STALL));
     }
 
@@ -433,10 +397,10 @@ mod tests {
         let mut p = Plan::new(&cfg(), t0);
         p.check(0, Ok(MS), t0);
         let c = p.commands(t0);
-        p.done(0, c[0].route, Ok(()), true, t0);
+        p.applied(0, c[0].route);
         p.check(0, Err("x".into()), t0);
-        let c = p.commands(t0);
-        p.done(0, c[0].route, Err(()), true, t0);
+        assert_eq!(p.commands(t0).len(), 1);
+        p.failed(0, true, t0);
         p.stop();
         let c = p.commands(t0);
         assert_eq!(
@@ -446,10 +410,7 @@ mod tests {
                 route: Route::Withdrawn
             }]
         );
-        assert_eq!(
-            p.done(0, Route::Withdrawn, Ok(()), true, t0),
-            Outcome::Applied(Reason::Shutdown)
-        );
+        assert_eq!(p.applied(0, Route::Withdrawn), Some(Reason::Shutdown));
         assert!(p.settled());
     }
 }

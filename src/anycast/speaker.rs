@@ -254,7 +254,7 @@ impl Bird {
             s.set_read_timeout(Some(ACK_TIMEOUT)).ok();
             s.set_write_timeout(Some(ACK_TIMEOUT)).ok();
             let mut r = BufReader::new(s);
-            read_reply(&mut r)?; // "0001 BIRD x.y ready."
+            read_reply(&mut r)?.map_err(bird_says)?; // "0001 BIRD x.y ready."
             self.conn = Some(r);
         }
         Ok(self.conn.as_mut().expect("just connected"))
@@ -274,8 +274,9 @@ impl Bird {
         })
     }
 
-    /// One attempt; the error says whether the connection broke (as
-    /// opposed to BIRD refusing the command or not answering).
+    /// One attempt; the error says whether it is worth another on a fresh
+    /// connection: a kept one broke (not BIRD refusing the command, which
+    /// leaves the connection usable, nor BIRD not answering).
     fn send(&mut self, cmd: &str) -> Result<String, (Failure, bool)> {
         let fresh = self.conn.is_none();
         let c = self.connect().map_err(|e| (e, false))?;
@@ -285,14 +286,12 @@ impl Bird {
             .map_err(|e| io_failure("write", &e))
             .and_then(|_| read_reply(c));
         match r {
-            Ok(text) => Ok(text),
+            Ok(Ok(text)) => Ok(text),
+            Ok(Err(refusal)) => Err((bird_says(refusal), false)),
             Err(e) => {
-                // BIRD's own error replies (8xxx/9xxx) leave the connection usable.
-                let broken = e.answered && !e.error.starts_with("BIRD says: ");
-                if broken || !e.answered {
-                    self.conn = None;
-                }
-                Err((e, broken && !fresh))
+                self.conn = None;
+                let retry = e.answered && !fresh;
+                Err((e, retry))
             }
         }
     }
@@ -339,9 +338,15 @@ fn io_failure(what: &str, e: &std::io::Error) -> Failure {
     }
 }
 
-/// Reads one BIRD reply: lines `DDDD-text` continue, `DDDD text` ends it;
-/// codes 8xxx and 9xxx are errors.
-fn read_reply(r: &mut impl BufRead) -> Result<String, Failure> {
+/// BIRD's own error reply as a failure (an answer).
+fn bird_says(msg: String) -> Failure {
+    Failure::answered(format!("BIRD says: {msg}"))
+}
+
+/// Reads one BIRD reply: lines `DDDD-text` continue, `DDDD text` ends it.
+/// The outer error is the connection failing; the inner one is BIRD's error
+/// reply (codes 8xxx and 9xxx), with the connection still usable.
+fn read_reply(r: &mut impl BufRead) -> Result<Result<String, String>, Failure> {
     let mut text = String::new();
     loop {
         let mut line = String::new();
@@ -356,11 +361,11 @@ fn read_reply(r: &mut impl BufRead) -> Result<String, Failure> {
             text.push_str(msg);
             text.push('\n');
             if b[4] == b' ' {
-                return if matches!(b[0], b'8' | b'9') {
-                    Err(Failure::answered(format!("BIRD says: {msg}")))
+                return Ok(if matches!(b[0], b'8' | b'9') {
+                    Err(msg.to_string())
                 } else {
                     Ok(text)
-                };
+                });
             }
         } else {
             text.push_str(line.trim_start());
@@ -398,18 +403,18 @@ mod tests {
     fn bird_replies_end_on_a_space_and_errors_are_8xxx_9xxx() {
         let ok = "0001 BIRD 2.0.12 ready.\n";
         assert_eq!(
-            read_reply(&mut ok.as_bytes()).unwrap(),
+            read_reply(&mut ok.as_bytes()).unwrap().unwrap(),
             "BIRD 2.0.12 ready.\n"
         );
         let multi = "1002-first\n more\n0011 anycast_x: enabled\n";
         assert_eq!(
-            read_reply(&mut multi.as_bytes()).unwrap(),
+            read_reply(&mut multi.as_bytes()).unwrap().unwrap(),
             "first\nmore\nanycast_x: enabled\n"
         );
         let err = "8003 No protocols match\n";
         assert_eq!(
-            read_reply(&mut err.as_bytes()).unwrap_err().error,
-            "BIRD says: No protocols match"
+            read_reply(&mut err.as_bytes()).unwrap().unwrap_err(),
+            "No protocols match"
         );
         assert!(read_reply(&mut "".as_bytes()).is_err());
     }
