@@ -6,6 +6,16 @@ use std::path::Path;
 
 use geosteer::dns::harness::{config_text, zone_text, Dns};
 
+/// The bytes of `fuzz/corpus/<path>`.
+fn corpus_file(path: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/corpus")
+            .join(path),
+    )
+    .unwrap()
+}
+
 /// Every file of `fuzz/corpus/<target>` through `run`; how many there were.
 fn replay(target: &str, run: impl Fn(&[u8]) -> Result<(), String>) -> usize {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -47,10 +57,7 @@ fn dns_requests_replay_clean() {
     assert!(n >= 10, "edns_options corpus has only {n} inputs");
     // Random bytes behind a valid header and question prefix reach the
     // parser's later stages more often than pure noise.
-    let seed = std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/dns_handler/a_ecs_london"),
-    )
-    .unwrap();
+    let seed = corpus_file("dns_handler/a_ecs_london");
     for (i, tail) in random_inputs(0x9e37_79b9_7f4a_7c15, 3000, 200).enumerate() {
         let cut = i % seed.len();
         let mut data = seed[..cut].to_vec();
@@ -64,22 +71,23 @@ fn dns_requests_replay_clean() {
     }
 }
 
-#[test]
-fn zone_files_replay_clean() {
-    let n = replay("zone_file", zone_text);
-    assert!(n >= 4, "zone_file corpus has only {n} inputs");
-    let seed = std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/zone_file/kinds.zone"),
-    )
-    .unwrap();
-    for (i, noise) in random_inputs(0x5851_f42d_4c95_7f2d, 2000, 40).enumerate() {
-        // Splice printable noise into a real zone at a moving point.
-        let at = (i * 7) % seed.len();
+/// Text mutations of a real file: `count` runs of printable noise from
+/// `alphabet` (up to `max_len` bytes each) spliced in at a point that moves
+/// by `stride` bytes per iteration, each checked with `run`.
+fn splice_pass(
+    seed_file: &str,
+    rng: u64,
+    (count, max_len, stride): (usize, usize, usize),
+    alphabet: &[u8],
+    run: impl Fn(&[u8]) -> Result<(), String>,
+) {
+    let seed = corpus_file(seed_file);
+    for (i, noise) in random_inputs(rng, count, max_len).enumerate() {
+        let at = (i * stride) % seed.len();
         let mut data = seed[..at].to_vec();
-        let alphabet = b" \t\n();$@.*\\\"0123456789abcINSOAMX:";
         data.extend(noise.iter().map(|b| alphabet[*b as usize % alphabet.len()]));
         data.extend_from_slice(&seed[at..]);
-        if let Err(e) = zone_text(&data) {
+        if let Err(e) = run(&data) {
             panic!(
                 "iteration {i}: {e}; input {:?}",
                 String::from_utf8_lossy(&data)
@@ -89,24 +97,27 @@ fn zone_files_replay_clean() {
 }
 
 #[test]
+fn zone_files_replay_clean() {
+    let n = replay("zone_file", zone_text);
+    assert!(n >= 4, "zone_file corpus has only {n} inputs");
+    splice_pass(
+        "zone_file/kinds.zone",
+        0x5851_f42d_4c95_7f2d,
+        (2000, 40, 7),
+        b" \t\n();$@.*\\\"0123456789abcINSOAMX:",
+        zone_text,
+    );
+}
+
+#[test]
 fn config_files_replay_clean() {
     let n = replay("config_toml", config_text);
     assert!(n >= 3, "config_toml corpus has only {n} inputs");
-    let seed = std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/config_toml/test.toml"),
-    )
-    .unwrap();
-    for (i, noise) in random_inputs(0x2545_f491_4f6c_dd1d, 1000, 20).enumerate() {
-        let at = (i * 13) % seed.len();
-        let mut data = seed[..at].to_vec();
-        let alphabet = b"[]{}=,\"'.\n 0123456789-_aetz";
-        data.extend(noise.iter().map(|b| alphabet[*b as usize % alphabet.len()]));
-        data.extend_from_slice(&seed[at..]);
-        if let Err(e) = config_text(&data) {
-            panic!(
-                "iteration {i}: {e}; input {:?}",
-                String::from_utf8_lossy(&data)
-            );
-        }
-    }
+    splice_pass(
+        "config_toml/test.toml",
+        0x2545_f491_4f6c_dd1d,
+        (1000, 20, 13),
+        b"[]{}=,\"'.\n 0123456789-_aetz",
+        config_text,
+    );
 }
