@@ -1,7 +1,10 @@
 //! Micro-benchmarks of the hot paths, without sockets:
 //! - `decide`: the pure steering decision;
 //! - `handle/*`: the whole per-packet pipeline (parse, locate, cache, finish)
-//!   on cache hits and misses, as the UDP workers run it.
+//!   on cache hits and misses, and for names the zone does not hold (a
+//!   random-subdomain flood) or zones it does not serve, as the UDP workers
+//!   run it;
+//! - `rrl/check`: response rate limiting's per-answer accounting.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -25,6 +28,17 @@ fn query(a: u8, b: u8, c: u8) -> Vec<u8> {
     p.extend_from_slice(&[
         0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 11, 0, 8, 0, 7, 0, 1, 24, 0, a, b, c,
     ]);
+    p
+}
+
+/// A query for `<label>.<zone>` A with EDNS (no options).
+fn random_label(label: &str, zone: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1];
+    p.push(label.len() as u8);
+    p.extend_from_slice(label.as_bytes());
+    p.extend_from_slice(zone);
+    p.extend_from_slice(&[0, 1, 0, 1]);
+    p.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
     p
 }
 
@@ -98,6 +112,53 @@ fn bench(c: &mut Criterion) {
             })
         },
     );
+    for (what, zone) in [
+        ("NXDOMAIN", &b"\x07example\x03com\x00"[..]),
+        ("REFUSED", &b"\x07example\x03net\x00"[..]),
+    ] {
+        let names: Vec<Vec<u8>> = (0..10_000u64)
+            .map(|i| {
+                let label = format!("{:x}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                random_label(&label, zone)
+            })
+            .collect();
+        c.bench_function(&format!("handle/{what}, 10k random labels"), |b| {
+            let (s, h) = shared.view();
+            let mut local = geosteer::dns::cache::LocalCache::new();
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) % names.len();
+                shared.handle(
+                    &s,
+                    &h,
+                    &names[i],
+                    src,
+                    Transport::Udp,
+                    Some(&mut local),
+                    &mut out,
+                )
+            })
+        });
+    }
+    {
+        use geosteer::dns::rrl::{Class, RrlParams, RrlTable};
+        let mut cfg = st.config.file.server.rrl.clone();
+        cfg.enabled = true;
+        let params = RrlParams::from(&cfg);
+        let mut table = RrlTable::new(cfg.table_size, 7);
+        let sources: Vec<IpAddr> = (0..10_000u32)
+            .map(|i| IpAddr::from([198, 18 + (i >> 16) as u8, (i >> 8) as u8, i as u8]))
+            .collect();
+        c.bench_function("rrl/check, 10k sources in 40 /24s", |b| {
+            let mut i = 0;
+            let mut now = 0u64;
+            b.iter(|| {
+                i = (i + 1) % sources.len();
+                now += (i == 0) as u64;
+                table.check(&params, sources[i], Class::Answer, now, false)
+            })
+        });
+    }
     c.bench_function("handle/cache miss (engine + encode)", |b| {
         let (s, h) = shared.view();
         b.iter_batched(
