@@ -94,7 +94,7 @@ pub fn encode(q: &Query, r: &Response, opt: Option<OptOut>) -> Template {
 
 /// Appends an OPT record with no options (RDLEN 0, patched when options are
 /// appended): our payload size, the extended rcode bits, version 0, DO.
-fn push_opt(out: &mut Vec<u8>, o: OptOut, ext_rcode: u8) {
+pub fn push_opt(out: &mut Vec<u8>, o: OptOut, ext_rcode: u8) {
     out.push(0); // owner: the root
     out.extend_from_slice(&TYPE_OPT.to_be_bytes());
     out.extend_from_slice(&o.payload.to_be_bytes());

@@ -215,15 +215,15 @@ fn answer_at(
         }
         crate::zone::Lookup::EmptyNonTerminal => Step::NoData(zi),
         // Steering owns the name (other types than it answers) or a name below it.
-        crate::zone::Lookup::NxDomain if entry.is_some() || st.steered_ents.contains(&lower) => {
+        crate::zone::Lookup::NxDomain
+            if entry.is_some() || st.steered_ents.contains(&*super::state::wire_name(name)) =>
+        {
             Step::NoData(zi)
         }
         crate::zone::Lookup::NxDomain => {
             let owned = |n: &LowerName| {
-                st.steered_ents.contains(n)
-                    || st
-                        .names
-                        .contains_key(&*super::state::wire_name(&Name::from(n.clone())))
+                let w = super::state::wire_name(&Name::from(n.clone()));
+                st.steered_ents.contains(&w) || st.names.contains_key(&w)
             };
             match zone.wildcard(&lower, owned) {
                 // RFC 4592 §3.3.1: synthesized with the query name as owner.

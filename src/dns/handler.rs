@@ -12,11 +12,12 @@ use hickory_proto::rr::RecordType;
 use super::cache::{AnswerCache, CacheKey, Cached, LocalCache};
 use super::client::{Cell, Client};
 use super::cookie::{self, CookieKeys};
-use super::encode::{encode, finish, header_only, OptOut, Template};
+use super::encode::{encode, finish, header_only, push_opt, OptOut, Template};
 use super::engine::{self, Dependence, Response};
 use super::metrics::Metrics;
-use super::state::{NameKind, ServeState};
-use super::wire::{parse_query, scan_opt, Query, WireError};
+use super::negative;
+use super::state::{NameEntry, NameKind, ServeState};
+use super::wire::{parse_query, scan_opt, write_ecs, Ecs, Query, WireError};
 use crate::health::HealthSnapshot;
 
 /// Largest DNS message over TCP.
@@ -261,11 +262,22 @@ impl Shared {
             }
         }
         self.metrics.count_qtype(q.qtype);
-        let client = Client::new(st, q, src);
-        if client.ecs.is_some() {
+        let ecs = q.edns.as_ref().and_then(|e| e.ecs);
+        if ecs.is_some() {
             self.metrics.count_ecs();
         }
-        let (key, cell, pool) = self.cache_key(st, health, q, &client);
+        let entry = match q.qclass {
+            1 => st.names.get(q.qname_lower()),
+            _ => None,
+        };
+        if entry.is_none()
+            && q.qclass == 1
+            && self.negative(st, q, raw, opt, ecs.as_ref(), cook, limit, out)
+        {
+            return cookie_ok;
+        }
+        let client = Client::new(st, q, src);
+        let (key, cell, pool) = self.cache_key(st, health, q, entry, &client);
         let generation = (st.generation, pool.map_or(0, |p| health.pool_epoch(p)));
         if let Some(k) = &key {
             if let Some(c) = local.as_deref().and_then(|l| l.get(k)) {
@@ -319,6 +331,37 @@ impl Shared {
         cookie_ok
     }
 
+    /// A negative answer (or REFUSED) for a name that owns no data, built
+    /// without the engine ([`negative`]); false when the engine must answer.
+    /// Kept out of line: the positive path stays as small as it was.
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn negative(
+        &self,
+        st: &ServeState,
+        q: &Query,
+        raw: &[u8],
+        opt: Option<OptOut>,
+        ecs: Option<&Ecs>,
+        cook: Option<CookieOut>,
+        limit: usize,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        if matches!(q.qtype, 41 | 249..=254) {
+            return false;
+        }
+        let v = negative::classify(st, q.qname_lower());
+        let opt_len = opt.map_or(0, |_| 11 + ecs.map_or(0, ecs_option_len));
+        if !negative::write(st, v, q, raw, opt.is_some(), limit - opt_len, out) {
+            return false;
+        }
+        if let Some(o) = opt {
+            append_opt(out, o, ecs, cook);
+        }
+        self.metrics.count_rcode(u16::from(out[3] & 0xF));
+        true
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn served_from_cache(
         &self,
@@ -364,7 +407,7 @@ impl Shared {
         finish(t, q, raw, ecs, limit, out);
         if let (Some(c), Some(_)) = (cook, t.opt_at) {
             // The OPT record is last; its RDLEN precedes the ECS echo, if any.
-            let ecs_len = ecs.map_or(0, |(e, _)| 8 + (e.source as usize).div_ceil(8));
+            let ecs_len = ecs.map_or(0, |(e, _)| ecs_option_len(e));
             let rdlen_at = out.len() - ecs_len - 2;
             cookie::append(out, rdlen_at, &c.client, &c.server);
         }
@@ -375,17 +418,16 @@ impl Shared {
 
     /// The cache key of a query, with the client's cell when the answer
     /// depends on it. `None` for names we hold no data for.
+    /// `entry` is the query name's, in class IN.
     fn cache_key(
         &self,
         st: &ServeState,
         health: &HealthSnapshot,
         q: &Query,
+        entry: Option<&NameEntry>,
         client: &Client,
     ) -> (Option<CacheKey>, Option<Cell>, Option<u16>) {
-        if q.qclass != 1 {
-            return (None, None, None);
-        }
-        let Some(entry) = st.names.get(q.qname_lower()) else {
+        let Some(entry) = entry else {
             return (None, None, None);
         };
         let qt = RecordType::from(q.qtype);
@@ -415,6 +457,26 @@ impl Shared {
             key.bucket = client.hash;
         }
         (Some(key), Some(cell), Some(s.pool))
+    }
+}
+
+/// Bytes of an ECS option echoing `e`.
+fn ecs_option_len(e: &Ecs) -> usize {
+    8 + (e.source as usize).div_ceil(8)
+}
+
+/// Appends an OPT record carrying the ECS echo (scope 0: the answer holds
+/// for everyone) and our cookie, for a response built without a template.
+fn append_opt(out: &mut Vec<u8>, o: OptOut, ecs: Option<&Ecs>, cook: Option<CookieOut>) {
+    push_opt(out, o, 0);
+    let rdlen_at = out.len() - 2;
+    if let Some(e) = ecs {
+        write_ecs(out, e, 0);
+        let len = ecs_option_len(e) as u16;
+        out[rdlen_at..rdlen_at + 2].copy_from_slice(&len.to_be_bytes());
+    }
+    if let Some(c) = cook {
+        cookie::append(out, rdlen_at, &c.client, &c.server);
     }
 }
 
@@ -547,7 +609,9 @@ mod tests {
         let q = parse_query(&raw).unwrap();
         let (st, h) = s.view();
         let src: IpAddr = src.parse().unwrap();
-        s.cache_key(&st, &h, &q, &Client::new(&st, &q, src)).0
+        let entry = st.names.get(q.qname_lower());
+        s.cache_key(&st, &h, &q, entry, &Client::new(&st, &q, src))
+            .0
     }
 
     #[test]
@@ -623,8 +687,9 @@ mod tests {
         };
         let first = answer(&mut local);
         let q = parse_query(&raw).unwrap();
+        let entry = st.names.get(q.qname_lower());
         let key = s
-            .cache_key(&st, &h, &q, &Client::new(&st, &q, src))
+            .cache_key(&st, &h, &q, entry, &Client::new(&st, &q, src))
             .0
             .unwrap();
         assert!(local.get(&key).is_some(), "stored in the worker's cache");

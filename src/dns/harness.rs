@@ -6,7 +6,9 @@
 //!   ECS, steering, cache, encode), over UDP and TCP. Oracle: no panic; a
 //!   reply parses (hickory-proto), is a response, carries the query's id,
 //!   and — when our parser accepted the query — its question, byte for byte;
-//!   a UDP reply fits the client's EDNS payload (512 without EDNS).
+//!   a UDP reply fits the client's EDNS payload (512 without EDNS); a
+//!   negative answer from the fast path is the one the engine gives
+//!   ([`super::negative::check_against_engine`]).
 //! * [`Dns::check_options`]: the same with `data` as the RDATA of the OPT
 //!   record of a well-formed query, so that most inputs reach the EDNS
 //!   option parsers (Client Subnet, Cookie) instead of failing earlier.
@@ -70,7 +72,10 @@ impl Dns {
                 judge(data, &out, transport)?;
             }
         }
-        Ok(())
+        match parse_query(data) {
+            Ok(q) => super::negative::check_against_engine(&st, &health, &q),
+            Err(_) => Ok(()),
+        }
     }
 
     /// `data` as the OPT RDATA of a query for `turn.example.com` A.

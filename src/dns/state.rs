@@ -1,16 +1,17 @@
 //! The serving snapshot: everything a query needs, built once per (re)load
 //! and swapped whole.
 
-use std::collections::HashSet;
-
 /// The name table's map: ahash, since it is probed on every query.
 pub type NameMap = std::collections::HashMap<Box<[u8]>, NameEntry, ahash::RandomState>;
+/// A set of lower-case wire names, probed with query name bytes.
+pub type NameSet = std::collections::HashSet<Box<[u8]>, ahash::RandomState>;
 use std::path::Path;
 use std::sync::Arc;
 
 use hickory_proto::rr::{LowerName, Name, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinEncodable};
 
+use super::negative::NegativeZone;
 use crate::config::{Config, ConfigError, ConfigErrors};
 use crate::geo::{FileStamp, Locate, MaxMind};
 use crate::steer::{CellMap, MemberId, PoolId, Steering};
@@ -71,8 +72,12 @@ pub struct ServeState {
     pub steered: Vec<SteeredName>,
     /// Every owned name by lower-case wire form.
     pub names: NameMap,
-    /// Names that exist only as ancestors of steering-owned names.
-    pub steered_ents: HashSet<LowerName>,
+    /// Names that exist only as ancestors of steering-owned names
+    /// (lower-case wire form).
+    pub steered_ents: NameSet,
+    /// Each zone's structure for negative answers on the fast path, in the
+    /// order of `zones` (built with them, shared like them).
+    pub negative: Arc<Vec<NegativeZone>>,
     /// The GeoIP database.
     pub geo: Arc<dyn Locate>,
     /// The address space compiled into placement classes (hot-path lookup);
@@ -169,13 +174,15 @@ impl ServeState {
             ms = started.elapsed().as_millis() as u64,
             "compiled the GeoIP database into placement classes"
         );
+        let zones: Vec<Zone> = zones.into_iter().flatten().collect();
         Ok(ServeState {
             ice_secrets: ice_secrets.into(),
             ice_api_keys: ice_api_keys.into(),
             cells: Arc::new(cells),
             config,
             steering,
-            zones: Arc::new(zones.into_iter().flatten().collect()),
+            negative: Arc::new(zones.iter().map(NegativeZone::new).collect()),
+            zones: Arc::new(zones),
             steered: names.steered,
             names: names.names,
             steered_ents: names.steered_ents,
@@ -199,6 +206,7 @@ impl ServeState {
             config,
             steering,
             zones: self.zones.clone(),
+            negative: self.negative.clone(),
             steered: names.steered,
             names: names.names,
             steered_ents: names.steered_ents,
@@ -236,7 +244,7 @@ impl ServeState {
 struct NameTable {
     names: NameMap,
     steered: Vec<SteeredName>,
-    steered_ents: HashSet<LowerName>,
+    steered_ents: NameSet,
 }
 
 /// Builds the name table of `zones` (one per configured zone, `None` where
@@ -249,7 +257,7 @@ fn name_table<'z>(
 ) -> NameTable {
     let mut steered = Vec::new();
     let mut names = NameMap::default();
-    let mut steered_ents = HashSet::new();
+    let mut steered_ents = NameSet::default();
     let mut origins: Vec<usize> = Vec::new();
     for (zc, zone) in config.file.zones.iter().zip(zones) {
         let Some(zone) = zone else { continue };
@@ -361,8 +369,9 @@ fn name_table<'z>(
         if let Ok(mut n) = Name::from_bytes(key) {
             while n.num_labels() as usize > origin + 1 {
                 n = n.base_name();
-                if !names.contains_key(&wire_name(&n)) {
-                    steered_ents.insert(LowerName::from(&n));
+                let w = wire_name(&n);
+                if !names.contains_key(&w) {
+                    steered_ents.insert(w);
                 }
             }
         }

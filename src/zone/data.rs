@@ -241,6 +241,16 @@ impl Zone {
         self.nodes.get(name)
     }
 
+    /// The delegation points (names below the apex with NS records).
+    pub fn cuts(&self) -> impl Iterator<Item = &LowerName> {
+        self.cuts.iter()
+    }
+
+    /// The empty non-terminals: names that own no data but have names below them.
+    pub fn ents(&self) -> impl Iterator<Item = &LowerName> {
+        self.ents.iter()
+    }
+
     /// Every owner name in the zone.
     pub fn names(&self) -> impl Iterator<Item = &LowerName> {
         self.nodes.keys()
