@@ -78,10 +78,14 @@ fn bench(c: &mut Criterion) {
         .map(|i| query(193 + (i % 3) as u8 * 20, (i >> 8) as u8, i as u8))
         .collect();
     let mut out = Vec::with_capacity(4096);
+    // A worker without a cache of its own (the shared cache only), and a
+    // UDP worker's (its own cache in front).
+    let mut shared_only = shared.worker(Transport::Tcp);
+    let mut udp = shared.worker(Transport::Udp);
     {
         let (s, h) = shared.view();
         for q in &queries {
-            shared.handle(&s, &h, q, src, Transport::Udp, None, &mut out);
+            shared.handle(&s, &h, q, src, Transport::Udp, &mut shared_only, &mut out);
         }
     }
     c.bench_function("handle/cache hit, 10k mixed ECS subnets", |b| {
@@ -89,26 +93,25 @@ fn bench(c: &mut Criterion) {
         let mut i = 0;
         b.iter(|| {
             i = (i + 1) % queries.len();
-            shared.handle(&s, &h, &queries[i], src, Transport::Udp, None, &mut out)
+            shared.handle(
+                &s,
+                &h,
+                &queries[i],
+                src,
+                Transport::Udp,
+                &mut shared_only,
+                &mut out,
+            )
         })
     });
     c.bench_function(
         "handle/worker-local cache hit, 10k mixed ECS subnets",
         |b| {
             let (s, h) = shared.view();
-            let mut local = geosteer::dns::cache::LocalCache::new();
             let mut i = 0;
             b.iter(|| {
                 i = (i + 1) % queries.len();
-                shared.handle(
-                    &s,
-                    &h,
-                    &queries[i],
-                    src,
-                    Transport::Udp,
-                    Some(&mut local),
-                    &mut out,
-                )
+                shared.handle(&s, &h, &queries[i], src, Transport::Udp, &mut udp, &mut out)
             })
         },
     );
@@ -124,19 +127,10 @@ fn bench(c: &mut Criterion) {
             .collect();
         c.bench_function(&format!("handle/{what}, 10k random labels"), |b| {
             let (s, h) = shared.view();
-            let mut local = geosteer::dns::cache::LocalCache::new();
             let mut i = 0;
             b.iter(|| {
                 i = (i + 1) % names.len();
-                shared.handle(
-                    &s,
-                    &h,
-                    &names[i],
-                    src,
-                    Transport::Udp,
-                    Some(&mut local),
-                    &mut out,
-                )
+                shared.handle(&s, &h, &names[i], src, Transport::Udp, &mut udp, &mut out)
             })
         });
     }
@@ -163,7 +157,17 @@ fn bench(c: &mut Criterion) {
         let (s, h) = shared.view();
         b.iter_batched(
             || shared.cache.clear(),
-            |_| shared.handle(&s, &h, &queries[7], src, Transport::Udp, None, &mut out),
+            |_| {
+                shared.handle(
+                    &s,
+                    &h,
+                    &queries[7],
+                    src,
+                    Transport::Udp,
+                    &mut shared_only,
+                    &mut out,
+                )
+            },
             BatchSize::SmallInput,
         )
     });

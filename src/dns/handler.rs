@@ -14,7 +14,7 @@ use super::client::{Cell, Client};
 use super::cookie::{self, CookieKeys};
 use super::encode::{encode, finish, header_only, push_opt, OptOut, Template};
 use super::engine::{self, Dependence, Response};
-use super::metrics::Metrics;
+use super::metrics::{Counters, Metrics, Writer};
 use super::negative;
 use super::state::{NameEntry, NameKind, ServeState};
 use super::wire::{parse_query, scan_opt, write_ecs, Ecs, Query, WireError};
@@ -73,6 +73,16 @@ fn unix_now() -> u32 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as u32)
+}
+
+/// What one worker (a UDP thread, a TCP connection) brings to every query
+/// it answers: its own counter block and, on UDP, its own answer cache in
+/// front of the shared one.
+pub struct Worker {
+    /// This worker's counters (it is their only writer).
+    pub counters: Writer,
+    /// Its answer cache (UDP workers only).
+    pub local: Option<LocalCache>,
 }
 
 /// The transport a query came over.
@@ -153,8 +163,16 @@ impl Shared {
         }
     }
 
-    /// Answers one packet into `out`. Returns false when nothing must be sent.
-    /// `local` is the calling worker's own cache in front of the shared one.
+    /// A new worker's counters and, for UDP, its answer cache.
+    pub fn worker(&self, transport: Transport) -> Worker {
+        Worker {
+            counters: self.metrics.writer(),
+            local: (transport == Transport::Udp).then(LocalCache::new),
+        }
+    }
+
+    /// Answers one packet into `out` for worker `w`. Returns false when
+    /// nothing must be sent.
     #[allow(clippy::too_many_arguments)]
     pub fn handle(
         &self,
@@ -163,10 +181,10 @@ impl Shared {
         raw: &[u8],
         src: IpAddr,
         transport: Transport,
-        local: Option<&mut LocalCache>,
+        w: &mut Worker,
         out: &mut Vec<u8>,
     ) -> bool {
-        self.handle_query(st, health, raw, src, transport, local, out)
+        self.handle_query(st, health, raw, src, transport, w, out)
             .respond
     }
 
@@ -179,33 +197,36 @@ impl Shared {
         raw: &[u8],
         src: IpAddr,
         transport: Transport,
-        local: Option<&mut LocalCache>,
+        w: &mut Worker,
         out: &mut Vec<u8>,
     ) -> Handled {
-        self.metrics.count_query(transport);
+        let Worker { counters: c, local } = w;
+        let c: &Counters = c;
+        c.count_query(transport);
         let sent = |respond| Handled {
             respond,
             cookie_ok: false,
         };
         match parse_query(raw) {
             Ok(q) => {
-                let cookie_ok = self.answer(st, health, &q, raw, src, transport, local, out);
+                let cookie_ok =
+                    self.answer(st, health, &q, raw, src, transport, c, local.as_mut(), out);
                 Handled {
                     respond: true,
                     cookie_ok,
                 }
             }
             Err(WireError::Drop) => {
-                self.metrics.count_dropped();
+                c.count_dropped();
                 sent(false)
             }
             Err(WireError::FormErr { id, opcode, rd }) => {
-                self.metrics.count_rcode(1);
+                c.count_rcode(1);
                 header_only(id, opcode, rd, 1, error_opt(st, raw), out);
                 sent(true)
             }
             Err(WireError::NotImp { id, opcode, rd }) => {
-                self.metrics.count_rcode(4);
+                c.count_rcode(4);
                 header_only(id, opcode, rd, 4, error_opt(st, raw), out);
                 sent(true)
             }
@@ -221,6 +242,7 @@ impl Shared {
         raw: &[u8],
         src: IpAddr,
         transport: Transport,
+        c: &Counters,
         mut local: Option<&mut LocalCache>,
         out: &mut Vec<u8>,
     ) -> bool {
@@ -240,7 +262,7 @@ impl Shared {
                 let r = Response::new(ResponseCode::from(1, 0), false);
                 let t = encode(q, &r, opt);
                 finish(&t, q, raw, None, limit, out);
-                self.metrics.count_rcode(16);
+                c.count_rcode(16);
                 return false;
             }
         }
@@ -261,10 +283,10 @@ impl Shared {
                 limit -= cookie::OPTION_LEN;
             }
         }
-        self.metrics.count_qtype(q.qtype);
+        c.count_qtype(q.qtype);
         let ecs = q.edns.as_ref().and_then(|e| e.ecs);
         if ecs.is_some() {
-            self.metrics.count_ecs();
+            c.count_ecs();
         }
         let entry = match q.qclass {
             1 => st.names.get(q.qname_lower()),
@@ -272,7 +294,7 @@ impl Shared {
         };
         if entry.is_none()
             && q.qclass == 1
-            && self.negative(st, q, raw, opt, ecs.as_ref(), cook, limit, out)
+            && self.negative(st, q, raw, opt, ecs.as_ref(), cook, limit, c, out)
         {
             return cookie_ok;
         }
@@ -280,52 +302,52 @@ impl Shared {
         let (key, cell, pool) = self.cache_key(st, health, q, entry, &client);
         let generation = (st.generation, pool.map_or(0, |p| health.pool_epoch(p)));
         if let Some(k) = &key {
-            if let Some(c) = local.as_deref().and_then(|l| l.get(k)) {
-                if c.generation == generation {
-                    self.served_from_cache(c, q, raw, &client, cell, st, limit, cook, out);
+            if let Some(e) = local.as_deref().and_then(|l| l.get(k)) {
+                if e.generation == generation {
+                    self.served_from_cache(e, q, raw, &client, cell, st, limit, cook, c, out);
                     return cookie_ok;
                 }
             }
-            if let Some(c) = self.cache.get(k) {
-                if c.generation == generation {
-                    self.served_from_cache(&c, q, raw, &client, cell, st, limit, cook, out);
+            if let Some(e) = self.cache.get(k) {
+                if e.generation == generation {
+                    self.served_from_cache(&e, q, raw, &client, cell, st, limit, cook, c, out);
                     if let Some(l) = local.as_deref_mut() {
-                        l.insert(*k, c);
+                        l.insert(*k, e);
                     }
                     return cookie_ok;
                 }
             }
-            self.metrics.count_cache(false);
+            c.count_cache(false);
         }
         let started = std::time::Instant::now();
         let r = engine::respond(st, health, q, &client);
         let t = encode(q, &r, opt);
-        self.metrics.observe_generation(started.elapsed());
-        self.metrics.count_rcode(r.rcode);
+        c.observe_generation(started.elapsed());
+        c.count_rcode(r.rcode);
         let region = r.decision.as_ref().and_then(|d| d.region);
         if let Some(d) = &r.decision {
-            self.metrics.count_outcome(d.outcome);
+            c.count_outcome(d.outcome);
         }
         if let Some(reg) = region {
-            self.metrics.count_region(reg);
+            c.count_region(reg);
         }
-        self.finish(&t, q, raw, &client, cell, st, limit, cook, out);
+        self.finish(&t, q, raw, &client, cell, st, limit, cook, c, out);
         if let Some(k) = key {
             // Answers of names that are static by kind but turned out to
             // depend on the client (a CNAME to a steered name) are not cached
             // under a client-independent key.
             let kind_static = k.cell.is_none();
             if r.cacheable() && !(kind_static && t.dependence != Dependence::None) {
-                let c = Arc::new(Cached {
+                let e = Arc::new(Cached {
                     generation,
                     region,
                     rcode: r.rcode,
                     template: t,
                 });
                 if let Some(l) = local {
-                    l.insert(k, c.clone());
+                    l.insert(k, e.clone());
                 }
-                self.cache.insert(k, c);
+                self.cache.insert(k, e);
             }
         }
         cookie_ok
@@ -345,6 +367,7 @@ impl Shared {
         ecs: Option<&Ecs>,
         cook: Option<CookieOut>,
         limit: usize,
+        c: &Counters,
         out: &mut Vec<u8>,
     ) -> bool {
         if matches!(q.qtype, 41 | 249..=254) {
@@ -358,14 +381,14 @@ impl Shared {
         if let Some(o) = opt {
             append_opt(out, o, ecs, cook);
         }
-        self.metrics.count_rcode(u16::from(out[3] & 0xF));
+        c.count_rcode(u16::from(out[3] & 0xF));
         true
     }
 
     #[allow(clippy::too_many_arguments)]
     fn served_from_cache(
         &self,
-        c: &Cached,
+        e: &Cached,
         q: &Query,
         raw: &[u8],
         client: &Client,
@@ -373,14 +396,15 @@ impl Shared {
         st: &ServeState,
         limit: usize,
         cook: Option<CookieOut>,
+        c: &Counters,
         out: &mut Vec<u8>,
     ) {
-        self.metrics.count_cache(true);
-        self.metrics.count_rcode(c.rcode);
-        if let Some(r) = c.region {
-            self.metrics.count_region(r);
+        c.count_cache(true);
+        c.count_rcode(e.rcode);
+        if let Some(r) = e.region {
+            c.count_region(r);
         }
-        self.finish(&c.template, q, raw, client, cell, st, limit, cook, out);
+        self.finish(&e.template, q, raw, client, cell, st, limit, cook, c, out);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -394,6 +418,7 @@ impl Shared {
         st: &ServeState,
         limit: usize,
         cook: Option<CookieOut>,
+        counters: &Counters,
         out: &mut Vec<u8>,
     ) {
         let ecs = client.ecs.as_ref().map(|e| {
@@ -405,14 +430,14 @@ impl Shared {
             (e, client.scope(t.dependence, cell))
         });
         finish(t, q, raw, ecs, limit, out);
-        if let (Some(c), Some(_)) = (cook, t.opt_at) {
+        if let (Some(ck), Some(_)) = (cook, t.opt_at) {
             // The OPT record is last; its RDLEN precedes the ECS echo, if any.
             let ecs_len = ecs.map_or(0, |(e, _)| ecs_option_len(e));
             let rdlen_at = out.len() - ecs_len - 2;
-            cookie::append(out, rdlen_at, &c.client, &c.server);
+            cookie::append(out, rdlen_at, &ck.client, &ck.server);
         }
         if out.len() >= 3 && out[2] & 0x02 != 0 {
-            self.metrics.count_truncated();
+            counters.count_truncated();
         }
     }
 
@@ -679,21 +704,22 @@ mod tests {
         let raw = query("mx20.example.org.", T::MX, Opts::edns());
         let (st, h) = s.view();
         let src: IpAddr = "192.0.2.1".parse().unwrap();
-        let mut local = LocalCache::new();
-        let answer = |local: &mut LocalCache| {
+        let mut w = s.worker(Transport::Udp);
+        let answer = |w: &mut Worker| {
             let mut out = Vec::new();
-            s.handle(&st, &h, &raw, src, Transport::Udp, Some(local), &mut out);
+            s.handle(&st, &h, &raw, src, Transport::Udp, w, &mut out);
             out
         };
-        let first = answer(&mut local);
+        let first = answer(&mut w);
         let q = parse_query(&raw).unwrap();
         let entry = st.names.get(q.qname_lower());
         let key = s
             .cache_key(&st, &h, &q, entry, &Client::new(&st, &q, src))
             .0
             .unwrap();
+        let local = w.local.as_ref().unwrap();
         assert!(local.get(&key).is_some(), "stored in the worker's cache");
-        assert_eq!(first, answer(&mut local));
+        assert_eq!(first, answer(&mut w));
         // The same cached template, finished for a smaller limit (no EDNS):
         // truncated by the rules, not replayed whole.
         let plain = query("mx20.example.org.", T::MX, Opts::default());

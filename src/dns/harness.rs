@@ -65,9 +65,10 @@ impl Dns {
         let src: IpAddr = [192, 0, 2, 1].into();
         for transport in [Transport::Udp, Transport::Tcp] {
             let mut out = Vec::new();
+            let mut w = self.shared.worker(transport);
             let sent = self
                 .shared
-                .handle(&st, &health, data, src, transport, None, &mut out);
+                .handle(&st, &health, data, src, transport, &mut w, &mut out);
             if sent {
                 judge(data, &out, transport)?;
             }
@@ -194,7 +195,7 @@ mod tests {
             &q,
             [192, 0, 2, 1].into(),
             Transport::Udp,
-            None,
+            &mut dns.shared.worker(Transport::Udp),
             &mut good
         ));
         judge(&q, &good, Transport::Udp).unwrap();

@@ -1,30 +1,196 @@
 //! Query counters, exported as Prometheus text.
+//!
+//! Every worker that answers queries (a UDP thread, a TCP connection) owns
+//! a [`Counters`] block and is its only writer: an increment is a relaxed
+//! load and store on a cache line no other thread writes — no
+//! read-modify-write, no lock prefix, no line bouncing between cores. A
+//! scrape sums the live blocks and what retired workers left behind.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 
 use super::handler::Transport;
 use crate::steer::Outcome;
 
-/// Relaxed atomic counters: cheap enough for every query.
+// Slots of a counter block.
+const UDP: usize = 0;
+const TCP: usize = 1;
+const DROPPED: usize = 2;
+const ECS: usize = 3;
+const TRUNCATED: usize = 4;
+const CACHE_HITS: usize = 5;
+const CACHE_MISSES: usize = 6;
+const RRL_SLIPPED: usize = 7;
+const RRL_DROPPED: usize = 8;
+const RRL_WOULD_LIMIT: usize = 9;
+const GEN_NS: usize = 10;
+const RCODES: usize = 11;
+const N_RCODES: usize = 24;
+const OUTCOME_AT: usize = RCODES + N_RCODES;
+const QTYPE_AT: usize = OUTCOME_AT + OUTCOMES.len();
+const REGION_AT: usize = QTYPE_AT + QTYPES.len() + 1;
+const GEN_AT: usize = REGION_AT + MAX_REGIONS;
+const SLOTS: usize = GEN_AT + GEN_BUCKETS_US.len() + 1;
+
+/// One worker's counters. Only its owner writes them (see the module docs);
+/// aligned so that no two blocks share a cache line.
+#[repr(align(128))]
+pub struct Counters {
+    v: [AtomicU64; SLOTS],
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            v: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+/// Sums of every block, read at scrape time.
+type Totals = [u64; SLOTS];
+
+impl Counters {
+    /// Adds `n` to slot `i`. Single writer: a plain load and store.
+    #[inline]
+    fn add(&self, i: usize, n: u64) {
+        let c = &self.v[i];
+        c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
+    }
+
+    /// One query received.
+    #[inline]
+    pub fn count_query(&self, t: Transport) {
+        self.add(
+            match t {
+                Transport::Udp => UDP,
+                Transport::Tcp => TCP,
+            },
+            1,
+        );
+    }
+    /// A packet dropped without answer.
+    #[inline]
+    pub fn count_dropped(&self) {
+        self.add(DROPPED, 1);
+    }
+    /// A query with ECS.
+    #[inline]
+    pub fn count_ecs(&self) {
+        self.add(ECS, 1);
+    }
+    /// A truncated response.
+    #[inline]
+    pub fn count_truncated(&self) {
+        self.add(TRUNCATED, 1);
+    }
+    /// A cache lookup.
+    #[inline]
+    pub fn count_cache(&self, hit: bool) {
+        self.add(if hit { CACHE_HITS } else { CACHE_MISSES }, 1);
+    }
+    /// A response code sent.
+    #[inline]
+    pub fn count_rcode(&self, rcode: u16) {
+        if (rcode as usize) < N_RCODES {
+            self.add(RCODES + rcode as usize, 1);
+        }
+    }
+    /// A steering outcome (cache misses only: one per decision made).
+    #[inline]
+    pub fn count_outcome(&self, o: Outcome) {
+        if let Some(i) = OUTCOMES.iter().position(|(x, _)| *x == o) {
+            self.add(OUTCOME_AT + i, 1);
+        }
+    }
+
+    /// A UDP answer over the rate limit (touched only when limiting happens).
+    #[inline]
+    pub fn count_rrl(&self, o: super::rrl::Outcome) {
+        use super::rrl::Outcome;
+        match o {
+            Outcome::Pass => {}
+            Outcome::Slipped => self.add(RRL_SLIPPED, 1),
+            Outcome::Dropped => self.add(RRL_DROPPED, 1),
+            Outcome::WouldLimit => self.add(RRL_WOULD_LIMIT, 1),
+        }
+    }
+
+    /// A query of type `t`.
+    #[inline]
+    pub fn count_qtype(&self, t: u16) {
+        let i = QTYPES
+            .iter()
+            .position(|(q, _)| *q == t)
+            .unwrap_or(QTYPES.len());
+        self.add(QTYPE_AT + i, 1);
+    }
+
+    /// A steered answer from region `r`.
+    #[inline]
+    pub fn count_region(&self, r: u16) {
+        self.add(REGION_AT + (r as usize).min(MAX_REGIONS - 1), 1);
+    }
+
+    /// Time the engine and encoder took for a cache miss.
+    pub fn observe_generation(&self, d: std::time::Duration) {
+        let us = d.as_micros() as u64;
+        let b = GEN_BUCKETS_US
+            .iter()
+            .position(|&x| us <= x)
+            .unwrap_or(GEN_BUCKETS_US.len());
+        self.add(GEN_AT + b, 1);
+        self.add(GEN_NS, d.as_nanos() as u64);
+    }
+
+    fn add_to(&self, t: &mut Totals) {
+        for (t, v) in t.iter_mut().zip(&self.v) {
+            *t = t.wrapping_add(v.load(Relaxed));
+        }
+    }
+}
+
+/// The blocks of live workers and the sums of those that ended.
+#[derive(Default)]
+struct Registry {
+    live: Vec<Arc<Counters>>,
+    retired: Counters,
+}
+
+/// A worker's handle on its counter block; dropping it folds the counts
+/// into the totals, so nothing counted is lost when a connection closes.
+/// It can move to another thread but not be shared: one writer per block.
+pub struct Writer {
+    block: Arc<Counters>,
+    registry: Arc<Mutex<Registry>>,
+    _one_writer: std::marker::PhantomData<std::cell::Cell<()>>,
+}
+
+impl std::ops::Deref for Writer {
+    type Target = Counters;
+    #[inline]
+    fn deref(&self) -> &Counters {
+        &self.block
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        let mut r = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        r.live.retain(|b| !Arc::ptr_eq(b, &self.block));
+        // The lock orders this with scrapes: a block is summed either live
+        // or retired, never both.
+        for (acc, v) in r.retired.v.iter().zip(&self.block.v) {
+            acc.store(acc.load(Relaxed).wrapping_add(v.load(Relaxed)), Relaxed);
+        }
+    }
+}
+
+/// The server's query counters: one block per worker, summed when scraped.
 #[derive(Default)]
 pub struct Metrics {
-    udp: AtomicU64,
-    tcp: AtomicU64,
-    dropped: AtomicU64,
-    ecs: AtomicU64,
-    truncated: AtomicU64,
-    cache_hits: AtomicU64,
-    cache_misses: AtomicU64,
-    rcodes: [AtomicU64; 24],
-    outcomes: [AtomicU64; 6],
-    qtypes: [AtomicU64; QTYPES.len() + 1],
-    regions: [AtomicU64; MAX_REGIONS],
-    gen_latency: [AtomicU64; GEN_BUCKETS_US.len() + 1],
-    gen_latency_ns: AtomicU64,
-    rrl_slipped: AtomicU64,
-    rrl_dropped: AtomicU64,
-    rrl_would_limit: AtomicU64,
+    registry: Arc<Mutex<Registry>>,
     /// DNS over TCP connections.
     pub tcp_conns: TcpMetrics,
 }
@@ -206,182 +372,112 @@ const OUTCOMES: [(Outcome, &str); 6] = [
 ];
 
 impl Metrics {
-    /// One query received.
-    #[inline]
-    pub fn count_query(&self, t: Transport) {
-        match t {
-            Transport::Udp => self.udp.fetch_add(1, Relaxed),
-            Transport::Tcp => self.tcp.fetch_add(1, Relaxed),
-        };
-    }
-    /// A packet dropped without answer.
-    #[inline]
-    pub fn count_dropped(&self) {
-        self.dropped.fetch_add(1, Relaxed);
-    }
-    /// A query with ECS.
-    #[inline]
-    pub fn count_ecs(&self) {
-        self.ecs.fetch_add(1, Relaxed);
-    }
-    /// A truncated response.
-    #[inline]
-    pub fn count_truncated(&self) {
-        self.truncated.fetch_add(1, Relaxed);
-    }
-    /// A cache lookup.
-    #[inline]
-    pub fn count_cache(&self, hit: bool) {
-        if hit {
-            self.cache_hits.fetch_add(1, Relaxed);
-        } else {
-            self.cache_misses.fetch_add(1, Relaxed);
-        }
-    }
-    /// A response code sent.
-    #[inline]
-    pub fn count_rcode(&self, rcode: u16) {
-        if let Some(c) = self.rcodes.get(rcode as usize) {
-            c.fetch_add(1, Relaxed);
-        }
-    }
-    /// A steering outcome (cache misses only: one per decision made).
-    #[inline]
-    pub fn count_outcome(&self, o: Outcome) {
-        if let Some(i) = OUTCOMES.iter().position(|(x, _)| *x == o) {
-            self.outcomes[i].fetch_add(1, Relaxed);
+    /// A counter block for a new worker (a UDP thread, a TCP connection).
+    pub fn writer(&self) -> Writer {
+        let block = Arc::new(Counters::default());
+        self.registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .live
+            .push(block.clone());
+        Writer {
+            block,
+            registry: self.registry.clone(),
+            _one_writer: std::marker::PhantomData,
         }
     }
 
-    /// A UDP answer over the rate limit (touched only when limiting happens).
-    #[inline]
-    pub fn count_rrl(&self, o: super::rrl::Outcome) {
-        use super::rrl::Outcome;
-        match o {
-            Outcome::Pass => {}
-            Outcome::Slipped => {
-                self.rrl_slipped.fetch_add(1, Relaxed);
-            }
-            Outcome::Dropped => {
-                self.rrl_dropped.fetch_add(1, Relaxed);
-            }
-            Outcome::WouldLimit => {
-                self.rrl_would_limit.fetch_add(1, Relaxed);
-            }
+    fn totals(&self) -> Totals {
+        let mut t = [0u64; SLOTS];
+        let r = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        r.retired.add_to(&mut t);
+        for b in &r.live {
+            b.add_to(&mut t);
         }
-    }
-
-    /// A query of type `t`.
-    #[inline]
-    pub fn count_qtype(&self, t: u16) {
-        let i = QTYPES
-            .iter()
-            .position(|(q, _)| *q == t)
-            .unwrap_or(QTYPES.len());
-        self.qtypes[i].fetch_add(1, Relaxed);
-    }
-
-    /// A steered answer from region `r`.
-    #[inline]
-    pub fn count_region(&self, r: u16) {
-        self.regions[(r as usize).min(MAX_REGIONS - 1)].fetch_add(1, Relaxed);
-    }
-
-    /// Time the engine and encoder took for a cache miss.
-    pub fn observe_generation(&self, d: std::time::Duration) {
-        let us = d.as_micros() as u64;
-        let b = GEN_BUCKETS_US
-            .iter()
-            .position(|&x| us <= x)
-            .unwrap_or(GEN_BUCKETS_US.len());
-        self.gen_latency[b].fetch_add(1, Relaxed);
-        self.gen_latency_ns.fetch_add(d.as_nanos() as u64, Relaxed);
+        t
     }
 
     /// Prometheus lines for answers by region (names supplied by the caller).
     pub fn render_regions(&self, names: &[String], out: &mut String) {
+        let t = self.totals();
         let _ = writeln!(out, "# HELP geosteer_dns_answers_by_region_total Steered answers by the region answering.\n# TYPE geosteer_dns_answers_by_region_total counter");
         for (i, n) in names.iter().enumerate().take(MAX_REGIONS) {
             let _ = writeln!(
                 out,
                 "geosteer_dns_answers_by_region_total{{region=\"{n}\"}} {}",
-                self.regions[i].load(Relaxed)
+                t[REGION_AT + i]
             );
         }
     }
 
-    /// Total queries so far (UDP + TCP).
-    pub fn queries(&self) -> u64 {
-        self.udp.load(Relaxed) + self.tcp.load(Relaxed)
-    }
-
     /// Prometheus text exposition.
     pub fn render(&self, out: &mut String) {
+        let t = self.totals();
         let _ = writeln!(out, "# HELP geosteer_dns_queries_total DNS queries received.\n# TYPE geosteer_dns_queries_total counter");
         let _ = writeln!(
             out,
             "geosteer_dns_queries_total{{transport=\"udp\"}} {}",
-            self.udp.load(Relaxed)
+            t[UDP]
         );
         let _ = writeln!(
             out,
             "geosteer_dns_queries_total{{transport=\"tcp\"}} {}",
-            self.tcp.load(Relaxed)
+            t[TCP]
         );
         let _ = writeln!(out, "# HELP geosteer_dns_responses_total DNS responses by response code.\n# TYPE geosteer_dns_responses_total counter");
         for (i, name) in RCODE_NAMES {
             let _ = writeln!(
                 out,
                 "geosteer_dns_responses_total{{rcode=\"{name}\"}} {}",
-                self.rcodes[i].load(Relaxed)
+                t[RCODES + i]
             );
         }
         for (name, v, help) in [
             (
                 "geosteer_dns_dropped_total",
-                &self.dropped,
+                DROPPED,
                 "Packets dropped unanswered (not a query).",
             ),
             (
                 "geosteer_dns_ecs_queries_total",
-                &self.ecs,
+                ECS,
                 "Queries carrying EDNS Client Subnet.",
             ),
             (
                 "geosteer_dns_truncated_total",
-                &self.truncated,
+                TRUNCATED,
                 "UDP responses sent truncated.",
             ),
             (
                 "geosteer_dns_cache_hits_total",
-                &self.cache_hits,
+                CACHE_HITS,
                 "Answers served from the answer cache.",
             ),
             (
                 "geosteer_dns_cache_misses_total",
-                &self.cache_misses,
+                CACHE_MISSES,
                 "Answers computed by the engine.",
             ),
             (
                 "geosteer_dns_rrl_slipped_total",
-                &self.rrl_slipped,
+                RRL_SLIPPED,
                 "UDP answers over the rate limit sent truncated (TC=1).",
             ),
             (
                 "geosteer_dns_rrl_dropped_total",
-                &self.rrl_dropped,
+                RRL_DROPPED,
                 "UDP answers over the rate limit dropped.",
             ),
             (
                 "geosteer_dns_rrl_would_limit_total",
-                &self.rrl_would_limit,
+                RRL_WOULD_LIMIT,
                 "UDP answers over the rate limit sent anyway (dry-run).",
             ),
         ] {
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                v.load(Relaxed)
+                t[v]
             );
         }
         let _ = writeln!(out, "# HELP geosteer_dns_queries_by_type_total DNS queries by query type.\n# TYPE geosteer_dns_queries_by_type_total counter");
@@ -389,25 +485,25 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "geosteer_dns_queries_by_type_total{{qtype=\"{name}\"}} {}",
-                self.qtypes[i].load(Relaxed)
+                t[QTYPE_AT + i]
             );
         }
         let _ = writeln!(
             out,
             "geosteer_dns_queries_by_type_total{{qtype=\"other\"}} {}",
-            self.qtypes[QTYPES.len()].load(Relaxed)
+            t[QTYPE_AT + QTYPES.len()]
         );
         let _ = writeln!(out, "# HELP geosteer_dns_answer_generation_seconds Time to compute and encode an answer on a cache miss.\n# TYPE geosteer_dns_answer_generation_seconds histogram");
         let mut cum = 0;
         for (i, us) in GEN_BUCKETS_US.iter().enumerate() {
-            cum += self.gen_latency[i].load(Relaxed);
+            cum += t[GEN_AT + i];
             let _ = writeln!(
                 out,
                 "geosteer_dns_answer_generation_seconds_bucket{{le=\"{}\"}} {cum}",
                 *us as f64 / 1e6
             );
         }
-        cum += self.gen_latency[GEN_BUCKETS_US.len()].load(Relaxed);
+        cum += t[GEN_AT + GEN_BUCKETS_US.len()];
         let _ = writeln!(
             out,
             "geosteer_dns_answer_generation_seconds_bucket{{le=\"+Inf\"}} {cum}"
@@ -415,7 +511,7 @@ impl Metrics {
         let _ = writeln!(
             out,
             "geosteer_dns_answer_generation_seconds_sum {}",
-            self.gen_latency_ns.load(Relaxed) as f64 / 1e9
+            t[GEN_NS] as f64 / 1e9
         );
         let _ = writeln!(out, "geosteer_dns_answer_generation_seconds_count {cum}");
         let _ = writeln!(out, "# HELP geosteer_steering_decisions_total Steering decisions made (cache misses) by outcome.\n# TYPE geosteer_steering_decisions_total counter");
@@ -423,7 +519,7 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "geosteer_steering_decisions_total{{outcome=\"{name}\"}} {}",
-                self.outcomes[i].load(Relaxed)
+                t[OUTCOME_AT + i]
             );
         }
     }
@@ -432,6 +528,53 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn line(m: &Metrics, name: &str) -> String {
+        let mut out = String::new();
+        m.render(&mut out);
+        out.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in\n{out}"))
+            .to_string()
+    }
+
+    #[test]
+    fn worker_blocks_are_summed_and_kept_when_a_worker_ends() {
+        let m = Metrics::default();
+        let a = m.writer();
+        let b = m.writer();
+        let udp = "geosteer_dns_queries_total{transport=\"udp\"}";
+        for _ in 0..3 {
+            a.count_query(Transport::Udp);
+        }
+        b.count_query(Transport::Udp);
+        b.count_rcode(3);
+        assert_eq!(line(&m, udp), format!("{udp} 4"));
+        // A thread per writer, as the server runs them.
+        let run = |w: Writer| {
+            std::thread::spawn(move || {
+                (0..1000).for_each(|_| w.count_query(Transport::Udp));
+                w
+            })
+        };
+        let (a, b) = (run(a), run(b));
+        let (a, b) = (a.join().unwrap(), b.join().unwrap());
+        assert_eq!(line(&m, udp), format!("{udp} 2004"));
+        drop(b);
+        assert_eq!(
+            line(&m, udp),
+            format!("{udp} 2004"),
+            "kept after the writer ends"
+        );
+        let nx = "geosteer_dns_responses_total{rcode=\"NXDOMAIN\"}";
+        assert_eq!(line(&m, nx), format!("{nx} 1"));
+        drop(a);
+        let c = m.writer();
+        c.count_query(Transport::Tcp);
+        assert_eq!(line(&m, udp), format!("{udp} 2004"));
+        let tcp = "geosteer_dns_queries_total{transport=\"tcp\"}";
+        assert_eq!(line(&m, tcp), format!("{tcp} 1"));
+    }
 
     #[test]
     fn tcp_close_labels_follow_the_enum() {

@@ -78,7 +78,7 @@ pub fn handle_raw(shared: &Shared, raw: &[u8], src: &str, transport: Transport) 
             raw,
             src.parse().unwrap(),
             transport,
-            None,
+            &mut shared.worker(transport),
             &mut out,
         )
         .then_some(out)

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::cache::LocalCache;
 use super::handler::{Shared, Transport};
 use super::rrl::{slip_in_place, Class, RrlParams, RrlTable, Verdict};
 
@@ -96,7 +95,7 @@ fn worker(sock: UdpSocket, shared: &Shared, stop: &AtomicBool) {
     let mut hdr_rx: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
     let mut iov_tx: [libc::iovec; BATCH] = unsafe { zeroed() };
     let mut hdr_tx: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
-    let mut local = LocalCache::new();
+    let mut w = shared.worker(Transport::Udp);
     // Rate limiting: this worker's own buckets, sized once from the config
     // at start; parameters re-read when a new configuration is published.
     let (mut rrl, mut params, mut params_gen) = {
@@ -163,15 +162,7 @@ fn worker(sock: UdpSocket, shared: &Shared, stop: &AtomicBool) {
             };
             let pkt = &rx[i * RX_SIZE..i * RX_SIZE + len];
             let buf = &mut tx[out];
-            let h = shared.handle_query(
-                &st,
-                &health,
-                pkt,
-                src,
-                Transport::Udp,
-                Some(&mut local),
-                buf,
-            );
+            let h = shared.handle_query(&st, &health, pkt, src, Transport::Udp, &mut w, buf);
             if !h.respond {
                 continue;
             }
@@ -185,11 +176,11 @@ fn worker(sock: UdpSocket, shared: &Shared, stop: &AtomicBool) {
                     }
                 }
                 Verdict::Drop => {
-                    shared.metrics.count_rrl(outcome);
+                    w.counters.count_rrl(outcome);
                     continue;
                 }
             }
-            shared.metrics.count_rrl(outcome);
+            w.counters.count_rrl(outcome);
             iov_tx[out] = libc::iovec {
                 iov_base: buf.as_mut_ptr().cast(),
                 iov_len: buf.len(),

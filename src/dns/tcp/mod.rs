@@ -209,6 +209,7 @@ async fn answer_queries(
     let mut have = 0usize;
     let mut out = Vec::with_capacity(512);
     let mut replies: Vec<u8> = Vec::with_capacity(1024);
+    let mut w = shared.worker(Transport::Tcp);
     // When the query now being read must be complete.
     let mut deadline = tokio::time::Instant::now();
     // The first wait's idle stamp is the table's, from admission: the
@@ -225,7 +226,7 @@ async fn answer_queries(
                     break;
                 }
                 let msg = &inbuf[at + 2..at + 2 + len];
-                if !shared.handle(&st, &health, msg, ip, Transport::Tcp, None, &mut out) {
+                if !shared.handle(&st, &health, msg, ip, Transport::Tcp, &mut w, &mut out) {
                     return TcpClose::Malformed;
                 }
                 replies.extend_from_slice(&(out.len() as u16).to_be_bytes());
