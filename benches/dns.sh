@@ -2,21 +2,34 @@
 # benches/dns.sh — dnsperf against geosteer and gdnsd, same GeoIP database,
 # regions, coordinates and query files, in one run, alternating.
 #
-# For each round, query file (plain, one ECS subnet, 10,000 mixed ECS subnets)
-# and mode (peak: as fast as dnsperf can send; rate: fixed -Q), it runs both
-# servers back to back (geosteer first in odd rounds, gdnsd first in even
+# For each round, query file (plain, one ECS subnet, 10,000 mixed ECS subnets,
+# a random-subdomain NXDOMAIN flood) and mode (peak: as fast as dnsperf can
+# send; rate: fixed -Q; and over TCP, 100 and 1,000 connections with
+# pipelined queries), it runs both servers back to back (geosteer first in odd rounds, gdnsd first in even
 # ones; both stay up, idle while the other is measured) and prints queries/s,
 # lost queries, and the server's CPU
 # (utime+stime of the server process from /proc/PID/stat) as % of a core and
 # as microseconds per completed query. The server is pinned to one core and
-# dnsperf to the other. All traffic goes to 127.0.0.1 only.
+# dnsperf to the other. All traffic goes to 127.0.0.1 only. geosteer keeps
+# response rate limiting and DNS Cookies on, as by default, with a limit
+# raised above the bench rate (dnsperf is one client prefix).
+#
+# Then the spoofed flood: random labels from 4,096 /24s (16 of them sending
+# half the packets, over any limit), sent through a raw socket from
+# 127.16.0.0/12 at a fixed rate, to gdnsd, to geosteer with rate limiting
+# off, and to geosteer with its defaults (200 answers/s per /24, slip 2).
 #
 # Usage: benches/dns.sh            (from anywhere; about 5 minutes by default)
 # Knobs (environment):
 #   ROUNDS=2            rounds (each round runs every file x mode x server)
 #   DURATION=10         seconds per measured dnsperf run
 #   RATE=40000          queries/s of the fixed-rate mode (dnsperf -Q)
-#   FILES="plain one-ecs mixed-ecs"   MODES="peak rate"
+#   FILES="plain one-ecs mixed-ecs nxdomain"   MODES="peak rate"
+#   TCP_FILES="mixed-ecs nxdomain" TCP_CONNS="100 1000" TCP_PIPELINE=4
+#                       TCP runs: per file, per connection count, with
+#                       TCP_PIPELINE queries outstanding per connection
+#   SPOOF=1 SPOOF_RATE=40000 SPOOF_NETS=4096 SPOOF_HOT=16 SPOOF_HOT_SHARE=0.5
+#                       the spoofed flood (SPOOF=0 skips it; needs root)
 #   PEAK_CLIENTS=8 PEAK_OUTSTANDING=128   dnsperf -c / -q of the peak mode
 #   RATE_CLIENTS=8 RATE_OUTSTANDING=128   dnsperf -c / -q of the rate mode
 #   SERVER_CPU=1 CLIENT_CPU=0   cores for the servers and for dnsperf
@@ -44,8 +57,16 @@ HERE=$ROOT/benches/dns
 ROUNDS=${ROUNDS:-2}
 DURATION=${DURATION:-10}
 RATE=${RATE:-40000}
-FILES=${FILES:-"plain one-ecs mixed-ecs"}
+FILES=${FILES:-"plain one-ecs mixed-ecs nxdomain"}
 MODES=${MODES:-"peak rate"}
+TCP_FILES=${TCP_FILES:-"mixed-ecs nxdomain"}
+TCP_CONNS=${TCP_CONNS:-"100 1000"}
+TCP_PIPELINE=${TCP_PIPELINE:-4}
+SPOOF=${SPOOF:-1}
+SPOOF_RATE=${SPOOF_RATE:-40000}
+SPOOF_NETS=${SPOOF_NETS:-4096}
+SPOOF_HOT=${SPOOF_HOT:-16}
+SPOOF_HOT_SHARE=${SPOOF_HOT_SHARE:-0.5}
 PEAK_CLIENTS=${PEAK_CLIENTS:-8}
 PEAK_OUTSTANDING=${PEAK_OUTSTANDING:-128}
 RATE_CLIENTS=${RATE_CLIENTS:-8}
@@ -173,8 +194,17 @@ GS_DIR=$WORK/geosteer GD_DIR=$WORK/gdnsd
 rm -rf "$GS_DIR" "$GD_DIR"
 mkdir -p "$GS_DIR" "$GD_DIR/etc/zones" "$GD_DIR/etc/geoip" "$GD_DIR/run" "$GD_DIR/state"
 cp "$ROOT/zones/example.com.zone" "$GS_DIR/example.com.zone"
-sed -e "s|@LISTEN@|$ADDR:$GS_PORT|" -e "s|@GEOIP@|$DB|" -e "s|@ZONE@|$GS_DIR/example.com.zone|" \
-	"$HERE/geosteer.toml.in" >"$GS_DIR/geosteer.toml"
+gs_config() { # out listen rrl-keys api-section
+	python3 - "$HERE/geosteer.toml.in" "$1" "$2" "$DB" "$GS_DIR/example.com.zone" "$3" "$4" <<'PY'
+import sys
+src, out, listen, db, zone, rrl, api = sys.argv[1:]
+text = open(src).read()
+for k, v in (("@LISTEN@", listen), ("@GEOIP@", db), ("@ZONE@", zone), ("@RRL@", rrl), ("@API@", api)):
+    text = text.replace(k, v)
+open(out, "w").write(text)
+PY
+}
+gs_config "$GS_DIR/geosteer.toml" "$ADDR:$GS_PORT" "responses_per_second = 1000000" ""
 sed -e "s|@ADDR@|$ADDR|" -e "s|@PORT@|$GD_PORT|" -e "s|@RUNDIR@|$GD_DIR/run|" -e "s|@STATEDIR@|$GD_DIR/state|" \
 	"$HERE/gdnsd-config.in" >"$GD_DIR/etc/config"
 ln -sf "$DB" "$GD_DIR/etc/geoip/GeoIP.mmdb"
@@ -185,9 +215,11 @@ gdnsd -c "$GD_DIR/etc" checkconf >"$GD_DIR/checkconf.log" 2>&1 || { cat "$GD_DIR
 
 # ---------------------------------------------------------------- servers
 GS_PID='' GD_PID='' EXTRA_PIDS=''
+NFT_CLEANUP=0
 stop_servers() {
 	for p in $GS_PID $GD_PID $EXTRA_PIDS; do kill "$p" 2>/dev/null || true; done
 	for p in $GS_PID $GD_PID $EXTRA_PIDS; do wait "$p" 2>/dev/null || true; done
+	if ((NFT_CLEANUP)); then nft delete table inet geosteer_bench 2>/dev/null || true; fi
 }
 trap stop_servers EXIT
 trap 'exit 130' INT TERM
@@ -243,6 +275,9 @@ run_dnsperf() { # port file mode seconds -> dnsperf output on stdout
 	local args=(-B -s "$ADDR" -p "$port" -d "$Q/$file.bin" -l "$secs")
 	if [[ $mode == rate ]]; then
 		args+=(-Q "$RATE" -c "$RATE_CLIENTS" -q "$RATE_OUTSTANDING")
+	elif [[ $mode == tcp* ]]; then
+		local conns=${mode#tcp}
+		args+=(-m tcp -c "$conns" -q $((conns * TCP_PIPELINE)))
 	else
 		args+=(-c "$PEAK_CLIENTS" -q "$PEAK_OUTSTANDING")
 	fi
@@ -292,17 +327,23 @@ say "   µs/q = that CPU per completed query; core % = everything that kept core
 say "   and other processes: a noise check)"
 printf '%-5s %-9s %-10s %-5s %9s %9s %6s %7s %7s %11s %7s  %s\n' round server file mode "queries/s" sent lost "CPU %" "µs/q" "usr%/sys%" "core %" rcodes
 for round in $(seq "$ROUNDS"); do
+	runs=()
 	for file in $FILES; do
-		for mode in $MODES; do
-			# Alternate which server goes first from round to round.
-			if ((round % 2)); then
-				measure "$round" geosteer "$GS_PID" "$GS_PORT" "$file" "$mode"
-				measure "$round" gdnsd "$GD_PID" "$GD_PORT" "$file" "$mode"
-			else
-				measure "$round" gdnsd "$GD_PID" "$GD_PORT" "$file" "$mode"
-				measure "$round" geosteer "$GS_PID" "$GS_PORT" "$file" "$mode"
-			fi
-		done
+		for mode in $MODES; do runs+=("$file $mode"); done
+	done
+	for file in $TCP_FILES; do
+		for conns in $TCP_CONNS; do runs+=("$file tcp$conns"); done
+	done
+	for run in "${runs[@]}"; do
+		read -r file mode <<<"$run"
+		# Alternate which server goes first from round to round.
+		if ((round % 2)); then
+			measure "$round" geosteer "$GS_PID" "$GS_PORT" "$file" "$mode"
+			measure "$round" gdnsd "$GD_PID" "$GD_PORT" "$file" "$mode"
+		else
+			measure "$round" gdnsd "$GD_PID" "$GD_PORT" "$file" "$mode"
+			measure "$round" geosteer "$GS_PID" "$GS_PORT" "$file" "$mode"
+		fi
 	done
 done
 
@@ -331,23 +372,89 @@ for f, m in seen:
             continue
         res[s] = (med(rs, "qps"), sum(int(r["lost"]) for r in rs), med(rs, "cpu_pct"), med(rs, "us_per_query"),
                   med(rs, "core_busy_pct"))
-        label = m if m == "peak" else f"rate {int(rate)//1000}k/s"
+        label = m if m in ("peak",) or m.startswith("tcp") else f"rate {int(rate)//1000}k/s"
         q, l, c, u, k = res[s]
         print(f"{f:<10} {label:<12} {s:<9} {q:>10.0f} {l:>6d} {c:>7.1f} {u:>7.2f} {k:>7.1f}")
     if len(res) == 2:
         g, d = res["geosteer"], res["gdnsd"]
         verdicts.append((f, m, g, d))
 print()
-print("targets (geosteer): zero lost; peak queries/s >= gdnsd's; CPU per ECS query <= gdnsd's")
+print("targets (geosteer): zero lost; peak queries/s >= gdnsd's; CPU per query <= 0.9 x gdnsd's")
 for f, m, g, d in verdicts:
     parts = [f"lost {'ok' if g[1] == 0 else 'MISSED (' + str(g[1]) + ')'}"]
-    if m == "peak":
+    if m == "peak" or m.startswith("tcp"):
         parts.append(f"queries/s {'ok' if g[0] >= d[0] else 'MISSED'} ({g[0]/d[0]*100:.0f}% of gdnsd)")
-    parts.append(f"µs/q {'ok' if g[3] <= d[3] else 'MISSED'} ({g[3]/d[3]*100:.0f}% of gdnsd)")
-    print(f"  {f:<10} {m:<5} " + "; ".join(parts))
+    parts.append(f"µs/q {'ok' if g[3] <= 0.9 * d[3] else 'MISSED'} ({g[3]/d[3]*100:.0f}% of gdnsd)")
+    print(f"  {f:<10} {m:<7} " + "; ".join(parts))
 PY
 say
 say "raw results: $RESULTS (dnsperf outputs beside it)"
+
+# ---------------------------------------------------------------- spoofed flood
+udp_rcvbuf_errors() { # the kernel's UDP receive-buffer drops so far (all sockets)
+	awk '/^Udp:/ { if (!h) { for (i = 2; i <= NF; i++) if ($i == "RcvbufErrors") c = i; h = 1 } else print $c }' /proc/net/snmp
+}
+metric_sum() { # api-port metric-name-prefix
+	curl -s "http://$ADDR:$1/metrics" | awk -v m="$2" 'index($0, m) == 1 { s += $NF } END { printf "%d", s }'
+}
+spoof_measure() { # round server pid port api-port(or -)
+	local round=$1 server=$2 pid=$3 port=$4 api=$5
+	local c0 c1 e0 e1 t0 t1 out sent m0=() m1=() k
+	local keys=(geosteer_dns_queries_total geosteer_dns_rrl_slipped_total geosteer_dns_rrl_dropped_total)
+	kill -0 "$pid" 2>/dev/null || die "$server (pid $pid) is gone"
+	if [[ $api != - ]]; then for k in "${keys[@]}"; do m0+=("$(metric_sum "$api" "$k")"); done; fi
+	e0=$(udp_rcvbuf_errors) c0=$(cpu_ticks "$pid") t0=$(now)
+	out=$("${PRIO[@]}" taskset -c "$CLIENT_CPU" python3 "$HERE/spoof_flood.py" --port "$port" --file "$Q/nxdomain.bin" \
+		--rate "$SPOOF_RATE" --seconds "$DURATION" --nets "$SPOOF_NETS" --hot "$SPOOF_HOT" \
+		--hot-share "$SPOOF_HOT_SHARE" --seed "$round")
+	sleep 0.3 # the server drains its socket
+	t1=$(now) c1=$(cpu_ticks "$pid") e1=$(udp_rcvbuf_errors)
+	if [[ $api != - ]]; then for k in "${keys[@]}"; do m1+=("$(metric_sum "$api" "$k")"); done; fi
+	sent=$(awk '{ print $2 }' <<<"$out")
+	awk -v round="$round" -v server="$server" -v sent="$sent" -v e0="$e0" -v e1="$e1" -v c0="$c0" -v c1="$c1" \
+		-v hz="$CLK_TCK" -v t0="$t0" -v t1="$t1" -v m="${m0[*]:-} / ${m1[*]:-}" 'BEGIN {
+		split(c0, p, " "); split(c1, q, " "); cpu = (q[1] - p[1] + q[2] - p[2]) / hz
+		drops = e1 - e0; got = sent - drops
+		split(m, mm, " / "); n0 = split(mm[1], a, " "); split(mm[2], b, " ")
+		rrl = "-"
+		if (n0 == 3) rrl = sprintf("%d queries: %d sent in full, %d slipped (TC), %d dropped", b[1] - a[1],
+			(b[1] - a[1]) - (b[2] - a[2]) - (b[3] - a[3]), b[2] - a[2], b[3] - a[3])
+		printf "%-5s %-15s %9d %8d %7.1f %7.2f  %s\n", round, server, sent, drops, 100 * cpu / (t1 - t0),
+			(got > 0 ? 1e6 * cpu / got : 0), rrl
+	}' | tee -a "$WORK/spoof.txt"
+}
+if [[ $SPOOF == 1 && $(id -u) != 0 ]]; then
+	say "SPOOF=1: the spoofed flood needs root (a raw socket); skipped"
+elif [[ $SPOOF == 1 ]]; then
+	say
+	say "== spoofed random-subdomain flood: ${SPOOF_RATE} packets/s for ${DURATION}s from $SPOOF_NETS /24s of"
+	say "   127.16.0.0/12, $SPOOF_HOT of them sending a share of $SPOOF_HOT_SHARE (raw socket, benches/dns/spoof_flood.py);"
+	say "   replies to those addresses are dropped at the output hook (nftables), as if sent to the victims."
+	say "   gdnsd has no response rate limiting: it answers everything. geosteer-norrl: [server.rrl] enabled = false;"
+	say "   geosteer-rrl: the defaults (200 answers/s per /24, slip 2). µs/q = server CPU per packet it received."
+	nft add table inet geosteer_bench 2>/dev/null &&
+		nft add chain inet geosteer_bench out '{ type filter hook output priority 0; }' &&
+		nft add rule inet geosteer_bench out ip daddr 127.16.0.0/12 udp sport '{ '"$GD_PORT, $((GS_PORT + 2)), $((GS_PORT + 3))"' }' drop ||
+		die "nft could not install the reply drop (nftables needed)"
+	NFT_CLEANUP=1
+	SP_PIDS=()
+	for v in norrl rrl; do
+		if [[ $v == norrl ]]; then port=$((GS_PORT + 2)) keys="enabled = false"; else port=$((GS_PORT + 3)) keys=""; fi
+		api=$((port + 100))
+		gs_config "$GS_DIR/geosteer-$v.toml" "$ADDR:$port" "$keys" "$(printf '\n[api]\nlisten = "%s:%s"' "$ADDR" "$api")"
+		"${PRIO[@]}" taskset -c "$SERVER_CPU" "$GS_BIN" serve --config "$GS_DIR/geosteer-$v.toml" >"$GS_DIR/server-$v.log" 2>&1 &
+		SP_PIDS+=($!)
+		EXTRA_PIDS="$EXTRA_PIDS $!"
+		wait_up "geosteer-$v" "$!" "$port" "$GS_DIR/server-$v.log"
+	done
+	: >"$WORK/spoof.txt"
+	printf '%-5s %-15s %9s %8s %7s %7s  %s\n' round server sent "kernel drops" "CPU %" "µs/q" "geosteer's rate limiter"
+	for round in $(seq "$ROUNDS"); do
+		spoof_measure "$round" gdnsd "$GD_PID" "$GD_PORT" -
+		spoof_measure "$round" geosteer-norrl "${SP_PIDS[0]}" $((GS_PORT + 2)) $((GS_PORT + 102))
+		spoof_measure "$round" geosteer-rrl "${SP_PIDS[1]}" $((GS_PORT + 3)) $((GS_PORT + 103))
+	done
+fi
 
 # ---------------------------------------------------------------- optional profile
 if [[ $PROFILE == 1 ]]; then

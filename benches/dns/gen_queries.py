@@ -13,6 +13,9 @@ complete DNS query message. This script writes three such files:
                 drawn with a fixed seed from the RIR-administered IPv4 space
                 listed in geoip/demo-networks.txt (special-purpose ranges
                 excluded), one query per subnet, in random order
+  nxdomain.bin  a random-subdomain flood: <random label>.example.com A with
+                EDNS0 (as a resolver forwards it), 10 x --subnets distinct
+                labels of 8 to 16 characters, none of which exists
 
 The subnets are data only: no packet is ever sent to them.
 
@@ -133,10 +136,18 @@ def main():
     subs = draw_subnets(source_networks(a.networks), a.subnets, a.seed)
     write_bin(os.path.join(a.out, "mixed-ecs.bin"),
               [query(i & 0xFFFF, a.name, ecs=s) for i, s in enumerate(subs)])
+    rng = random.Random(a.seed)
+    zone = a.name.split(".", 1)[1]
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    labels = set()
+    while len(labels) < 10 * n:
+        labels.add("".join(rng.choice(alphabet) for _ in range(rng.randint(8, 16))))
+    write_bin(os.path.join(a.out, "nxdomain.bin"),
+              [query(i & 0xFFFF, f"{label}.{zone}", edns=True) for i, label in enumerate(sorted(labels))])
     with open(os.path.join(a.out, "mixed-ecs.txt"), "w", encoding="utf-8") as f:
         f.write("".join(f"{s}\n" for s in subs))
     print(f"wrote plain.bin, one-ecs.bin ({one}) ({n} queries each), mixed-ecs.bin ({len(subs)} /24s, "
-          f"seed {a.seed}) to {a.out}")
+          f"seed {a.seed}), nxdomain.bin ({10 * n} random labels under {zone}) to {a.out}")
 
 
 if __name__ == "__main__":
