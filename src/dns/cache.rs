@@ -135,7 +135,7 @@ impl Default for LocalCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dns::engine::Dependence;
+    use crate::dns::client::Dependence;
 
     fn key(name: u32, cell: Option<u32>, bucket: u64) -> CacheKey {
         CacheKey {

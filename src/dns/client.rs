@@ -8,6 +8,17 @@ use super::wire::{Ecs, Query};
 use crate::geo::Location;
 use crate::steer::client_hash;
 
+/// How the answer depends on the client, for caching and the ECS scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dependence {
+    /// The same for every client (ECS scope 0).
+    None,
+    /// Depends on the client's decision cell (scope = cell network prefix).
+    Cell,
+    /// Depends on the client's subnet hash too (scope ≥ hashing prefix).
+    Subnet,
+}
+
 /// The decision cell of a client: its placement class and the widest prefix
 /// around it with the same class (the ECS scope of cell-wide answers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -103,8 +114,7 @@ impl Client {
     /// The ECS SCOPE PREFIX-LENGTH for a response that depends on the client
     /// as `dep` says: 0 for static data or an ECS source of 0; the deciding
     /// network's prefix; at least the hashing prefix for per-subnet answers.
-    pub fn scope(&self, dep: super::engine::Dependence, cell: Option<Cell>) -> u8 {
-        use super::engine::Dependence;
+    pub fn scope(&self, dep: Dependence, cell: Option<Cell>) -> u8 {
         let Some(ecs) = self.ecs else { return 0 };
         if ecs.source == 0 {
             return 0;

@@ -6,7 +6,8 @@ use hickory_proto::op::Query as HQuery;
 use hickory_proto::rr::{Name, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinEncodable, BinEncoder};
 
-use super::engine::{Dependence, Response};
+use super::client::Dependence;
+use super::engine::Response;
 use super::wire::{write_ecs, Ecs, Query, HEADER_LEN, TYPE_OPT};
 
 /// An encoded response with id 0 and a lower-case question, ready to be

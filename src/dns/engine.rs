@@ -7,22 +7,11 @@ use hickory_proto::rr::rdata::{A, AAAA, HINFO, SRV};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::BinDecodable;
 
-use super::client::Client;
+use super::client::{Client, Dependence};
 use super::state::{NameKind, ServeState, SteeredName};
 use super::wire::Query;
 use crate::health::HealthSnapshot;
 use crate::steer::{decide_ranked, Decision};
-
-/// How the answer depends on the client, for caching and the ECS scope.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dependence {
-    /// The same for every client (ECS scope 0).
-    None,
-    /// Depends on the client's decision cell (scope = cell network prefix).
-    Cell,
-    /// Depends on the client's subnet hash too (scope ≥ hashing prefix).
-    Subnet,
-}
 
 /// The records and flags of a response, before encoding.
 #[derive(Debug, Clone)]

@@ -8,8 +8,8 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RData;
 use serde::Serialize;
 
-use super::client::Client;
-use super::engine::{self, Dependence};
+use super::client::{Client, Dependence};
+use super::engine;
 use super::state::ServeState;
 use super::wire::{parse_query, Ecs};
 use crate::geo::Location;

@@ -10,10 +10,10 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
 use super::cache::{AnswerCache, CacheKey, Cached, LocalCache};
-use super::client::{Cell, Client};
+use super::client::{Cell, Client, Dependence};
 use super::cookie::{self, CookieKeys};
 use super::encode::{encode, finish, header_only, push_opt, OptOut, Template};
-use super::engine::{self, Dependence, Response};
+use super::engine::{self, Response};
 use super::metrics::{Counters, Metrics, Writer};
 use super::negative;
 use super::state::{NameEntry, NameKind, ServeState};
@@ -202,7 +202,10 @@ impl Shared {
     ) -> Handled {
         let Worker { counters: c, local } = w;
         let c: &Counters = c;
-        c.count_query(transport);
+        match transport {
+            Transport::Udp => c.count_udp_query(),
+            Transport::Tcp => c.count_tcp_query(),
+        }
         let sent = |respond| Handled {
             respond,
             cookie_ok: false,

@@ -10,7 +10,6 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
-use super::handler::Transport;
 use crate::steer::Outcome;
 
 // Slots of a counter block.
@@ -59,16 +58,15 @@ impl Counters {
         c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
     }
 
-    /// One query received.
+    /// One query received over UDP.
     #[inline]
-    pub fn count_query(&self, t: Transport) {
-        self.add(
-            match t {
-                Transport::Udp => UDP,
-                Transport::Tcp => TCP,
-            },
-            1,
-        );
+    pub fn count_udp_query(&self) {
+        self.add(UDP, 1);
+    }
+    /// One query received over TCP.
+    #[inline]
+    pub fn count_tcp_query(&self) {
+        self.add(TCP, 1);
     }
     /// A packet dropped without answer.
     #[inline]
@@ -545,15 +543,15 @@ mod tests {
         let b = m.writer();
         let udp = "geosteer_dns_queries_total{transport=\"udp\"}";
         for _ in 0..3 {
-            a.count_query(Transport::Udp);
+            a.count_udp_query();
         }
-        b.count_query(Transport::Udp);
+        b.count_udp_query();
         b.count_rcode(3);
         assert_eq!(line(&m, udp), format!("{udp} 4"));
         // A thread per writer, as the server runs them.
         let run = |w: Writer| {
             std::thread::spawn(move || {
-                (0..1000).for_each(|_| w.count_query(Transport::Udp));
+                (0..1000).for_each(|_| w.count_udp_query());
                 w
             })
         };
@@ -570,7 +568,7 @@ mod tests {
         assert_eq!(line(&m, nx), format!("{nx} 1"));
         drop(a);
         let c = m.writer();
-        c.count_query(Transport::Tcp);
+        c.count_tcp_query();
         assert_eq!(line(&m, udp), format!("{udp} 2004"));
         let tcp = "geosteer_dns_queries_total{transport=\"tcp\"}";
         assert_eq!(line(&m, tcp), format!("{tcp} 1"));

@@ -28,6 +28,7 @@ pub mod tcp;
 pub(crate) mod testkit;
 pub mod udp;
 pub mod wire;
+pub mod zone_index;
 
 pub use handler::{Shared, Transport};
 pub use server::DnsServer;

@@ -11,12 +11,8 @@
 //! within the zone) are pointers into the question's apex labels, patched
 //! per query because the question's length varies.
 
-use hickory_proto::rr::{Name, RData};
-use hickory_proto::serialize::binary::BinEncodable;
-
-use super::state::{wire_name, NameSet, ServeState};
+use super::state::ServeState;
 use super::wire::{Query, HEADER_LEN};
-use crate::zone::Zone;
 
 /// What the zones say about a name that owns no data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,108 +26,6 @@ pub enum Verdict {
     Refused,
     /// Below a delegation, or where a wildcard applies: the engine answers.
     Engine,
-}
-
-/// One zone's structure in lower-case wire form, and its SOA pre-encoded.
-#[derive(Debug)]
-pub struct NegativeZone {
-    apex: Box<[u8]>,
-    cuts: NameSet,
-    ents: NameSet,
-    /// Names with a `*` child.
-    wildcard_parents: NameSet,
-    soa: SoaTail,
-}
-
-/// The zone's SOA record after its owner name (TYPE to the end of RDATA),
-/// with the negative TTL; `ptrs` are the offsets (from the record's start,
-/// owner pointer included) of the 2-byte pointers to the apex to patch.
-#[derive(Debug)]
-struct SoaTail {
-    bytes: Box<[u8]>,
-    ptrs: [u16; 2],
-    nptrs: u8,
-}
-
-fn set(names: impl Iterator<Item = Box<[u8]>>) -> NameSet {
-    names.collect()
-}
-
-impl NegativeZone {
-    /// Indexes `zone` (built once per zone load; membership changes reuse it).
-    pub fn new(zone: &Zone) -> NegativeZone {
-        let wire = |n: &hickory_proto::rr::LowerName| wire_name(&Name::from(n.clone()));
-        NegativeZone {
-            apex: wire(zone.lower_origin()),
-            cuts: set(zone.cuts().map(wire)),
-            ents: set(zone.ents().map(wire)),
-            wildcard_parents: set(zone
-                .names()
-                .filter(|n| n.is_wildcard())
-                .map(|n| wire_name(&Name::from(n.clone()).base_name()))),
-            soa: SoaTail::new(zone),
-        }
-    }
-}
-
-impl SoaTail {
-    fn new(zone: &Zone) -> SoaTail {
-        let apex = wire_name(zone.origin());
-        let soa = zone.soa();
-        // The owner: a pointer to the apex.
-        let mut b = vec![0xC0, 0];
-        let mut ptrs = [0u16; 2];
-        let mut nptrs = 0;
-        b.extend_from_slice(&6u16.to_be_bytes());
-        b.extend_from_slice(&1u16.to_be_bytes());
-        b.extend_from_slice(&zone.negative_ttl().to_be_bytes());
-        let rdlen_at = b.len();
-        b.extend_from_slice(&[0, 0]);
-        if let RData::SOA(s) = &soa.data {
-            for n in [&s.mname, &s.rname] {
-                let bytes = n.to_bytes().unwrap_or_else(|_| vec![0]);
-                let lower = wire_name(n);
-                let cut = lower.len().checked_sub(apex.len());
-                match cut.filter(|&c| lower[c..] == *apex && label_start(&lower, c)) {
-                    Some(c) => {
-                        b.extend_from_slice(&bytes[..c]);
-                        ptrs[nptrs] = b.len() as u16;
-                        nptrs += 1;
-                        b.extend_from_slice(&[0xC0, 0]);
-                    }
-                    None => b.extend_from_slice(&bytes),
-                }
-            }
-            for v in [
-                s.serial,
-                s.refresh as u32,
-                s.retry as u32,
-                s.expire as u32,
-                s.minimum,
-            ] {
-                b.extend_from_slice(&v.to_be_bytes());
-            }
-        }
-        let rdlen = (b.len() - rdlen_at - 2) as u16;
-        b[rdlen_at..rdlen_at + 2].copy_from_slice(&rdlen.to_be_bytes());
-        SoaTail {
-            bytes: b.into_boxed_slice(),
-            ptrs,
-            nptrs: nptrs as u8,
-        }
-    }
-}
-
-/// Whether a label starts at offset `at` of wire name `name`.
-fn label_start(name: &[u8], at: usize) -> bool {
-    let mut i = 0;
-    while i < at {
-        match name.get(i) {
-            Some(&0) | None => return false,
-            Some(&len) => i += 1 + len as usize,
-        }
-    }
-    i == at
 }
 
 /// The verdict for `name` (lower-case wire form, as [`Query::qname_lower`]),
@@ -293,7 +187,7 @@ pub fn check_against_engine(
 #[cfg(test)]
 mod tests {
     use hickory_proto::op::{Message, ResponseCode};
-    use hickory_proto::rr::RecordType as T;
+    use hickory_proto::rr::{Name, RecordType as T};
     use hickory_proto::serialize::binary::BinDecodable;
 
     use super::*;

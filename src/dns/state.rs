@@ -3,15 +3,14 @@
 
 /// The name table's map: ahash, since it is probed on every query.
 pub type NameMap = std::collections::HashMap<Box<[u8]>, NameEntry, ahash::RandomState>;
-/// A set of lower-case wire names, probed with query name bytes.
-pub type NameSet = std::collections::HashSet<Box<[u8]>, ahash::RandomState>;
 use std::path::Path;
 use std::sync::Arc;
 
 use hickory_proto::rr::{LowerName, Name, RecordType};
-use hickory_proto::serialize::binary::{BinDecodable, BinEncodable};
+use hickory_proto::serialize::binary::BinDecodable;
 
-use super::negative::NegativeZone;
+pub use super::wire::{wire_name, NameSet};
+use super::zone_index::NegativeZone;
 use crate::config::{Config, ConfigError, ConfigErrors};
 use crate::geo::{FileStamp, Locate, MaxMind};
 use crate::steer::{CellMap, MemberId, PoolId, Steering};
@@ -94,13 +93,6 @@ pub struct ServeState {
     /// locator did not come from a file): the watcher reloads when the file
     /// on disk no longer matches it.
     pub geo_stamp: Option<FileStamp>,
-}
-
-/// Lower-case wire form of a name.
-pub fn wire_name(n: &Name) -> Box<[u8]> {
-    let mut n = n.to_lowercase();
-    n.set_fqdn(true);
-    n.to_bytes().unwrap_or_default().into_boxed_slice()
 }
 
 impl ServeState {

@@ -8,6 +8,19 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use hickory_proto::rr::Name;
+use hickory_proto::serialize::binary::BinEncodable;
+
+/// A set of lower-case wire names, probed with query name bytes (ahash).
+pub type NameSet = std::collections::HashSet<Box<[u8]>, ahash::RandomState>;
+
+/// Lower-case wire form of a name.
+pub fn wire_name(n: &Name) -> Box<[u8]> {
+    let mut n = n.to_lowercase();
+    n.set_fqdn(true);
+    n.to_bytes().unwrap_or_default().into_boxed_slice()
+}
+
 /// Fixed header length.
 pub const HEADER_LEN: usize = 12;
 /// RR type of the EDNS pseudo-record.
