@@ -16,8 +16,10 @@
 #
 # Then the spoofed flood: random labels from 4,096 /24s (16 of them sending
 # half the packets, over any limit), sent through a raw socket from
-# 127.16.0.0/12 at a fixed rate, to gdnsd, to geosteer with rate limiting
-# off, and to geosteer with its defaults (200 answers/s per /24, slip 2).
+# 127.16.0.0/12 at fixed rates (one beyond saturation), to gdnsd, to
+# geosteer with rate limiting off, and to geosteer with its defaults (200
+# answers/s per /24, slip 2); and dnsperf's nxdomain peak against geosteer
+# with rate limiting off, beside the gdnsd run of the main table.
 #
 # Usage: benches/dns.sh            (from anywhere; about 5 minutes by default)
 # Knobs (environment):
@@ -28,8 +30,10 @@
 #   TCP_FILES="mixed-ecs nxdomain" TCP_CONNS="100 1000" TCP_PIPELINE=4
 #                       TCP runs: per file, per connection count, with
 #                       TCP_PIPELINE queries outstanding per connection
-#   SPOOF=1 SPOOF_RATE=40000 SPOOF_NETS=4096 SPOOF_HOT=16 SPOOF_HOT_SHARE=0.5
-#                       the spoofed flood (SPOOF=0 skips it; needs root)
+#   SPOOF=1 SPOOF_RATES="40000 300000" SPOOF_NETS=4096 SPOOF_HOT=16 SPOOF_HOT_SHARE=0.5
+#                       the spoofed flood at each rate (the second beyond what
+#                       one core answers: the kernel drops the excess; SPOOF=0
+#                       skips it; needs root)
 #   PEAK_CLIENTS=8 PEAK_OUTSTANDING=128   dnsperf -c / -q of the peak mode
 #   RATE_CLIENTS=8 RATE_OUTSTANDING=128   dnsperf -c / -q of the rate mode
 #   SERVER_CPU=1 CLIENT_CPU=0   cores for the servers and for dnsperf
@@ -63,7 +67,7 @@ TCP_FILES=${TCP_FILES:-"mixed-ecs nxdomain"}
 TCP_CONNS=${TCP_CONNS:-"100 1000"}
 TCP_PIPELINE=${TCP_PIPELINE:-4}
 SPOOF=${SPOOF:-1}
-SPOOF_RATE=${SPOOF_RATE:-40000}
+SPOOF_RATES=${SPOOF_RATES:-"40000 300000"}
 SPOOF_NETS=${SPOOF_NETS:-4096}
 SPOOF_HOT=${SPOOF_HOT:-16}
 SPOOF_HOT_SHARE=${SPOOF_HOT_SHARE:-0.5}
@@ -397,21 +401,21 @@ udp_rcvbuf_errors() { # the kernel's UDP receive-buffer drops so far (all socket
 metric_sum() { # api-port metric-name-prefix
 	curl -s "http://$ADDR:$1/metrics" | awk -v m="$2" 'index($0, m) == 1 { s += $NF } END { printf "%d", s }'
 }
-spoof_measure() { # round server pid port api-port(or -)
-	local round=$1 server=$2 pid=$3 port=$4 api=$5
-	local c0 c1 e0 e1 t0 t1 out sent m0=() m1=() k
+spoof_measure() { # round server pid port api-port(or -) rate
+	local round=$1 server=$2 pid=$3 port=$4 api=$5 rate=$6
+	local c0 c1 e0 e1 t0 t1 out sent secs m0=() m1=() k
 	local keys=(geosteer_dns_queries_total geosteer_dns_rrl_slipped_total geosteer_dns_rrl_dropped_total)
 	kill -0 "$pid" 2>/dev/null || die "$server (pid $pid) is gone"
 	if [[ $api != - ]]; then for k in "${keys[@]}"; do m0+=("$(metric_sum "$api" "$k")"); done; fi
 	e0=$(udp_rcvbuf_errors) c0=$(cpu_ticks "$pid") t0=$(now)
 	out=$("${PRIO[@]}" taskset -c "$CLIENT_CPU" python3 "$HERE/spoof_flood.py" --port "$port" --file "$Q/nxdomain.bin" \
-		--rate "$SPOOF_RATE" --seconds "$DURATION" --nets "$SPOOF_NETS" --hot "$SPOOF_HOT" \
+		--rate "$rate" --seconds "$DURATION" --nets "$SPOOF_NETS" --hot "$SPOOF_HOT" \
 		--hot-share "$SPOOF_HOT_SHARE" --seed "$round")
 	sleep 0.3 # the server drains its socket
 	t1=$(now) c1=$(cpu_ticks "$pid") e1=$(udp_rcvbuf_errors)
 	if [[ $api != - ]]; then for k in "${keys[@]}"; do m1+=("$(metric_sum "$api" "$k")"); done; fi
-	sent=$(awk '{ print $2 }' <<<"$out")
-	awk -v round="$round" -v server="$server" -v sent="$sent" -v e0="$e0" -v e1="$e1" -v c0="$c0" -v c1="$c1" \
+	sent=$(awk '{ print $2 }' <<<"$out") secs=$(awk '{ print $8 }' <<<"$out")
+	awk -v round="$round" -v server="$server" -v rate="$rate" -v sent="$sent" -v secs="$secs" -v e0="$e0" -v e1="$e1" -v c0="$c0" -v c1="$c1" \
 		-v hz="$CLK_TCK" -v t0="$t0" -v t1="$t1" -v m="${m0[*]:-} / ${m1[*]:-}" 'BEGIN {
 		split(c0, p, " "); split(c1, q, " "); cpu = (q[1] - p[1] + q[2] - p[2]) / hz
 		drops = e1 - e0; got = sent - drops
@@ -419,19 +423,21 @@ spoof_measure() { # round server pid port api-port(or -)
 		rrl = "-"
 		if (n0 == 3) rrl = sprintf("%d queries: %d sent in full, %d slipped (TC), %d dropped", b[1] - a[1],
 			(b[1] - a[1]) - (b[2] - a[2]) - (b[3] - a[3]), b[2] - a[2], b[3] - a[3])
-		printf "%-5s %-15s %9d %8d %7.1f %7.2f  %s\n", round, server, sent, drops, 100 * cpu / (t1 - t0),
-			(got > 0 ? 1e6 * cpu / got : 0), rrl
+		printf "%-5s %-15s %7d %9.0f %8d %9.0f %7.1f %7.2f  %s\n", round, server, rate, sent / secs, drops, got / secs,
+			100 * cpu / secs, (got > 0 ? 1e6 * cpu / got : 0), rrl
 	}' | tee -a "$WORK/spoof.txt"
 }
 if [[ $SPOOF == 1 && $(id -u) != 0 ]]; then
 	say "SPOOF=1: the spoofed flood needs root (a raw socket); skipped"
 elif [[ $SPOOF == 1 ]]; then
 	say
-	say "== spoofed random-subdomain flood: ${SPOOF_RATE} packets/s for ${DURATION}s from $SPOOF_NETS /24s of"
+	say "== spoofed random-subdomain flood: ${SPOOF_RATES// / and } packets/s for ${DURATION}s each from $SPOOF_NETS /24s of"
 	say "   127.16.0.0/12, $SPOOF_HOT of them sending a share of $SPOOF_HOT_SHARE (raw socket, benches/dns/spoof_flood.py);"
 	say "   replies to those addresses are dropped at the output hook (nftables), as if sent to the victims."
 	say "   gdnsd has no response rate limiting: it answers everything. geosteer-norrl: [server.rrl] enabled = false;"
-	say "   geosteer-rrl: the defaults (200 answers/s per /24, slip 2). µs/q = server CPU per packet it received."
+	say "   geosteer-rrl: the defaults (200 answers/s per /24, slip 2). asked = the rate asked of the sender, sent/s"
+	say "   what it managed; received/s = sent - kernel receive drops; CPU % over the sending time (the last 0.3 s"
+	say "   of draining included in the CPU); µs/q = server CPU per packet received."
 	nft add table inet geosteer_bench 2>/dev/null &&
 		nft add chain inet geosteer_bench out '{ type filter hook output priority 0; }' &&
 		nft add rule inet geosteer_bench out ip daddr 127.16.0.0/12 udp sport '{ '"$GD_PORT, $((GS_PORT + 2)), $((GS_PORT + 3))"' }' drop ||
@@ -448,11 +454,19 @@ elif [[ $SPOOF == 1 ]]; then
 		wait_up "geosteer-$v" "$!" "$port" "$GS_DIR/server-$v.log"
 	done
 	: >"$WORK/spoof.txt"
-	printf '%-5s %-15s %9s %8s %7s %7s  %s\n' round server sent "kernel drops" "CPU %" "µs/q" "geosteer's rate limiter"
+	printf '%-5s %-15s %7s %9s %8s %9s %7s %7s  %s\n' round server asked sent/s "kernel drops" received/s "CPU %" "µs/q" "geosteer's rate limiter"
 	for round in $(seq "$ROUNDS"); do
-		spoof_measure "$round" gdnsd "$GD_PID" "$GD_PORT" -
-		spoof_measure "$round" geosteer-norrl "${SP_PIDS[0]}" $((GS_PORT + 2)) $((GS_PORT + 102))
-		spoof_measure "$round" geosteer-rrl "${SP_PIDS[1]}" $((GS_PORT + 3)) $((GS_PORT + 103))
+		for rate in $SPOOF_RATES; do
+			spoof_measure "$round" gdnsd "$GD_PID" "$GD_PORT" - "$rate"
+			spoof_measure "$round" geosteer-norrl "${SP_PIDS[0]}" $((GS_PORT + 2)) $((GS_PORT + 102)) "$rate"
+			spoof_measure "$round" geosteer-rrl "${SP_PIDS[1]}" $((GS_PORT + 3)) $((GS_PORT + 103)) "$rate"
+		done
+	done
+	say
+	say "== nxdomain at peak from dnsperf (one source) against geosteer with rate limiting off"
+	printf '%-5s %-9s %-10s %-5s %9s %9s %6s %7s %7s %11s %7s  %s\n' round server file mode "queries/s" sent lost "CPU %" "µs/q" "usr%/sys%" "core %" rcodes
+	for round in $(seq "$ROUNDS"); do
+		measure "$round" geosteer-norrl "${SP_PIDS[0]}" $((GS_PORT + 2)) nxdomain peak
 	done
 fi
 

@@ -85,7 +85,7 @@ def main():
             sent += 1
             i = i + 1 if i + 1 < n else 0
         time.sleep(max(0.0, (sent + step) / a.rate - (time.monotonic() - t0)))
-    print(f"sent {sent} hot_prefixes {len(hot)} cold_prefixes {len(cold)} seconds {time.monotonic() - t0:.2f}")
+    print(f"sent {sent} hot_prefixes {len(hot)} cold_prefixes {len(cold)} seconds {time.monotonic() - t0:.3f}")
 
 
 if __name__ == "__main__":
