@@ -8,7 +8,7 @@ use hickory_proto::serialize::binary::{BinDecodable, BinEncodable, BinEncoder};
 
 use super::client::Dependence;
 use super::engine::Response;
-use super::wire::{write_ecs, Ecs, Query, HEADER_LEN, TYPE_OPT};
+use super::wire::{append_ecs, ecs_option_len, Ecs, Query, HEADER_LEN, TYPE_OPT};
 
 /// An encoded response with id 0 and a lower-case question, ready to be
 /// finished for any query with the same key.
@@ -134,7 +134,7 @@ pub fn finish(
 ) {
     out.clear();
     let ecs_len = match (ecs, t.opt_at) {
-        (Some((e, _)), Some(_)) => 8 + (e.source as usize).div_ceil(8),
+        (Some((e, _)), Some(_)) => ecs_option_len(e),
         _ => 0,
     };
     if t.bytes.len() + ecs_len <= limit {
@@ -189,11 +189,8 @@ pub fn finish(
         out[HEADER_LEN..name_end].copy_from_slice(&raw[HEADER_LEN..name_end]);
     }
     if let (Some((e, scope)), Some(_)) = (ecs, t.opt_at) {
-        let rdlen_at = out.len() - 2;
-        let before = out.len();
-        write_ecs(out, e, scope);
-        let added = (out.len() - before) as u16;
-        out[rdlen_at..rdlen_at + 2].copy_from_slice(&added.to_be_bytes());
+        // The OPT record is last, its RDLEN its last two bytes.
+        append_ecs(out, out.len() - 2, e, scope);
     }
 }
 

@@ -142,7 +142,7 @@ fn answer_at(
     let Some((zi, zone)) = st.zone_for(&lower) else {
         return Step::Done;
     };
-    let entry = st.names.get(&*super::state::wire_name(name)).copied();
+    let entry = st.names.get(&*super::wire::wire_name(name)).copied();
     let kind = entry.map(|e| e.kind).unwrap_or(NameKind::Static);
     let is_any = u16::from(qtype) == TYPE_ANY;
     match kind {
@@ -205,13 +205,13 @@ fn answer_at(
         crate::zone::Lookup::EmptyNonTerminal => Step::NoData(zi),
         // Steering owns the name (other types than it answers) or a name below it.
         crate::zone::Lookup::NxDomain
-            if entry.is_some() || st.steered_ents.contains(&*super::state::wire_name(name)) =>
+            if entry.is_some() || st.steered_ents.contains(&*super::wire::wire_name(name)) =>
         {
             Step::NoData(zi)
         }
         crate::zone::Lookup::NxDomain => {
             let owned = |n: &LowerName| {
-                let w = super::state::wire_name(&Name::from(n.clone()));
+                let w = super::wire::wire_name(&Name::from(n.clone()));
                 st.steered_ents.contains(&w) || st.names.contains_key(&w)
             };
             match zone.wildcard(&lower, owned) {

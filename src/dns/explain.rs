@@ -83,7 +83,7 @@ pub fn decide_for(
 fn build_query(pkt: &mut Vec<u8>, s: &super::state::SteeredName, ip: IpAddr, bits: u8) {
     let qtype: u16 = if ip.is_ipv4() { 1 } else { 28 };
     pkt.extend_from_slice(&[0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1]);
-    pkt.extend_from_slice(&super::state::wire_name(&s.name));
+    pkt.extend_from_slice(&super::wire::wire_name(&s.name));
     pkt.extend_from_slice(&qtype.to_be_bytes());
     pkt.extend_from_slice(&[0, 1]);
     let mut ecs = Vec::new();

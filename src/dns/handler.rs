@@ -17,7 +17,7 @@ use super::engine::{self, Response};
 use super::metrics::{Counters, Metrics, Writer};
 use super::negative;
 use super::state::{NameEntry, NameKind, ServeState};
-use super::wire::{parse_query, scan_opt, write_ecs, Ecs, Query, WireError};
+use super::wire::{append_ecs, ecs_option_len, parse_query, scan_opt, Ecs, Query, WireError};
 use crate::health::HealthSnapshot;
 
 /// Largest DNS message over TCP.
@@ -296,7 +296,7 @@ impl Shared {
             _ => None,
         };
         if entry.is_none()
-            && q.qclass == 1
+            && negative::eligible(q)
             && self.negative(st, q, raw, opt, ecs.as_ref(), cook, limit, c, out)
         {
             return cookie_ok;
@@ -373,9 +373,6 @@ impl Shared {
         c: &Counters,
         out: &mut Vec<u8>,
     ) -> bool {
-        if matches!(q.qtype, 41 | 249..=254) {
-            return false;
-        }
         let v = negative::classify(st, q.qname_lower());
         let opt_len = opt.map_or(0, |_| 11 + ecs.map_or(0, ecs_option_len));
         if !negative::write(st, v, q, raw, opt.is_some(), limit - opt_len, out) {
@@ -488,20 +485,13 @@ impl Shared {
     }
 }
 
-/// Bytes of an ECS option echoing `e`.
-fn ecs_option_len(e: &Ecs) -> usize {
-    8 + (e.source as usize).div_ceil(8)
-}
-
 /// Appends an OPT record carrying the ECS echo (scope 0: the answer holds
 /// for everyone) and our cookie, for a response built without a template.
 fn append_opt(out: &mut Vec<u8>, o: OptOut, ecs: Option<&Ecs>, cook: Option<CookieOut>) {
     push_opt(out, o, 0);
     let rdlen_at = out.len() - 2;
     if let Some(e) = ecs {
-        write_ecs(out, e, 0);
-        let len = ecs_option_len(e) as u16;
-        out[rdlen_at..rdlen_at + 2].copy_from_slice(&len.to_be_bytes());
+        append_ecs(out, rdlen_at, e, 0);
     }
     if let Some(c) = cook {
         cookie::append(out, rdlen_at, &c.client, &c.server);

@@ -28,6 +28,26 @@ pub enum Verdict {
     Engine,
 }
 
+impl Verdict {
+    /// The response code, the AA bit and the zone whose SOA goes in the
+    /// authority section; `None` for [`Verdict::Engine`].
+    fn reply(self) -> Option<(u8, bool, Option<u16>)> {
+        match self {
+            Verdict::NxDomain(z) => Some((3, true, Some(z))),
+            Verdict::NoData(z) => Some((0, true, Some(z))),
+            Verdict::Refused => Some((5, false, None)),
+            Verdict::Engine => None,
+        }
+    }
+}
+
+/// Whether the fast path may answer `q` if its name owns no data: class IN,
+/// and a type the engine answers from zone data (not OPT, a zone transfer
+/// or a meta type it refuses or does not implement).
+pub fn eligible(q: &Query) -> bool {
+    q.qclass == 1 && !matches!(q.qtype, 41 | 249..=254)
+}
+
 /// The verdict for `name` (lower-case wire form, as [`Query::qname_lower`]),
 /// a name with no entry in `st.names`, asked in class IN for a type the
 /// engine answers from zone data.
@@ -103,12 +123,10 @@ pub fn write(
     room: usize,
     out: &mut Vec<u8>,
 ) -> bool {
-    let (rcode, aa, zone) = match v {
-        Verdict::NxDomain(z) => (3u8, true, Some(&st.negative[z as usize])),
-        Verdict::NoData(z) => (0, true, Some(&st.negative[z as usize])),
-        Verdict::Refused => (5, false, None),
-        Verdict::Engine => return false,
+    let Some((rcode, aa, zone)) = v.reply() else {
+        return false;
     };
+    let zone = zone.map(|z| &st.negative[z as usize]);
     let question = match raw.get(HEADER_LEN..q.question_end) {
         Some(b) => b,
         None => return false,
@@ -147,16 +165,12 @@ pub fn check_against_engine(
     health: &crate::health::HealthSnapshot,
     q: &Query,
 ) -> Result<(), String> {
-    if q.qclass != 1 || matches!(q.qtype, 41 | 249..=254) || st.names.contains_key(q.qname_lower())
-    {
+    if !eligible(q) || st.names.contains_key(q.qname_lower()) {
         return Ok(());
     }
     let v = classify(st, q.qname_lower());
-    let (rcode, aa, zone) = match v {
-        Verdict::NxDomain(z) => (3, true, Some(z)),
-        Verdict::NoData(z) => (0, true, Some(z)),
-        Verdict::Refused => (5, false, None),
-        Verdict::Engine => return Ok(()),
+    let Some((rcode, aa, zone)) = v.reply() else {
+        return Ok(());
     };
     let client = super::client::Client::new(st, q, std::net::Ipv4Addr::LOCALHOST.into());
     let r = super::engine::respond(st, health, q, &client);
@@ -170,7 +184,7 @@ pub fn check_against_engine(
         [soa] => soa_zone(soa).map(|z| z as u16),
         _ => Some(u16::MAX),
     };
-    if (r.rcode, r.aa, r.answers.len(), engine_zone) != (rcode, aa, 0, zone)
+    if (r.rcode, r.aa, r.answers.len(), engine_zone) != (u16::from(rcode), aa, 0, zone)
         || !r.additional.is_empty()
     {
         return Err(format!(

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use hickory_proto::rr::{LowerName, Name, RecordType};
 use hickory_proto::serialize::binary::BinDecodable;
 
-pub use super::wire::{wire_name, NameSet};
+use super::wire::{wire_name, NameSet};
 use super::zone_index::NegativeZone;
 use crate::config::{Config, ConfigError, ConfigErrors};
 use crate::geo::{FileStamp, Locate, MaxMind};

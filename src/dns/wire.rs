@@ -349,6 +349,20 @@ fn skip_name(b: &[u8], mut i: usize) -> Option<usize> {
     }
 }
 
+/// Bytes of the ECS option [`write_ecs`] writes for `e`.
+pub fn ecs_option_len(e: &Ecs) -> usize {
+    8 + (e.source as usize).div_ceil(8)
+}
+
+/// Appends the ECS option for `ecs` with `scope` to the OPT record that ends
+/// `out`, adding its length to the RDLEN at `rdlen_at`.
+pub fn append_ecs(out: &mut Vec<u8>, rdlen_at: usize, ecs: &Ecs, scope: u8) {
+    write_ecs(out, ecs, scope);
+    let old = u16::from_be_bytes([out[rdlen_at], out[rdlen_at + 1]]);
+    let new = old + ecs_option_len(ecs) as u16;
+    out[rdlen_at..rdlen_at + 2].copy_from_slice(&new.to_be_bytes());
+}
+
 /// Writes an ECS option (code, length, family, source, scope, address) into `out`.
 pub fn write_ecs(out: &mut Vec<u8>, ecs: &Ecs, scope: u8) {
     let (family, bytes): (u16, [u8; 16]) = match ecs.addr {
